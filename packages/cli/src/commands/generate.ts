@@ -1,0 +1,78 @@
+/** `generate` and `check-config`. */
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import {
+  AutoscalerError,
+  applyHaproxyConfig,
+  describeExit,
+  haproxyErrorLines,
+  readHosts,
+  readTemplate,
+  renderFromFiles,
+  renderHaproxyConfig,
+  type ApplyResult,
+} from "@autoscaler/shared";
+import { applySettingsFor, loadContext, runner, type GlobalArgs } from "../context.js";
+import type { Io } from "../io.js";
+
+/** One line that says what the apply pipeline did. */
+export function describeApply(target: string, r: ApplyResult, reloadAsked: boolean): string {
+  if (!r.changed) return `${target} is unchanged: nothing written, checked or reloaded`;
+  const steps = [`wrote ${target}`, "check passed"];
+  if (r.reloaded) {
+    steps.push(r.confirmed ? `reloaded (new worker pid ${r.workerPid} confirmed on the master CLI)` : "reloaded (not confirmed: master CLI not available)");
+  } else if (reloadAsked) {
+    steps.push("not reloaded");
+  } else {
+    steps.push("not reloaded (pass --reload, or run reload_command)");
+  }
+  return `${steps.join("; ")} in ${Math.round(r.timings.totalMs)} ms`;
+}
+
+/** Arguments of `generate`. */
+export interface GenerateArgs extends GlobalArgs {
+  output?: string;
+  reload?: boolean;
+}
+
+/** Render; `-` prints; otherwise stage, check, swap and, with --reload, reload. */
+export async function runGenerate(io: Io, args: GenerateArgs): Promise<number> {
+  const ctx = await loadContext(io, args);
+  if (args.output === "-") {
+    if (args.reload) throw new AutoscalerError("AUTOSCALER_USAGE", "--reload cannot go with --output -: printing writes no file to reload", { exitCode: 2 });
+    io.stdout.write(await renderFromFiles(ctx.config, ctx.store));
+    return 0;
+  }
+  const target = args.output ? path.resolve(io.cwd, args.output) : ctx.config.haproxy.config;
+  const settings = applySettingsFor(ctx.config, target);
+  const result = await applyHaproxyConfig(settings, () => renderFromFiles(ctx.config, ctx.store), { runner, logger: ctx.logger }, { reload: Boolean(args.reload) });
+  if (args.json) io.stdout.write(JSON.stringify({ file: target, ...result }) + "\n");
+  else io.stdout.write(describeApply(target, result, Boolean(args.reload)) + "\n");
+  return 0;
+}
+
+/** Validate the ini (loading does), the template, hosts.d, and the rendered result with check_command. */
+export async function runCheckConfig(io: Io, args: GlobalArgs): Promise<number> {
+  const ctx = await loadContext(io, args);
+  const template = await readTemplate(ctx.config);
+  const hosts = await readHosts(ctx.store);
+  const rendered = renderHaproxyConfig(template, hosts, ctx.config.haproxy.server_line);
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "autoscaler-check-"));
+  const file = path.join(dir, "haproxy.cfg");
+  try {
+    await fs.writeFile(file, rendered, { mode: 0o600 });
+    const result = await runner.run(ctx.config.haproxy.check_command, { env: { CONFIG: file }, cwd: ctx.config.dir, timeoutMs: ctx.config.machine.command_timeout * 1000 });
+    if (result.code !== 0 || result.timedOut) {
+      throw new AutoscalerError("AUTOSCALER_HAPROXY_CHECK_FAILED", `the template renders a config HAProxy refuses (check_command ${describeExit(result)}):`, {
+        details: haproxyErrorLines(result, file, ctx.config.haproxy.template + " (rendered)", rendered),
+      });
+    }
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+  const summary = { ok: true, config: ctx.config.file, template: ctx.config.haproxy.template, backends: hosts.length };
+  if (args.json) io.stdout.write(JSON.stringify(summary) + "\n");
+  else io.stdout.write(`${ctx.config.file}: OK; template ${ctx.config.haproxy.template} renders ${hosts.length} backend${hosts.length === 1 ? "" : "s"} and passes check_command\n`);
+  return 0;
+}

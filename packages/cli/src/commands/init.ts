@@ -1,0 +1,97 @@
+/** `autoscaler init`: write the ini (0600), hosts.d/ and the template. */
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import {
+  AutoscalerError,
+  EXIT_CONFIG,
+  SCHEMA,
+  errnoCode,
+  formatProblem,
+  parseConfig,
+  resolveConfigPath,
+  setIniValue,
+  writeFileAtomic,
+} from "@autoscaler/shared";
+import { findAsset } from "../assets.js";
+import type { GlobalArgs } from "../context.js";
+import type { Io } from "../io.js";
+
+/** Arguments of `init`. */
+export interface InitArgs extends GlobalArgs {
+  force?: boolean;
+  set?: string[];
+}
+
+/** Parse `section.key=value`; refuses keys the schema does not know. */
+export function parseSetting(text: string): { section: string; key: string; value: string } {
+  const m = /^([a-z_]+)\.([a-z_0-9]+)=(.*)$/s.exec(text);
+  if (!m) throw new AutoscalerError("AUTOSCALER_USAGE", `--set ${JSON.stringify(text)} is not valid; expected section.key=value, such as haproxy.config=haproxy.cfg`, { exitCode: 2 });
+  const [, section, key, value] = m as unknown as [string, string, string, string];
+  const known = (SCHEMA as Record<string, Record<string, unknown>>)[section];
+  if (!known || !(key in known)) {
+    throw new AutoscalerError("AUTOSCALER_USAGE", `--set ${section}.${key}: no such setting; expected one of the keys in the README's ini reference`, { exitCode: 2 });
+  }
+  if (/[\r\n]/.test(value)) throw new AutoscalerError("AUTOSCALER_USAGE", `--set ${section}.${key}: the value has a line break; expected one line`, { exitCode: 2 });
+  return { section, key, value };
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.lstat(file);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return false;
+    throw err;
+  }
+}
+
+/** Run `init`. Validates the whole new ini before writing anything. */
+export async function runInit(io: Io, args: InitArgs): Promise<number> {
+  const file = resolveConfigPath(args.config, io.env, io.cwd);
+  if (!args.force && (await exists(file))) {
+    throw new AutoscalerError("AUTOSCALER_EXISTS", `${file} already exists; it was left as it was. Pass --force to overwrite it (hosts.d is never touched).`);
+  }
+  let text = await fs.readFile(findAsset("autoscaler.ini"), "utf8");
+  text = setIniValue(text, "master", "token", randomBytes(32).toString("base64url"));
+  for (const s of args.set ?? []) {
+    const { section, key, value } = parseSetting(s);
+    text = setIniValue(text, section, key, value);
+  }
+  const parsed = parseConfig(text, file, { home: io.env.HOME });
+  if (!parsed.config) {
+    throw new AutoscalerError("AUTOSCALER_CONFIG_INVALID", `the settings given would make a bad config; nothing was written:`, {
+      exitCode: EXIT_CONFIG,
+      details: parsed.errors.map(formatProblem),
+    });
+  }
+  const config = parsed.config;
+  const templateExists = await exists(config.haproxy.template);
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await writeFileAtomic(file, text, { mode: 0o600, forceMode: true });
+  await fs.mkdir(config.hostsDir, { recursive: true });
+  let templateNote: string;
+  if (templateExists && !args.force) {
+    templateNote = `kept the existing template ${config.haproxy.template}`;
+  } else {
+    await fs.mkdir(path.dirname(config.haproxy.template), { recursive: true });
+    await writeFileAtomic(config.haproxy.template, await fs.readFile(findAsset("haproxy.cfg.tmpl")), { mode: 0o644 });
+    templateNote = `wrote the HAProxy template ${config.haproxy.template}`;
+  }
+  const flag = args.config ? ` --config ${file}` : "";
+  io.stdout.write(
+    [
+      `wrote ${file} (mode 0600, with a new random [master] token)`,
+      `created ${config.hostsDir}/`,
+      templateNote,
+      "",
+      "Next steps:",
+      `  1. Edit ${file}: [haproxy] servers, config and reload_command; [machine] scale_up_command.`,
+      `  2. Add the backends you already run:   autoscaler add-host 10.0.0.5 8080${flag}`,
+      `  3. Render, check and reload HAProxy:  autoscaler generate --reload${flag}`,
+      `  4. Check the whole config any time:   autoscaler check-config${flag}`,
+      "",
+    ].join("\n"),
+  );
+  return 0;
+}

@@ -1,0 +1,125 @@
+/**
+ * The command line: yargs parses, a handler records which command to run, and `run` executes
+ * it and maps every error to one exit code in one place. Only the bin calls process.exit.
+ */
+import { createRequire } from "node:module";
+import yargs from "yargs";
+import { AutoscalerError, EXIT_FAILURE, EXIT_USAGE, type LogLevel } from "@autoscaler/shared";
+import type { Io } from "./io.js";
+
+type Action = () => Promise<number>;
+
+const version = (createRequire(import.meta.url)("../package.json") as { version: string }).version;
+
+/** Build the parser. Each handler only records the action; `run` awaits it after parsing. */
+function buildParser(io: Io, setAction: (a: Action) => void) {
+  const withGlobals = <T>(argv: T) => argv as T & { config?: string; logLevel?: LogLevel; json?: boolean };
+  return yargs()
+    .scriptName("autoscaler")
+    .usage("$0 <command> [options]\n\nKeeps a web cluster behind HAProxy at the right size.")
+    .option("config", { type: "string", describe: "the ini file (default $AUTOSCALER_CONFIG, else /etc/autoscaler/autoscaler.ini)", global: true, requiresArg: true })
+    .option("log-level", { choices: ["debug", "info", "warn", "error"] as const, describe: "least important log lines to print", global: true })
+    .command(
+      "init",
+      "write the ini (0600), hosts.d/ and the HAProxy template",
+      (y) =>
+        y
+          .option("force", { type: "boolean", default: false, describe: "overwrite an existing ini and template (hosts.d is never touched)" })
+          .option("set", { type: "string", array: true, describe: "section.key=value to write into the new ini (repeatable)", requiresArg: true })
+          .example("$0 init", "write /etc/autoscaler/autoscaler.ini and its neighbours")
+          .example("$0 init --config ./demo/autoscaler.ini --set haproxy.config=haproxy.cfg", "a whole installation in one folder"),
+      (argv) => setAction(async () => (await import("./commands/init.js")).runInit(io, withGlobals(argv))),
+    )
+    .command(
+      "add-host <host> <port>",
+      "add a backend to hosts.d, then regenerate and reload",
+      (y) =>
+        y
+          .positional("host", { type: "string", describe: "IPv4, IPv6 or DNS name" })
+          .positional("port", { type: "string", describe: "1-65535" })
+          .option("name", { type: "string", describe: "backend name (default HOST-PORT)", requiresArg: true })
+          .option("reload", { type: "boolean", default: true, describe: "reload HAProxy after regenerating (--no-reload to skip)" })
+          .example("$0 add-host 10.0.0.5 8080 --name web-1", "add a hand-managed backend"),
+      (argv) => setAction(async () => (await import("./commands/hosts.js")).runAddHost(io, withGlobals(argv) as never)),
+    )
+    .command(
+      "remove-host <target>",
+      "remove a backend (by name or host:port), then regenerate and reload",
+      (y) =>
+        y
+          .positional("target", { type: "string", describe: "name or host:port" })
+          .option("reload", { type: "boolean", default: true, describe: "reload HAProxy after regenerating (--no-reload to skip)" })
+          .example("$0 remove-host web-1", "")
+          .example("$0 remove-host 10.0.0.5:8080", ""),
+      (argv) => setAction(async () => (await import("./commands/hosts.js")).runRemoveHost(io, withGlobals(argv) as never)),
+    )
+    .command(
+      "hosts",
+      "list backends: name, address, port, source, state",
+      (y) => y.option("json", { type: "boolean", default: false, describe: "print JSON" }),
+      (argv) => setAction(async () => (await import("./commands/hosts.js")).runHosts(io, withGlobals(argv))),
+    )
+    .command(
+      "generate",
+      "render haproxy.cfg from the template and hosts.d; stage, check, swap",
+      (y) =>
+        y
+          .option("output", { type: "string", describe: "write here instead of [haproxy] config; - prints", requiresArg: true })
+          .option("reload", { type: "boolean", default: false, describe: "reload HAProxy and confirm the new worker" })
+          .option("json", { type: "boolean", default: false, describe: "print the result as JSON" })
+          .example("$0 generate --output -", "print what would be written")
+          .example("$0 generate --reload", "apply and reload"),
+      (argv) => setAction(async () => (await import("./commands/generate.js")).runGenerate(io, withGlobals(argv))),
+    )
+    .command(
+      "check-config",
+      "validate the ini and the template (rendered and run through check_command)",
+      (y) => y.option("json", { type: "boolean", default: false, describe: "print the result as JSON" }),
+      (argv) => setAction(async () => (await import("./commands/generate.js")).runCheckConfig(io, withGlobals(argv))),
+    )
+    .demandCommand(1, "name a command; see --help")
+    .recommendCommands()
+    .strict()
+    .version(version)
+    .alias("h", "help")
+    .wrap(Math.min(100, (io.stdout as { columns?: number }).columns ?? 100))
+    .exitProcess(false);
+}
+
+/** Print an error the way every command does: the message, then its detail lines. */
+function printError(io: Io, err: unknown): number {
+  if (err instanceof AutoscalerError) {
+    io.stderr.write(`error: ${err.message}\n`);
+    for (const d of err.details) io.stderr.write(`  ${d}\n`);
+    return err.exitCode;
+  }
+  const e = err as Error;
+  io.stderr.write(`error: ${e?.message ?? String(err)}\n`);
+  if (io.env.AUTOSCALER_DEBUG && e?.stack) io.stderr.write(e.stack + "\n");
+  return EXIT_FAILURE;
+}
+
+/** Run one command line; returns the exit code. */
+export async function run(argv: string[], io: Io): Promise<number> {
+  let action: Action | undefined;
+  const parser = buildParser(io, (a) => (action = a));
+  let usage: { error: Error | undefined; output: string } | undefined;
+  parser.parse(argv, {}, (error, _args, output) => {
+    usage = { error: error ?? undefined, output };
+  });
+  if (usage?.error) {
+    io.stderr.write(`${usage.output ? usage.output + "\n" : ""}`);
+    if (!usage.output.includes(usage.error.message)) io.stderr.write(`error: ${usage.error.message}\n`);
+    return EXIT_USAGE;
+  }
+  if (!action) {
+    // --help or --version: yargs produced the text.
+    if (usage?.output) io.stdout.write(usage.output + "\n");
+    return 0;
+  }
+  try {
+    return await action();
+  } catch (err) {
+    return printError(io, err);
+  }
+}

@@ -1,0 +1,46 @@
+/** Cross-field rules: each a small function that adds errors or warnings. Single-key checks live in the schema. */
+import type { Config, ConfigProblem } from "./load.js";
+
+type Rule = (config: Config, errors: ConfigProblem[], warnings: ConfigProblem[]) => void;
+
+const minNotAboveMax: Rule = (c, errors) => {
+  const { min_nodes, max_nodes } = c.scaling;
+  if (min_nodes > max_nodes) {
+    errors.push({ subject: "scaling.min_nodes", message: `${min_nodes} is greater than scaling.max_nodes (${max_nodes}); expected min_nodes <= max_nodes` });
+  }
+};
+
+const thresholdsOrdered: Rule = (c, errors) => {
+  const { scale_down_threshold: down, scale_up_threshold: up } = c.scaling;
+  if (down >= up) {
+    errors.push({ subject: "scaling.scale_down_threshold", message: `${down} is not below scaling.scale_up_threshold (${up}); expected scale_down_threshold < scale_up_threshold` });
+  }
+};
+
+const serverLineHasPlaceholders: Rule = (c, errors) => {
+  const line = c.haproxy.server_line;
+  const hasName = /\$\{?(NAME|SERVER)\b/.test(line);
+  const hasAddress = /\$\{?(IP|HOST)\b/.test(line);
+  if (!hasName || !hasAddress) {
+    errors.push({ subject: "haproxy.server_line", message: `${JSON.stringify(line)} is not valid; expected a line with $NAME (or $SERVER) and $IP (or $HOST), such as "server $NAME $IP:$PORT check"` });
+  }
+};
+
+const tokenSet: Rule = (c, _errors, warnings) => {
+  if (c.master.token === "") {
+    warnings.push({ subject: "master.token", message: 'is empty: the master refuses every agent until it is set (autoscaler init writes a random one)' });
+  } else if (c.master.token.length < 16) {
+    warnings.push({ subject: "master.token", message: "is shorter than 16 characters; use a long random secret (autoscaler init writes one)" });
+  }
+};
+
+const listenPortsDistinct: Rule = (c, errors) => {
+  const a = c.master.listen;
+  const b = c.master.metrics_listen;
+  if (a && b && a.port === b.port && a.host === b.host) {
+    errors.push({ subject: "master.metrics_listen", message: `uses the same address as master.listen (${a.host}:${a.port}); expected another port` });
+  }
+};
+
+/** Every cross-field rule, in the order their messages print. */
+export const CROSS_FIELD_RULES: readonly Rule[] = [minNotAboveMax, thresholdsOrdered, serverLineHasPlaceholders, tokenSet, listenPortsDistinct];

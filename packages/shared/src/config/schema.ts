@@ -1,0 +1,307 @@
+/**
+ * Every ini key, its default and how its value is read: the one place a key is spelled.
+ * The typed config is derived from this table, so a key added here is a typed field everywhere.
+ */
+import path from "node:path";
+import { checkHost, checkName, checkPort, isLoopbackHost, normaliseHost, splitHostPort } from "../validate.js";
+
+/** What a key's reader needs besides the raw text. */
+export interface ParseContext {
+  /** The config file's folder: relative paths are relative to it. */
+  dir: string;
+  home: string;
+}
+
+/** A value read, or the reason it was not: `expected` completes "expected …". */
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; expected: string };
+
+/** One key: default (as ini text), reader, and whether its value is a secret that no message may print. */
+export interface KeySpec<T> {
+  default: string;
+  parse(raw: string, ctx: ParseContext): ParseResult<T>;
+  secret?: boolean;
+}
+
+const ok = <T>(value: T): ParseResult<T> => ({ ok: true, value });
+const bad = <T>(expected: string): ParseResult<T> => ({ ok: false, expected });
+
+const noNewline = (raw: string): boolean => !raw.includes("\n");
+
+function text(def = "", options: { secret?: boolean } = {}): KeySpec<string> {
+  return {
+    default: def,
+    secret: options.secret,
+    parse: (raw) => (noNewline(raw) ? ok(raw) : bad("a single line (no continuation lines)")),
+  };
+}
+
+/** A shell command run with /bin/sh -c; may be empty (off) unless `required`. */
+function command(def: string, required = false): KeySpec<string> {
+  return {
+    default: def,
+    parse: (raw) => {
+      if (!noNewline(raw)) return bad("a single-line shell command");
+      if (required && raw.trim() === "") return bad("a shell command (it may not be empty)");
+      return ok(raw);
+    },
+  };
+}
+
+function expandPath(raw: string, ctx: ParseContext): string {
+  const home = raw === "~" || raw.startsWith("~/") ? path.join(ctx.home, raw.slice(1)) : raw;
+  return path.resolve(ctx.dir, home);
+}
+
+/** A file path; relative paths are resolved against the config file's folder. Empty means "off" when `optional`. */
+function filePath(def: string, optional = false): KeySpec<string> {
+  return {
+    default: def,
+    parse: (raw, ctx) => {
+      if (!noNewline(raw) || raw.includes("\0")) return bad("a file path on one line");
+      if (raw.trim() === "") return optional ? ok("") : bad("a file path (it may not be empty)");
+      return ok(expandPath(raw.trim(), ctx));
+    },
+  };
+}
+
+const DURATION = /^(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?$/;
+const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600 };
+
+/** A duration in seconds: `30`, `1.5`, `500ms`, `10m`. `min` is inclusive unless `positive`. */
+function seconds(def: number, options: { positive?: boolean } = { positive: true }): KeySpec<number> {
+  const expected = options.positive
+    ? "a duration greater than 0 (seconds, or with a unit: 500ms, 30s, 5m, 1h)"
+    : "a duration of 0 or more (seconds, or with a unit: 500ms, 30s, 5m, 1h)";
+  return {
+    default: String(def),
+    parse: (raw) => {
+      const m = DURATION.exec(raw.trim());
+      if (!m) return bad(expected);
+      const value = Number(m[1]) * UNIT_SECONDS[m[2] ?? "s"]!;
+      if (!Number.isFinite(value) || (options.positive && value <= 0)) return bad(expected);
+      return ok(value);
+    },
+  };
+}
+
+/** An optional duration: empty means "use another key's value" (for the cooldown overrides). */
+function optionalSeconds(): KeySpec<number | undefined> {
+  const inner = seconds(0, { positive: false });
+  return { default: "", parse: (raw, ctx) => (raw.trim() === "" ? ok(undefined) : inner.parse(raw, ctx)) };
+}
+
+function integer(def: number, min: number, max = Number.MAX_SAFE_INTEGER): KeySpec<number> {
+  const expected = max === Number.MAX_SAFE_INTEGER ? `a whole number of at least ${min}` : `a whole number from ${min} to ${max}`;
+  return {
+    default: String(def),
+    parse: (raw) => {
+      if (!/^-?\d+$/.test(raw.trim())) return bad(expected);
+      const n = Number(raw.trim());
+      return n >= min && n <= max ? ok(n) : bad(expected);
+    },
+  };
+}
+
+function percent(def: number): KeySpec<number> {
+  const expected = "a CPU percentage greater than 0 and at most 100";
+  return {
+    default: String(def),
+    parse: (raw) => {
+      const t = raw.trim().replace(/%$/, "");
+      if (!/^\d+(\.\d+)?$/.test(t)) return bad(expected);
+      const n = Number(t);
+      return n > 0 && n <= 100 ? ok(n) : bad(expected);
+    },
+  };
+}
+
+function oneOf<const T extends string>(values: readonly T[], def: T): KeySpec<T> {
+  return {
+    default: def,
+    parse: (raw) => {
+      const v = raw.trim().toLowerCase();
+      return (values as readonly string[]).includes(v) ? ok(v as T) : bad(`one of ${values.join(", ")}`);
+    },
+  };
+}
+
+function name(def: string, optional = false): KeySpec<string> {
+  return {
+    default: def,
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === "" && optional) return ok("");
+      return checkName(v) === undefined ? ok(v) : bad("1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-'");
+    },
+  };
+}
+
+/** A TCP address `host:port`; with `loopback`, only 127.0.0.0/8, ::1 or localhost. Empty is "off" when `optional`. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+function listen(def: string, optional = false): KeySpec<ListenAddress | undefined> {
+  const expected = "a loopback address and port such as 127.0.0.1:7300 (the master never listens beyond this machine)";
+  return {
+    default: def,
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === "") return optional ? ok(undefined) : bad(expected);
+      const { host, port } = splitHostPort(v);
+      if (port === undefined || checkPort(port) !== undefined || checkHost(host) !== undefined) return bad(expected);
+      if (!isLoopbackHost(host)) return bad(expected);
+      return ok({ host: normaliseHost(host), port: Number(port) });
+    },
+  };
+}
+
+/** A proxy box agents connect to: host, and the sshd port when given as host:port. */
+export interface ProxyServer {
+  host: string;
+  sshPort: number | undefined;
+}
+function servers(): KeySpec<ProxyServer[]> {
+  const expected = "a comma-separated list of proxy hosts, each host or host:sshport (IPv6 as [addr]:port)";
+  return {
+    default: "",
+    parse: (raw) => {
+      const items = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+      const out: ProxyServer[] = [];
+      for (const item of items) {
+        const { host, port } = splitHostPort(item);
+        if (checkHost(host) !== undefined) return bad(`${expected}; ${JSON.stringify(item)} is not a valid host`);
+        if (port !== undefined && checkPort(port) !== undefined) return bad(`${expected}; ${JSON.stringify(item)} has a bad port`);
+        out.push({ host: normaliseHost(host), sshPort: port === undefined ? undefined : Number(port) });
+      }
+      return ok(out);
+    },
+  };
+}
+
+function optionalHost(): KeySpec<string> {
+  return {
+    default: "",
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === "") return ok("");
+      return checkHost(v) === undefined ? ok(normaliseHost(v)) : bad("an IPv4 address, an IPv6 address or a DNS name");
+    },
+  };
+}
+
+function port(def: number): KeySpec<number> {
+  return {
+    default: String(def),
+    parse: (raw) => (checkPort(raw) === undefined ? ok(Number(raw.trim())) : bad("a port from 1 to 65535")),
+  };
+}
+
+function url(): KeySpec<string> {
+  return {
+    default: "",
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === "") return ok("");
+      try {
+        const u = new URL(v);
+        if (u.protocol === "http:" || u.protocol === "https:") return ok(v);
+      } catch {
+        // fall through
+      }
+      return bad("an http:// or https:// URL, or empty for no health check");
+    },
+  };
+}
+
+/** Where the agent reads CPU time from. */
+export type CpuSource = { kind: "system" } | { kind: "cgroup"; path: string } | { kind: "pid"; pidFile: string };
+function cpuSource(): KeySpec<CpuSource> {
+  const expected = "system, cgroup:PATH (a cgroup folder) or pid:PIDFILE";
+  return {
+    default: "system",
+    parse: (raw, ctx) => {
+      const v = raw.trim();
+      if (v === "system") return ok({ kind: "system" });
+      const m = /^(cgroup|pid):(.+)$/.exec(v);
+      if (!m || m[2]!.includes("\n")) return bad(expected);
+      const p = expandPath(m[2]!.trim(), ctx);
+      return ok(m[1] === "cgroup" ? { kind: "cgroup", path: p } : { kind: "pid", pidFile: p });
+    },
+  };
+}
+
+/** The settings table. Section and key names are exactly those of the ini. */
+export const SCHEMA = {
+  aws: {
+    aws_access_key: text("", { secret: true }),
+    aws_secret_key: text("", { secret: true }),
+    region: text(""),
+    /** The original tool's name for `region`. */
+    aws_default_region: text(""),
+  },
+  machine: {
+    scale_up_command: command(""),
+    scale_down_command: command(""),
+    launch_timeout: seconds(600),
+    command_timeout: seconds(120),
+  },
+  haproxy: {
+    servers: servers(),
+    ssh_command: text(""),
+    /** The original tool's second form: `ssh_user` plus `ssh_params` instead of `ssh_command`. */
+    ssh_user: text(""),
+    ssh_params: text(""),
+    known_hosts: filePath("known_hosts"),
+    server_line: text("server $NAME $IP:$PORT check"),
+    backend: name("autoscaler"),
+    template: filePath("haproxy.cfg.tmpl"),
+    config: filePath("/etc/haproxy/haproxy.cfg"),
+    check_command: command("haproxy -c -f $CONFIG", true),
+    reload_command: command("systemctl reload haproxy", true),
+    runtime_socket: filePath("", true),
+    master_socket: filePath("/run/haproxy-master.sock", true),
+    reload_timeout: seconds(10),
+  },
+  master: {
+    listen: listen("127.0.0.1:7300"),
+    token: text("", { secret: true }),
+    role: oneOf(["auto", "decider", "follower"], "auto"),
+    metrics_listen: listen("127.0.0.1:9717", true),
+    state_dir: filePath("/var/lib/autoscaler"),
+    interval: seconds(1),
+  },
+  scaling: {
+    mode: oneOf(["instance", "average"], "instance"),
+    scale_up_threshold: percent(75),
+    scale_down_threshold: percent(25),
+    window: seconds(60),
+    cooldown: seconds(300, { positive: false }),
+    scale_up_cooldown: optionalSeconds(),
+    scale_down_cooldown: optionalSeconds(),
+    min_nodes: integer(1, 0),
+    max_nodes: integer(10, 1),
+    step: integer(1, 1),
+    scale_down_order: oneOf(["oldest", "newest"], "oldest"),
+    drain_seconds: seconds(30, { positive: false }),
+    node_timeout: seconds(30),
+    forget_after: seconds(600),
+  },
+  agent: {
+    name: name("", true),
+    address: optionalHost(),
+    port: port(80),
+    instance_id: text(""),
+    interval: seconds(5),
+    health_url: url(),
+    cpu_source: cpuSource(),
+  },
+} as const satisfies Record<string, Record<string, KeySpec<unknown>>>;
+
+/** The section names of the ini. */
+export type SectionName = keyof typeof SCHEMA;
+
+type ValueOf<S> = S extends KeySpec<infer T> ? T : never;
+
+/** The typed values of every key, as read (after defaults, before cross-field rules). */
+export type Settings = { [S in SectionName]: { [K in keyof (typeof SCHEMA)[S]]: ValueOf<(typeof SCHEMA)[S][K]> } };

@@ -1,0 +1,232 @@
+/**
+ * The HAProxy apply pipeline (SPEC behaviour 7):
+ *
+ *   render → compare with the live file ─(same bytes)→ done: no write, no check, no reload
+ *                      │ (different)
+ *                      ▼
+ *   stage beside it → check_command on the staged file ─(fails)→ remove stage; live file untouched
+ *                      │ (passes)
+ *                      ▼
+ *   rename over the live file → reload_command → confirm on the master CLI
+ *                                   │ (fails, or no new worker)
+ *                                   ▼
+ *                     put the previous bytes back; report
+ *
+ * The whole pipeline holds a lock on the live file, so two processes applying at once render
+ * one after the other and the last render sees every hosts.d entry.
+ */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import lockfile from "proper-lockfile";
+import { syncDir, tempPathFor, writeAndSync, writeFileAtomic } from "../atomic-write.js";
+import { describeExit, type CommandResult, type CommandRunner } from "../command-runner.js";
+import { AutoscalerError, errnoCode } from "../errors.js";
+import type { Logger } from "../logger.js";
+import { judgeReload, showProc, type ProcTable } from "./master-cli.js";
+
+/** The settings the pipeline uses (a slice of `[haproxy]` and `[machine]`). */
+export interface ApplySettings {
+  /** The live HAProxy config file. */
+  target: string;
+  checkCommand: string;
+  reloadCommand: string;
+  /** HAProxy's master CLI socket; empty to skip confirmation. */
+  masterSocket: string;
+  reloadTimeoutMs: number;
+  commandTimeoutMs: number;
+  /** Folder commands run in (the config file's folder). */
+  cwd: string;
+}
+
+/** What the pipeline needs from outside. */
+export interface ApplyDeps {
+  runner: CommandRunner;
+  logger: Logger;
+  /** Reads the master CLI's process table; injectable for tests of the verdict logic. */
+  showProc?: (socket: string) => Promise<ProcTable>;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** What happened, with how long each step took (ms). */
+export interface ApplyResult {
+  changed: boolean;
+  checked: boolean;
+  reloaded: boolean;
+  /** True when the master CLI showed the new worker; undefined when it could not be asked. */
+  confirmed: boolean | undefined;
+  workerPid?: number;
+  timings: { renderMs: number; checkMs: number; reloadMs: number; confirmMs: number; totalMs: number };
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** HAProxy's own error lines from a check, with the staged file's name put back to the live one. */
+export function haproxyErrorLines(result: CommandResult, staged: string, target: string, stagedText: string): string[] {
+  const raw = `${result.stdout}\n${result.stderr}`.split("\n").map((l) => l.trimEnd()).filter((l) => l.trim() !== "");
+  const important = raw.filter((l) => /\[(ALERT|WARNING)\]|error|fatal/i.test(l));
+  const lines = (important.length > 0 ? important : raw).slice(0, 40).map((l) => l.split(staged).join(target));
+  // Show the offending rendered lines themselves, so a template mistake is easy to find.
+  const text = stagedText.split("\n");
+  const seen = new Set<number>();
+  for (const l of [...lines]) {
+    for (const m of l.matchAll(/\[[^\]]*:(\d+)\]/g)) {
+      const n = Number(m[1]);
+      if (seen.has(n) || !text[n - 1]) continue;
+      seen.add(n);
+      lines.push(`  line ${n}: ${text[n - 1]!.trim()}`);
+    }
+  }
+  return lines;
+}
+
+async function readIfExists(file: string): Promise<Buffer | undefined> {
+  try {
+    return await fs.readFile(file);
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return undefined;
+    throw err;
+  }
+}
+
+async function modeOf(file: string): Promise<number> {
+  try {
+    return (await fs.stat(file)).mode & 0o7777;
+  } catch {
+    return 0o644;
+  }
+}
+
+/**
+ * Render with `render()` and apply the result. With `reload`, a changed file is reloaded and the
+ * reload confirmed. Throws AUTOSCALER_HAPROXY_CHECK_FAILED (live file untouched) or
+ * AUTOSCALER_HAPROXY_RELOAD_FAILED (previous file restored).
+ */
+export async function applyHaproxyConfig(
+  settings: ApplySettings,
+  render: () => Promise<string>,
+  deps: ApplyDeps,
+  options: { reload: boolean },
+): Promise<ApplyResult> {
+  const t0 = performance.now();
+  const { target } = settings;
+  await fs.mkdir(path.dirname(target), { recursive: true });
+  const release = await lockfile.lock(target, {
+    realpath: false,
+    stale: 60_000,
+    retries: { retries: 200, factor: 1.2, minTimeout: 10, maxTimeout: 250 },
+  });
+  try {
+    return await applyLocked(settings, render, deps, options, t0);
+  } finally {
+    await release().catch(() => undefined);
+  }
+}
+
+async function applyLocked(
+  settings: ApplySettings,
+  render: () => Promise<string>,
+  deps: ApplyDeps,
+  options: { reload: boolean },
+  t0: number,
+): Promise<ApplyResult> {
+  const { target } = settings;
+  const timings = { renderMs: 0, checkMs: 0, reloadMs: 0, confirmMs: 0, totalMs: 0 };
+  const rendered = Buffer.from(await render(), "utf8");
+  const previous = await readIfExists(target);
+  timings.renderMs = performance.now() - t0;
+  if (previous && previous.equals(rendered)) {
+    timings.totalMs = performance.now() - t0;
+    return { changed: false, checked: false, reloaded: false, confirmed: undefined, timings };
+  }
+
+  const staged = tempPathFor(target, "staged");
+  const t1 = performance.now();
+  await writeAndSync(staged, rendered, await modeOf(target));
+  let check: CommandResult;
+  try {
+    check = await deps.runner.run(settings.checkCommand, { env: { CONFIG: staged }, cwd: settings.cwd, timeoutMs: settings.commandTimeoutMs });
+  } catch (err) {
+    await fs.rm(staged, { force: true });
+    throw err;
+  }
+  timings.checkMs = performance.now() - t1;
+  if (check.code !== 0 || check.timedOut) {
+    await fs.rm(staged, { force: true });
+    const details = haproxyErrorLines(check, staged, target, rendered.toString("utf8"));
+    throw new AutoscalerError(
+      "AUTOSCALER_HAPROXY_CHECK_FAILED",
+      `HAProxy refused the new configuration (check_command ${describeExit(check)}); ${target} was left as it was. HAProxy said:`,
+      { details },
+    );
+  }
+  await fs.rename(staged, target);
+  await syncDir(path.dirname(target));
+  deps.logger.info("haproxy config written", { file: target, bytes: rendered.length });
+
+  if (!options.reload) {
+    timings.totalMs = performance.now() - t0;
+    return { changed: true, checked: true, reloaded: false, confirmed: undefined, timings };
+  }
+
+  const restore = async (reason: string, details: string[]): Promise<never> => {
+    if (previous) await writeFileAtomic(target, previous);
+    throw new AutoscalerError(
+      "AUTOSCALER_HAPROXY_RELOAD_FAILED",
+      `${reason}; ${previous ? `the previous ${target} was put back` : `${target} is the new file (there was none before)`} and HAProxy keeps serving the configuration it had`,
+      { details },
+    );
+  };
+
+  const ask = deps.showProc ?? ((s: string) => showProc(s));
+  let before: ProcTable | undefined;
+  if (settings.masterSocket) {
+    try {
+      before = await ask(settings.masterSocket);
+    } catch (err) {
+      deps.logger.warn("cannot confirm the reload: HAProxy's master CLI does not answer; set [haproxy] master_socket to the -S socket of haproxy", {
+        socket: settings.masterSocket,
+        error: (err as Error).message,
+      });
+    }
+  }
+
+  const t2 = performance.now();
+  const reload = await deps.runner.run(settings.reloadCommand, { env: { CONFIG: target }, cwd: settings.cwd, timeoutMs: settings.commandTimeoutMs });
+  timings.reloadMs = performance.now() - t2;
+  if (reload.code !== 0 || reload.timedOut) {
+    const out = `${reload.stdout}\n${reload.stderr}`.split("\n").filter((l) => l.trim() !== "").slice(-20);
+    await restore(`reload_command failed (${describeExit(reload)})`, out);
+  }
+  if (!before) {
+    timings.totalMs = performance.now() - t0;
+    return { changed: true, checked: true, reloaded: true, confirmed: undefined, timings };
+  }
+
+  const t3 = performance.now();
+  const sleep = deps.sleep ?? defaultSleep;
+  let failedSeen = 0;
+  for (;;) {
+    let after: ProcTable | undefined;
+    try {
+      after = await ask(settings.masterSocket);
+    } catch {
+      // The master re-executes during a reload and drops CLI connections meanwhile: ask again.
+    }
+    if (after) {
+      const verdict = judgeReload(before, after);
+      if (verdict.state === "confirmed") {
+        timings.confirmMs = performance.now() - t3;
+        timings.totalMs = performance.now() - t0;
+        return { changed: true, checked: true, reloaded: true, confirmed: true, workerPid: verdict.workerPid, timings };
+      }
+      // A failed verdict must hold for a few looks: the new worker may be a moment behind the master.
+      if (verdict.state === "failed" && ++failedSeen >= 5) {
+        await restore("HAProxy did not start a worker with the new configuration (its master reported the reload but kept the old worker; see HAProxy's log for the cause, such as a port already in use)", []);
+      }
+    }
+    if (performance.now() - t3 > settings.reloadTimeoutMs) {
+      await restore(`HAProxy did not confirm the reload within ${Math.round(settings.reloadTimeoutMs)} ms (no new worker on ${settings.masterSocket})`, []);
+    }
+    await sleep(20);
+  }
+}

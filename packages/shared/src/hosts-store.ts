@@ -1,0 +1,198 @@
+/**
+ * hosts.d: one JSON file per backend, the source of truth for HAProxy's server list.
+ * Writes are atomic; adding is exclusive per name (link(2) decides), so two processes adding
+ * hosts at once lose neither and never both take one name.
+ */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { writeFileAtomic } from "./atomic-write.js";
+import { AutoscalerError, errnoCode } from "./errors.js";
+import { checkHost, checkName, checkPort, formatHostPort, normaliseHost } from "./validate.js";
+
+/** Who put a backend in hosts.d: the operator, a registering agent, or a launch of ours. */
+export type HostSource = "manual" | "agent" | "launched";
+export const HOST_SOURCES: readonly HostSource[] = ["manual", "agent", "launched"];
+
+/** One backend. */
+export interface HostEntry {
+  name: string;
+  address: string;
+  port: number;
+  source: HostSource;
+  /** ISO 8601 time it was added. */
+  addedAt: string;
+  instanceId?: string;
+}
+
+/** A hosts.d file that could not be used, and why. */
+export interface HostFileProblem {
+  file: string;
+  message: string;
+}
+
+/** The hosts.d capability the rest of the code depends on. */
+export interface HostsStore {
+  readonly dir: string;
+  list(): Promise<{ hosts: HostEntry[]; problems: HostFileProblem[] }>;
+  /** Write a new entry; fails with AUTOSCALER_EXISTS when the name is taken. */
+  add(entry: HostEntry): Promise<void>;
+  /** Replace an entry of that name (or create it). */
+  put(entry: HostEntry): Promise<void>;
+  /** Remove by name; false when there was none. */
+  remove(name: string): Promise<boolean>;
+}
+
+const FILE_SUFFIX = ".json";
+
+/** The file that holds the entry of `name`. */
+export function hostFileName(name: string): string {
+  return `${name}${FILE_SUFFIX}`;
+}
+
+/** Check every field of an entry; returns one message per problem (empty when valid). */
+export function checkHostEntry(entry: { name: string; address: string; port: number | string; source?: string; instanceId?: string }): string[] {
+  const problems: string[] = [];
+  const n = checkName(entry.name);
+  if (n) problems.push(`name ${JSON.stringify(entry.name)} ${n}`);
+  const h = checkHost(entry.address);
+  if (h) problems.push(`host ${JSON.stringify(entry.address)} ${h}`);
+  const p = checkPort(entry.port);
+  if (p) problems.push(`port ${JSON.stringify(String(entry.port))} ${p}`);
+  if (entry.source !== undefined && !HOST_SOURCES.includes(entry.source as HostSource)) {
+    problems.push(`source ${JSON.stringify(entry.source)} is not valid; expected one of ${HOST_SOURCES.join(", ")}`);
+  }
+  if (entry.instanceId !== undefined && !/^[A-Za-z0-9._:-]{1,128}$/.test(entry.instanceId)) {
+    problems.push(`instance id ${JSON.stringify(entry.instanceId)} is not valid; expected 1-128 characters of letters, digits, '.', '_', ':' and '-'`);
+  }
+  return problems;
+}
+
+function serialise(entry: HostEntry): string {
+  const body: Record<string, unknown> = {
+    name: entry.name,
+    address: entry.address,
+    port: entry.port,
+    source: entry.source,
+    added_at: entry.addedAt,
+  };
+  if (entry.instanceId !== undefined) body.instance_id = entry.instanceId;
+  return JSON.stringify(body, null, 2) + "\n";
+}
+
+/**
+ * Read one hosts.d file. A hand-written file may hold only `address` and `port`: the name
+ * comes from the file name, the source is manual, the time is the file's.
+ */
+export function parseHostFile(fileName: string, text: string, mtime: Date): HostEntry | HostFileProblem {
+  const name = fileName.slice(0, -FILE_SUFFIX.length);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return { file: fileName, message: `is not valid JSON (${(err as Error).message}); expected {"address": "...", "port": 80}` };
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    return { file: fileName, message: 'is not a JSON object; expected {"address": "...", "port": 80}' };
+  }
+  const r = raw as Record<string, unknown>;
+  const str = (v: unknown) => (typeof v === "string" ? v : v === undefined ? undefined : String(v));
+  if (r.name !== undefined && r.name !== name) {
+    return { file: fileName, message: `names ${JSON.stringify(r.name)} but the file is ${fileName}; expected the file to be named <name>.json` };
+  }
+  const address = str(r.address ?? r.host) ?? "";
+  const port = typeof r.port === "number" ? r.port : str(r.port) ?? "";
+  const source = str(r.source) ?? "manual";
+  const instanceId = str(r.instance_id);
+  const problems = checkHostEntry({ name, address, port, source, instanceId });
+  if (problems.length > 0) return { file: fileName, message: problems.join("; ") };
+  const addedAt = str(r.added_at);
+  return {
+    name,
+    address: normaliseHost(address),
+    port: Number(port),
+    source: source as HostSource,
+    addedAt: addedAt && !Number.isNaN(Date.parse(addedAt)) ? addedAt : mtime.toISOString(),
+    ...(instanceId !== undefined ? { instanceId } : {}),
+  };
+}
+
+/** Compare by name, bytewise, so the order never depends on the locale. */
+export function byName(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/** The production hosts.d store in `dir`. */
+export function createHostsStore(dir: string): HostsStore {
+  const fileOf = (name: string) => {
+    if (checkName(name) !== undefined) throw new AutoscalerError("AUTOSCALER_INPUT_INVALID", `name ${JSON.stringify(name)} ${checkName(name)}`);
+    return path.join(dir, hostFileName(name));
+  };
+  return {
+    dir,
+    async list() {
+      let names: string[];
+      try {
+        names = await fs.readdir(dir);
+      } catch (err) {
+        if (errnoCode(err) === "ENOENT") return { hosts: [], problems: [] };
+        throw err;
+      }
+      const files = names.filter((n) => n.endsWith(FILE_SUFFIX) && !n.startsWith(".")).sort();
+      const hosts: HostEntry[] = [];
+      const problems: HostFileProblem[] = [];
+      // Read in batches: thousands of small files, without thousands of open descriptors at once.
+      const BATCH = 128;
+      for (let i = 0; i < files.length; i += BATCH) {
+        const batch = files.slice(i, i + BATCH);
+        const read = await Promise.all(
+          batch.map(async (f) => {
+            const full = path.join(dir, f);
+            try {
+              const [text, st] = await Promise.all([fs.readFile(full, "utf8"), fs.stat(full)]);
+              return parseHostFile(f, text, st.mtime);
+            } catch (err) {
+              if (errnoCode(err) === "ENOENT") return undefined; // removed while we read: not a problem
+              return { file: f, message: `cannot be read: ${(err as Error).message}` };
+            }
+          }),
+        );
+        for (const r of read) {
+          if (r === undefined) continue;
+          if ("message" in r) problems.push(r);
+          else hosts.push(r);
+        }
+      }
+      hosts.sort(byName);
+      return { hosts, problems };
+    },
+    async add(entry) {
+      await fs.mkdir(dir, { recursive: true });
+      try {
+        await writeFileAtomic(fileOf(entry.name), serialise(entry), { mode: 0o644, exclusive: true });
+      } catch (err) {
+        if (errnoCode(err) === "EEXIST") {
+          throw new AutoscalerError("AUTOSCALER_EXISTS", `a backend named ${JSON.stringify(entry.name)} is already in ${dir}; choose another --name or remove it first`);
+        }
+        throw err;
+      }
+    },
+    async put(entry) {
+      await fs.mkdir(dir, { recursive: true });
+      await writeFileAtomic(fileOf(entry.name), serialise(entry), { mode: 0o644 });
+    },
+    async remove(name) {
+      try {
+        await fs.unlink(fileOf(name));
+        return true;
+      } catch (err) {
+        if (errnoCode(err) === "ENOENT") return false;
+        throw err;
+      }
+    },
+  };
+}
+
+/** A readable `host:port` for an entry. */
+export function entryAddress(entry: HostEntry): string {
+  return formatHostPort(entry.address, entry.port);
+}

@@ -1,0 +1,14 @@
+export * from "./errors.js";
+export * from "./validate.js";
+export * from "./atomic-write.js";
+export * from "./command-runner.js";
+export * from "./logger.js";
+export * from "./config/load.js";
+export * from "./config/schema.js";
+export * from "./config/ssh.js";
+export { readIni, setIniValue } from "./config/ini-reader.js";
+export * from "./hosts-store.js";
+export * from "./haproxy/render.js";
+export * from "./haproxy/apply.js";
+export * from "./haproxy/master-cli.js";
+export * from "./haproxy/generate.js";

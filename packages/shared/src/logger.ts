@@ -1,0 +1,57 @@
+/** Log levels in order of importance. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** Structured fields that travel with a log line. */
+export type LogFields = Record<string, unknown>;
+
+/** The narrow logging capability every module takes. */
+export interface Logger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+}
+
+/** Options for {@link createLogger}. `json` picks JSON lines (for journald and files) over readable lines. */
+export interface LoggerOptions {
+  level?: LogLevel;
+  json?: boolean;
+  now?: () => Date;
+  /** Values that must never be printed; each is replaced by `[redacted]`. */
+  secrets?: string[];
+}
+
+/** Replace every occurrence of each secret in `text`. Secrets shorter than 4 characters are ignored (they would mangle text). */
+export function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const s of secrets) if (s.length >= 4) out = out.split(s).join("[redacted]");
+  return out;
+}
+
+/** A logger that writes one line per call to `stream`. */
+export function createLogger(stream: { write(s: string): unknown }, options: LoggerOptions = {}): Logger {
+  const min = LEVELS[options.level ?? "info"];
+  const now = options.now ?? (() => new Date());
+  const secrets = options.secrets ?? [];
+  const emit = (level: LogLevel, message: string, fields: LogFields = {}) => {
+    if (LEVELS[level] < min) return;
+    let line: string;
+    if (options.json) {
+      line = JSON.stringify({ time: now().toISOString(), level, msg: message, ...fields });
+    } else {
+      const extra = Object.entries(fields)
+        .map(([k, v]) => `${k}=${typeof v === "string" ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`)
+        .join(" ");
+      line = `${now().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}${extra ? " " + extra : ""}`;
+    }
+    stream.write(redact(line, secrets) + "\n");
+  };
+  return {
+    debug: (m, f) => emit("debug", m, f),
+    info: (m, f) => emit("info", m, f),
+    warn: (m, f) => emit("warn", m, f),
+    error: (m, f) => emit("error", m, f),
+  };
+}
