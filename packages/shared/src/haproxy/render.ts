@@ -26,23 +26,36 @@ export function renderServerLine(serverLine: string, host: Pick<HostEntry, "name
   });
 }
 
+/** True when the text before `offset` on its line makes it a comment line (HAProxy ignores it). */
+function inCommentLine(template: string, offset: number): { comment: boolean; indent: string } {
+  const lineStart = template.lastIndexOf("\n", offset - 1) + 1;
+  const before = template.slice(lineStart, offset);
+  return { comment: /^\s*#/.test(before), indent: /^[ \t]*/.exec(before)?.[0] ?? "" };
+}
+
+const PLACEHOLDER = /\$(\$|\{SERVERS\}|SERVERS\b)/g;
+
 /**
  * Render the whole file: `$SERVERS` (or `${SERVERS}`) becomes one server line per backend,
  * sorted by name, each indented like the placeholder; `$$` becomes `$`, as with Python's
- * string.Template that the original tool used, so its templates work unchanged.
+ * string.Template that the original tool used, so its templates work unchanged. Comment lines
+ * are copied as they are, so a comment may mention $SERVERS.
  */
 export function renderHaproxyConfig(template: string, hosts: readonly Pick<HostEntry, "name" | "address" | "port">[], serverLine: string): string {
   const lines = [...hosts].sort(byName).map((h) => renderServerLine(serverLine, h));
-  const body = template.replace(/\$(\$|\{SERVERS\}|SERVERS\b)/g, (_match, what: string, offset: number) => {
+  const body = template.replace(PLACEHOLDER, (match, what: string, offset: number) => {
+    const { comment, indent } = inCommentLine(template, offset);
+    if (comment) return match;
     if (what === "$") return "$";
-    const lineStart = template.lastIndexOf("\n", offset - 1) + 1;
-    const indent = /^[ \t]*/.exec(template.slice(lineStart, offset))?.[0] ?? "";
     return lines.join("\n" + indent);
   });
   return GENERATED_HEADER + body;
 }
 
-/** True when the template has a place for the server lines. */
+/** True when the template has a place for the server lines outside comments. */
 export function templateHasServers(template: string): boolean {
-  return /\$(\{SERVERS\}|SERVERS\b)/.test(template.replace(/\$\$/g, ""));
+  for (const m of template.matchAll(PLACEHOLDER)) {
+    if (m[1] !== "$" && !inCommentLine(template, m.index).comment) return true;
+  }
+  return false;
 }

@@ -1,0 +1,88 @@
+/**
+ * A real HAProxy for tests: a one-folder installation made with the real `autoscaler init`,
+ * the shipped template bound to a free loopback port instead of :80, and HAProxy run in
+ * master-worker mode with its master CLI in the folder. Never touches /etc or port 80.
+ */
+import { spawn } from "node:child_process";
+import { promises as fs } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { freePort, runCli, waitFor, type Scope } from "./process.js";
+
+/** A test installation: its folder, ini, and the port HAProxy's frontend listens on. */
+export interface Installation {
+  dir: string;
+  ini: string;
+  frontendPort: number;
+  masterSocket: string;
+  haproxyConfig: string;
+  /** The CLI with --config set. */
+  cli: (...args: string[]) => ReturnType<typeof runCli>;
+}
+
+/**
+ * Make a folder installation: `autoscaler init` with every path relative to the folder, then
+ * the template made safe for a test machine (loopback port, no chroot/user switch, sockets in the folder).
+ */
+export async function makeInstallation(scope: Scope, extraSettings: string[] = []): Promise<Installation> {
+  const dir = await scope.tempDir("autoscaler-inst-");
+  const ini = path.join(dir, "autoscaler.ini");
+  const frontendPort = await freePort();
+  const settings = [
+    "haproxy.config=haproxy.cfg",
+    "haproxy.master_socket=master.sock",
+    "haproxy.reload_command=kill -USR2 $(cat haproxy.pid)",
+    "master.state_dir=state",
+    ...extraSettings,
+  ];
+  const init = await runCli(["init", "--config", ini, ...settings.flatMap((s) => ["--set", s])]);
+  if (init.code !== 0) throw new Error(`autoscaler init failed: ${init.stderr}`);
+  await adaptTemplateForTest(path.join(dir, "haproxy.cfg.tmpl"), frontendPort, dir);
+  return {
+    dir,
+    ini,
+    frontendPort,
+    masterSocket: path.join(dir, "master.sock"),
+    haproxyConfig: path.join(dir, "haproxy.cfg"),
+    cli: (...args: string[]) => runCli([...args, "--config", ini]),
+  };
+}
+
+/** The shipped template with only what a test machine needs changed: the bind port, chroot/user/log, the admin socket path. */
+export async function adaptTemplateForTest(file: string, port: number, dir: string): Promise<void> {
+  const text = await fs.readFile(file, "utf8");
+  const adapted = text
+    .replace(/^(\s*)bind :80\s*$/m, `$1bind 127.0.0.1:${port}`)
+    .replace(/^\s*(chroot|user|group) .*\n/gm, "")
+    .replace(/^\s*log \/dev\/log.*\n/m, "")
+    .replace(/stats socket \/run\/haproxy\/admin\.sock/, `stats socket ${path.join(dir, "admin.sock")}`);
+  if (adapted === text) throw new Error("the shipped template no longer has the lines tests adapt");
+  await fs.writeFile(file, adapted);
+}
+
+/** Start HAProxy in master-worker mode on the installation's haproxy.cfg (which must exist). */
+export async function startHaproxy(scope: Scope, inst: Installation): Promise<{ pid: number; log: () => string }> {
+  let log = "";
+  const child = spawn("haproxy", ["-W", "-S", inst.masterSocket, "-f", inst.haproxyConfig, "-p", path.join(inst.dir, "haproxy.pid")], {
+    cwd: inst.dir,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  scope.track(child);
+  child.stdout!.on("data", (b: Buffer) => (log += b.toString()));
+  child.stderr!.on("data", (b: Buffer) => (log += b.toString()));
+  await waitFor("HAProxy to accept connections", () => canConnect(inst.frontendPort), 10_000);
+  await waitFor("HAProxy's pid file", async () => (await fs.readFile(path.join(inst.dir, "haproxy.pid"), "utf8")).trim() !== "", 5_000);
+  return { pid: child.pid!, log: () => log };
+}
+
+/** True when something accepts TCP connections on 127.0.0.1:port. */
+export function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createConnection({ host: "127.0.0.1", port });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
