@@ -1,0 +1,79 @@
+import { describe, expect, test } from "vitest";
+import { PROTOCOL_VERSION, type HelloMessage } from "@autoscaler/shared";
+import { createRegistry } from "./registry.js";
+
+const hello = (name: string, address = "10.0.0.5", port = 80): HelloMessage => ({
+  type: "hello",
+  version: PROTOCOL_VERSION,
+  token: "t".repeat(32),
+  name,
+  address,
+  port,
+  agent_version: "0.1.0",
+  facts: { cores: 2, memory_bytes: 1 },
+});
+const sample = (cpu: number) => ({ type: "sample" as const, time: 0, cpu });
+
+function make(manual: string[] = []) {
+  return createRegistry({ nodeTimeoutMs: 30_000, forgetAfterMs: 600_000, keepMs: 60_000, isManual: (n) => manual.includes(n) });
+}
+
+describe("registration", () => {
+  test("a first hello registers a new live node", () => {
+    const r = make();
+    const res = r.register(hello("web-1"), 1000);
+    expect(res).toMatchObject({ ok: true, isNew: true });
+    expect(r.stateOf(r.get("web-1")!, 1000)).toBe("live");
+  });
+
+  test("a hello claiming a live node's name from another address is refused and changes nothing", () => {
+    const r = make();
+    r.register(hello("web-1", "10.0.0.5"), 1000);
+    const res = r.register(hello("web-1", "10.0.0.99"), 2000);
+    expect(res).toMatchObject({ ok: false, reason: "NAME_TAKEN" });
+    expect(r.get("web-1")!.address).toBe("10.0.0.5");
+  });
+
+  test("the name of an unreachable node may be taken by a new address", () => {
+    const r = make();
+    r.register(hello("web-1", "10.0.0.5"), 0);
+    expect(r.register(hello("web-1", "10.0.0.6"), 31_000)).toMatchObject({ ok: true, isNew: true });
+  });
+
+  test("a hello with the name of a hand-added host is refused", () => {
+    const r = make(["db-proxy"]);
+    expect(r.register(hello("db-proxy"), 0)).toMatchObject({ ok: false, reason: "NAME_MANUAL" });
+    expect(r.list()).toEqual([]);
+  });
+
+  test("a reconnect from the same address keeps the history and is not new", () => {
+    const r = make();
+    r.register(hello("web-1"), 0);
+    r.recordSample("web-1", sample(50), 1000);
+    const res = r.register(hello("web-1"), 2000);
+    expect(res).toMatchObject({ ok: true, isNew: false });
+    expect(r.get("web-1")!.readings).toHaveLength(1);
+    expect(r.get("web-1")!.firstSeenAt).toBe(0);
+  });
+});
+
+describe("liveness", () => {
+  test("live until node_timeout passes without a sample, then unreachable, then forgotten after forget_after", () => {
+    const r = make();
+    r.register(hello("web-1"), 0);
+    r.recordSample("web-1", sample(10), 10_000);
+    const rec = r.get("web-1")!;
+    expect(r.stateOf(rec, 40_000)).toBe("live");
+    expect(r.stateOf(rec, 40_001)).toBe("unreachable");
+    expect(r.sweep(610_000)).toEqual([]);
+    expect(r.sweep(610_001).map((n) => n.name)).toEqual(["web-1"]);
+    expect(r.get("web-1")).toBeUndefined();
+  });
+
+  test("readings older than the kept history are dropped", () => {
+    const r = make();
+    r.register(hello("web-1"), 0);
+    for (let t = 0; t <= 120_000; t += 10_000) r.recordSample("web-1", sample(t / 2000), t);
+    expect(r.get("web-1")!.readings.map((x) => x.at)).toEqual([60_000, 70_000, 80_000, 90_000, 100_000, 110_000, 120_000]);
+  });
+});
