@@ -1,1 +1,3 @@
-export {};
+export { startAgent, backoffDelay, BACKOFF_CAP_MS, type AgentDeps, type RunningAgent } from "./agent.js";
+export { createSampler, type Sampler } from "./sampler.js";
+export { parseKnownHosts, verifyHostKey, fingerprint, keyTypeOf } from "./known-hosts.js";

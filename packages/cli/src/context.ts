@@ -1,5 +1,6 @@
 /** What most commands share: the loaded config, a logger, hosts.d and the apply settings. */
 import {
+  applySettingsFromConfig,
   createHostsStore,
   createLogger,
   createShellRunner,
@@ -35,17 +36,7 @@ export function cliLogger(io: Io, args: GlobalArgs, secrets: string[] = []): Log
 }
 
 /** The apply pipeline's settings, from the config (or with another target file). */
-export function applySettingsFor(config: Config, target = config.haproxy.config): ApplySettings {
-  return {
-    target,
-    checkCommand: config.haproxy.check_command,
-    reloadCommand: config.haproxy.reload_command,
-    masterSocket: config.haproxy.master_socket,
-    reloadTimeoutMs: config.haproxy.reload_timeout * 1000,
-    commandTimeoutMs: config.machine.command_timeout * 1000,
-    cwd: config.dir,
-  };
-}
+export const applySettingsFor = applySettingsFromConfig;
 
 /** Load the config named by --config / AUTOSCALER_CONFIG; print its warnings to stderr. */
 export async function loadContext(io: Io, args: GlobalArgs): Promise<CommandContext> {

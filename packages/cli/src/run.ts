@@ -77,6 +77,33 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
       (y) => y.option("json", { type: "boolean", default: false, describe: "print the result as JSON" }),
       (argv) => setAction(async () => (await import("./commands/generate.js")).runCheckConfig(io, withGlobals(argv))),
     )
+    .command(
+      "master",
+      "run the master daemon in the foreground (logs to stdout)",
+      (y) => y.example("$0 master --config /etc/autoscaler/autoscaler.ini", ""),
+      (argv) => setAction(async () => (await import("./commands/daemons.js")).runMaster(io, withGlobals(argv), version)),
+    )
+    .command(
+      "agent",
+      "run the agent daemon in the foreground (logs to stdout)",
+      (y) => y.example("$0 agent --config /etc/autoscaler/autoscaler.ini", ""),
+      (argv) => setAction(async () => (await import("./commands/daemons.js")).runAgent(io, withGlobals(argv), version)),
+    )
+    .command(
+      "status",
+      "nodes, CPU, capacity, role, HAProxy and recent events, from the running master",
+      (y) => y.option("json", { type: "boolean", default: false, describe: "print JSON" }),
+      (argv) => setAction(async () => (await import("./commands/status.js")).runStatus(io, withGlobals(argv))),
+    )
+    .command(
+      "authorize-key <pubkey-file>",
+      "print the authorized_keys line that lets a node key reach only the master's port",
+      (y) =>
+        y
+          .positional("pubkey-file", { type: "string", describe: "the node's public key (.pub)" })
+          .example("$0 authorize-key node_key.pub >> ~autoscaler/.ssh/authorized_keys", ""),
+      (argv) => setAction(async () => (await import("./commands/authorize-key.js")).runAuthorizeKey(io, withGlobals(argv) as never)),
+    )
     .demandCommand(1, "name a command; see --help")
     .recommendCommands()
     .strict()

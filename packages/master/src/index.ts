@@ -1,1 +1,6 @@
-export {};
+export { startMaster, type MasterDeps, type RunningMaster } from "./master.js";
+export { callControl, controlSocketPath } from "./control.js";
+export { createRegistry, type Registry, type NodeRecord } from "./registry.js";
+export { resolveRole, type Role } from "./role.js";
+export { buildStatus, windowAverage, type MasterStatus, type NodeStatus } from "./status.js";
+export { tokensMatch } from "./server.js";

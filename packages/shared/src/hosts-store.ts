@@ -36,6 +36,8 @@ export interface HostsStore {
   list(): Promise<{ hosts: HostEntry[]; problems: HostFileProblem[] }>;
   /** Write a new entry; fails with AUTOSCALER_EXISTS when the name is taken. */
   add(entry: HostEntry): Promise<void>;
+  /** The entry of that name, read from its file now; undefined when there is none or it cannot be used. */
+  get(name: string): Promise<HostEntry | undefined>;
   /** Replace an entry of that name (or create it). */
   put(entry: HostEntry): Promise<void>;
   /** Remove by name; false when there was none. */
@@ -173,6 +175,17 @@ export function createHostsStore(dir: string): HostsStore {
         if (errnoCode(err) === "EEXIST") {
           throw new AutoscalerError("AUTOSCALER_EXISTS", `a backend named ${JSON.stringify(entry.name)} is already in ${dir}; choose another --name or remove it first`);
         }
+        throw err;
+      }
+    },
+    async get(name) {
+      const file = fileOf(name);
+      try {
+        const [text, st] = await Promise.all([fs.readFile(file, "utf8"), fs.stat(file)]);
+        const parsed = parseHostFile(hostFileName(name), text, st.mtime);
+        return "message" in parsed ? undefined : parsed;
+      } catch (err) {
+        if (errnoCode(err) === "ENOENT") return undefined;
         throw err;
       }
     },

@@ -21,6 +21,7 @@ import lockfile from "proper-lockfile";
 import { syncDir, tempPathFor, writeAndSync, writeFileAtomic } from "../atomic-write.js";
 import { describeExit, type CommandResult, type CommandRunner } from "../command-runner.js";
 import { AutoscalerError, errnoCode } from "../errors.js";
+import type { Config } from "../config/load.js";
 import type { Logger } from "../logger.js";
 import { judgeReload, showProc, type ProcTable } from "./master-cli.js";
 
@@ -36,6 +37,19 @@ export interface ApplySettings {
   commandTimeoutMs: number;
   /** Folder commands run in (the config file's folder). */
   cwd: string;
+}
+
+/** The pipeline's settings from a loaded config; `target` overrides `[haproxy] config` (generate --output FILE). */
+export function applySettingsFromConfig(config: Config, target = config.haproxy.config): ApplySettings {
+  return {
+    target,
+    checkCommand: config.haproxy.check_command,
+    reloadCommand: config.haproxy.reload_command,
+    masterSocket: config.haproxy.master_socket,
+    reloadTimeoutMs: config.haproxy.reload_timeout * 1000,
+    commandTimeoutMs: config.machine.command_timeout * 1000,
+    cwd: config.dir,
+  };
 }
 
 /** What the pipeline needs from outside. */

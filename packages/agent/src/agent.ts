@@ -1,0 +1,239 @@
+/**
+ * `autoscaler agent`: samples CPU every interval and keeps one tunnel per proxy, each saying
+ * `hello` (after the health gate) and then a `sample` per interval. Per proxy:
+ *
+ *   waiting-for-health ──healthy──► connecting ──welcome──► reporting ──break──► backoff ─┐
+ *          ▲                            │ refused (host key, token, …)                    │
+ *          └────────────────────────────┴─────────────── backoff (jittered, ≤ 30 s) ◄─────┘
+ *
+ * Nothing is buffered while disconnected: a sample that cannot be sent is dropped.
+ */
+import { EventEmitter } from "node:events";
+import { promises as fs } from "node:fs";
+import {
+  MAX_LINE_BYTES,
+  PROTOCOL_VERSION,
+  createLineSplitter,
+  decodeMasterMessage,
+  encodeMessage,
+  errnoCode,
+  type Config,
+  type Logger,
+  type ProxyServer,
+  type SampleMessage,
+} from "@autoscaler/shared";
+import { readFacts } from "./facts.js";
+import { checkHealth } from "./health.js";
+import { resolveIdentity } from "./identity.js";
+import { parseKnownHosts } from "./known-hosts.js";
+import { createSampler } from "./sampler.js";
+import { HostKeyError, openTunnel, type Tunnel, type TunnelTarget } from "./tunnel.js";
+
+/** What the agent needs from outside. */
+export interface AgentDeps {
+  logger: Logger;
+  version: string;
+  env: NodeJS.ProcessEnv;
+  random?: () => number;
+}
+
+/** A running agent. */
+export interface RunningAgent {
+  /** Proxies with a welcomed tunnel right now. */
+  connected(): string[];
+  stop(): Promise<void>;
+}
+
+/** The reconnect cap of SPEC "Agent ⇄ master". */
+export const BACKOFF_CAP_MS = 30_000;
+const BACKOFF_BASE_MS = 500;
+const WELCOME_TIMEOUT_MS = 10_000;
+
+/** Delay before reconnect attempt `attempt` (0-based): exponential, capped, with equal jitter (half fixed, half random). */
+export function backoffDelay(attempt: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(attempt, 16));
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}
+
+/** Read the agent's settings that must be present, with a message naming each missing one. */
+function requireSettings(config: Config): { user: string; keyFile: string; servers: ProxyServer[]; masterPort: number } {
+  const problems: string[] = [];
+  if (config.haproxy.servers.length === 0) problems.push("haproxy.servers is empty; expected the proxy hosts the agent reports to");
+  if (!config.ssh.user) problems.push('no SSH user; expected haproxy.ssh_command "ssh -i KEY -p PORT USER@$HOST" (or ssh_user)');
+  if (!config.ssh.identityFile) problems.push("no SSH key; expected -i KEY in haproxy.ssh_command (or ssh_params)");
+  if (config.master.token === "") problems.push("master.token is empty; expected the token of the proxies' masters");
+  if (problems.length > 0) throw Object.assign(new Error(`the agent cannot start:\n  ${problems.join("\n  ")}`), { exitCode: 78 });
+  return { user: config.ssh.user!, keyFile: config.ssh.identityFile!, servers: config.haproxy.servers, masterPort: config.master.listen!.port };
+}
+
+/** Start the agent; resolves once sampling has started (connections follow in the background). */
+export async function startAgent(config: Config, deps: AgentDeps): Promise<RunningAgent> {
+  const { logger } = deps;
+  const random = deps.random ?? Math.random;
+  const s = requireSettings(config);
+  let privateKey: Buffer;
+  try {
+    privateKey = await fs.readFile(s.keyFile);
+  } catch (err) {
+    throw Object.assign(new Error(`cannot read the SSH key ${s.keyFile} (from haproxy.ssh_command): ${(err as Error).message}`), { exitCode: 78 });
+  }
+  let knownHostsText = "";
+  try {
+    knownHostsText = await fs.readFile(config.haproxy.known_hosts, "utf8");
+  } catch (err) {
+    if (errnoCode(err) !== "ENOENT") throw err;
+    logger.warn("known_hosts file not found: every proxy's host key will be refused until it is added", { file: config.haproxy.known_hosts });
+  }
+  const knownHosts = parseKnownHosts(knownHostsText);
+  const identity = await resolveIdentity(config, deps.env);
+  const facts = await readFacts();
+  const intervalMs = config.agent.interval * 1000;
+
+  // One sampler and one health check for all proxies; each tick is broadcast to every tunnel.
+  const ticks = new EventEmitter();
+  ticks.setMaxListeners(0);
+  const sampler = createSampler(config.agent.cpu_source);
+  let healthy = await checkHealth(config.agent.health_url);
+  let stopped = false;
+  const tick = async () => {
+    try {
+      const cpu = await sampler.sample();
+      const wasHealthy = healthy;
+      healthy = await checkHealth(config.agent.health_url);
+      if (wasHealthy !== healthy) logger.warn(healthy ? "health check passes again" : "health check fails", { url: config.agent.health_url });
+      if (cpu !== undefined) ticks.emit("sample", { type: "sample", time: Date.now(), cpu, healthy } satisfies SampleMessage);
+    } catch (err) {
+      logger.warn("cannot read CPU", { source: config.agent.cpu_source.kind, error: (err as Error).message });
+    }
+  };
+  await sampler.sample().catch(() => undefined); // prime, so the first tick has a delta
+  const timer = setInterval(() => void tick(), intervalMs);
+
+  const connected = new Set<string>();
+  const tunnels = new Set<Tunnel>();
+  const wakeups = new Set<() => void>();
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        wakeups.delete(done);
+        resolve();
+      }
+      wakeups.add(done);
+    });
+
+  const hello = {
+    type: "hello" as const,
+    version: PROTOCOL_VERSION,
+    token: config.master.token,
+    name: identity.name,
+    address: identity.address,
+    port: identity.port,
+    instance_id: identity.instanceId,
+    agent_version: deps.version,
+    facts,
+  };
+
+  /** Send hello and wait for the master's answer on the channel. */
+  const handshake = (tunnel: Tunnel, label: string) =>
+    new Promise<{ role: string; splitter: ReturnType<typeof createLineSplitter> }>((resolve, reject) => {
+      const splitter = createLineSplitter(MAX_LINE_BYTES);
+      const timer = setTimeout(() => reject(new Error(`no answer to hello within ${WELCOME_TIMEOUT_MS} ms`)), WELCOME_TIMEOUT_MS);
+      const onData = (chunk: Buffer) => {
+        const { lines, tooLong } = splitter.push(chunk);
+        if (tooLong) return finish(new Error("the master sent a line over 64 KiB"));
+        for (const line of lines) {
+          const m = decodeMasterMessage(line);
+          if (!m.ok) return finish(new Error(`unreadable answer from the master (${m.reason})`));
+          if (m.message.type === "error") return finish(new Error(`the master refused this node: ${m.message.message}`));
+          return finish(undefined, m.message.role);
+        }
+      };
+      const onClose = () => finish(new Error("the channel closed before the master answered"));
+      function finish(err: Error | undefined, role?: string) {
+        clearTimeout(timer);
+        tunnel.stream.off("data", onData);
+        tunnel.stream.off("close", onClose);
+        if (err) reject(err);
+        else resolve({ role: role!, splitter });
+      }
+      tunnel.stream.on("data", onData);
+      tunnel.stream.on("close", onClose);
+      tunnel.stream.write(encodeMessage({ ...hello, healthy }));
+      logger.debug("hello sent", { proxy: label });
+    });
+
+  const runProxy = async (server: ProxyServer) => {
+    const sshPort = server.sshPort ?? config.ssh.port ?? 22;
+    const label = `${server.host}:${sshPort}`;
+    const target: TunnelTarget = {
+      host: server.host,
+      sshPort,
+      username: s.user,
+      privateKey,
+      knownHosts,
+      knownHostsFile: config.haproxy.known_hosts,
+      masterHost: "127.0.0.1",
+      masterPort: s.masterPort,
+      keepaliveMs: 10_000,
+      readyTimeoutMs: 10_000,
+    };
+    let attempt = 0;
+    while (!stopped) {
+      if (!healthy) {
+        logger.info("waiting for the health check before saying hello", { proxy: label, url: config.agent.health_url });
+        while (!stopped && !healthy) await sleep(intervalMs);
+        if (stopped) break;
+      }
+      let tunnel: Tunnel | undefined;
+      try {
+        tunnel = await openTunnel(target);
+        tunnels.add(tunnel);
+        const { role } = await handshake(tunnel, label);
+        attempt = 0;
+        connected.add(label);
+        logger.info("connected to the master", { proxy: label, role, node: identity.name });
+        const t = tunnel;
+        const send = (sample: SampleMessage) => {
+          if (t.stream.writable && t.stream.writableLength < MAX_LINE_BYTES) t.stream.write(encodeMessage(sample));
+        };
+        ticks.on("sample", send);
+        t.stream.on("data", () => undefined); // the master sends nothing after welcome; keep the stream flowing
+        await new Promise<void>((resolve) => {
+          t.stream.once("close", resolve);
+          t.closed.then(resolve, resolve);
+        });
+        ticks.off("sample", send);
+        if (!stopped) logger.warn("tunnel closed; reconnecting", { proxy: label });
+      } catch (err) {
+        if (err instanceof HostKeyError) logger.error(`refusing proxy ${label}: ${err.message}`, { proxy: label, reason: err.verdict.reason });
+        else logger.warn("cannot reach the master", { proxy: label, error: (err as Error).message });
+      } finally {
+        connected.delete(label);
+        if (tunnel) {
+          tunnel.close();
+          tunnels.delete(tunnel);
+        }
+      }
+      if (stopped) break;
+      const delay = backoffDelay(attempt++, random);
+      logger.debug("reconnecting after backoff", { proxy: label, ms: delay });
+      await sleep(delay);
+    }
+  };
+
+  logger.info("agent started", { node: identity.name, address: identity.address, port: identity.port, instance_id: identity.instanceId, proxies: s.servers.map((p) => p.host), interval_s: config.agent.interval, cpu_source: config.agent.cpu_source.kind });
+  const loops = s.servers.map((server) => runProxy(server));
+
+  return {
+    connected: () => [...connected],
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      for (const w of [...wakeups]) w();
+      for (const t of tunnels) t.close();
+      await Promise.all(loops);
+    },
+  };
+}

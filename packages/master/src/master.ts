@@ -1,0 +1,204 @@
+/**
+ * `autoscaler master`: wires the registry, the agent listener, the HAProxy applier, the
+ * hosts.d/template watcher, the control socket and the metrics server.
+ */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import chokidar from "chokidar";
+import {
+  applyHaproxyConfig,
+  applySettingsFromConfig,
+  createHostsStore,
+  readHosts,
+  readTemplate,
+  renderHaproxyConfig,
+  type CommandRunner,
+  type Config,
+  type HelloMessage,
+  type HostEntry,
+  type Logger,
+} from "@autoscaler/shared";
+import { createApplier, type Applier } from "./applier.js";
+import { controlSocketPath, startControlServer } from "./control.js";
+import { createEventLog } from "./events.js";
+import { createMetrics, startMetricsServer } from "./metrics.js";
+import { createRegistry, type Registry } from "./registry.js";
+import { resolveRole } from "./role.js";
+import { startAgentServer } from "./server.js";
+import { buildStatus, type MasterStatus } from "./status.js";
+
+/** What the master needs from outside; production defaults come from the CLI. */
+export interface MasterDeps {
+  logger: Logger;
+  runner: CommandRunner;
+  now: () => number;
+  version: string;
+}
+
+/** A running master. */
+export interface RunningMaster {
+  status(): MasterStatus;
+  registry: Registry;
+  applier: Applier;
+  stop(): Promise<void>;
+}
+
+/** Debounce for HAProxy applies: 100 ms of quiet, at most 800 ms after the first change (SPEC: in HAProxy within a second). */
+export const APPLY_QUIET_MS = 100;
+export const APPLY_CEILING_MS = 800;
+const APPLY_RETRY_MS = 5000;
+const HELLO_TIMEOUT_MS = 10_000;
+const MAX_CONNECTIONS = 4096;
+
+/** Start the master; resolves once it listens on every socket. */
+export async function startMaster(config: Config, deps: MasterDeps): Promise<RunningMaster> {
+  const { logger, now } = deps;
+  const store = createHostsStore(config.hostsDir);
+  await fs.mkdir(config.master.state_dir, { recursive: true, mode: 0o700 });
+  await fs.mkdir(config.hostsDir, { recursive: true });
+  let hosts: HostEntry[] = [];
+  const listed = await store.list();
+  hosts = listed.hosts;
+  for (const p of listed.problems) logger.warn("hosts.d file cannot be used", { file: p.file, problem: p.message });
+
+  const events = createEventLog(now);
+  const role = resolveRole(config);
+  const registry = createRegistry({
+    nodeTimeoutMs: config.scaling.node_timeout * 1000,
+    forgetAfterMs: config.scaling.forget_after * 1000,
+    keepMs: config.scaling.window * 1000 + 60_000,
+    isManual: (name) => hosts.some((h) => h.name === name && h.source === "manual"),
+  });
+
+  const settings = applySettingsFromConfig(config);
+  const applier = createApplier({
+    quietMs: APPLY_QUIET_MS,
+    ceilingMs: APPLY_CEILING_MS,
+    retryMs: APPLY_RETRY_MS,
+    logger,
+    now,
+    apply: () =>
+      applyHaproxyConfig(
+        settings,
+        async () => {
+          const [template, current] = await Promise.all([readTemplate(config), readHosts(store)]);
+          hosts = current;
+          return renderHaproxyConfig(template, current, config.haproxy.server_line);
+        },
+        { runner: deps.runner, logger },
+        { reload: true },
+      ),
+  });
+
+  const listen = `${config.master.listen!.host}:${config.master.listen!.port}`;
+  const status = (): MasterStatus =>
+    buildStatus({
+      version: deps.version,
+      role,
+      listen,
+      haproxyConfig: config.haproxy.config,
+      registry,
+      hosts,
+      applier: applier.state,
+      events: events.latest(20),
+      windowMs: config.scaling.window * 1000,
+      now: now(),
+    });
+  const metrics = createMetrics(status);
+
+  /** Write or refresh the agent's hosts.d entry; a hand-added entry of that name is never overwritten. */
+  const upsert = async (hello: HelloMessage) => {
+    const existing = await store.get(hello.name);
+    if (existing?.source === "manual") throw new Error(`${hello.name} is a hand-added backend`);
+    if (existing && existing.address === hello.address && existing.port === hello.port && existing.instanceId === hello.instance_id) return;
+    await store.put({
+      name: hello.name,
+      address: hello.address,
+      port: hello.port,
+      source: existing?.source === "launched" ? "launched" : "agent",
+      addedAt: existing?.addedAt ?? new Date(now()).toISOString(),
+      ...(hello.instance_id !== undefined ? { instanceId: hello.instance_id } : {}),
+    });
+    applier.schedule(`registered ${hello.name}`);
+  };
+
+  const agents = await startAgentServer(
+    config.master.listen!.host,
+    config.master.listen!.port,
+    {
+      registry,
+      token: config.master.token,
+      role: role.role,
+      version: deps.version,
+      logger,
+      now,
+      onRegistered: async (hello, isNew) => {
+        await upsert(hello);
+        metrics.registrations.inc();
+        events.add("registered", `${hello.name} (${hello.address}:${hello.port}) ${isNew ? "registered" : "reconnected"}`);
+      },
+      onRefused: (reason, detail) => {
+        metrics.refused.inc({ reason });
+        events.add("refused", `agent connection refused (${reason}): ${detail}`);
+      },
+      onSample: () => metrics.samples.inc(),
+    },
+    { maxConnections: MAX_CONNECTIONS, helloTimeoutMs: HELLO_TIMEOUT_MS, idleTimeoutMs: Math.max(60_000, config.scaling.node_timeout * 2000) },
+  );
+
+  const watcher = chokidar.watch([config.hostsDir, config.haproxy.template], {
+    ignoreInitial: true,
+    ignored: (p: string) => path.basename(p).startsWith("."),
+  });
+  watcher.on("all", (event, file) => applier.schedule(`${event} ${path.basename(file)}`));
+  watcher.on("error", (err) => logger.warn("file watcher error", { error: (err as Error).message }));
+
+  const sweep = setInterval(() => {
+    for (const gone of registry.sweep(now())) {
+      events.add("forgotten", `${gone.name} sent nothing for ${config.scaling.forget_after} s and was removed`);
+      logger.info("node forgotten", { node: gone.name });
+      const entry = hosts.find((h) => h.name === gone.name);
+      if (entry && entry.source !== "manual") {
+        store
+          .remove(gone.name)
+          .then(() => applier.schedule(`forgot ${gone.name}`))
+          .catch((err: Error) => logger.error("cannot remove hosts.d entry", { node: gone.name, error: err.message }));
+      }
+    }
+  }, Math.max(200, config.master.interval * 1000));
+
+  const control = await startControlServer(controlSocketPath(config.master.state_dir), async (req) => {
+    if (req.cmd === "status") return status();
+    throw new Error(`unknown command ${JSON.stringify(req.cmd)}; this master knows: status`);
+  });
+  const metricsServer = config.master.metrics_listen ? await startMetricsServer(config.master.metrics_listen.host, config.master.metrics_listen.port, metrics, status) : undefined;
+
+  applier.schedule("start");
+  logger.info("master started", {
+    listen,
+    role: role.role,
+    role_reason: role.why,
+    metrics: config.master.metrics_listen ? `${config.master.metrics_listen.host}:${config.master.metrics_listen.port}` : "off",
+    control: controlSocketPath(config.master.state_dir),
+    backends: hosts.length,
+  });
+  events.add("started", `master started as ${role.role}: ${role.why}`);
+
+  return {
+    status,
+    registry,
+    applier,
+    async stop() {
+      clearInterval(sweep);
+      applier.stop();
+      await watcher.close();
+      await agents.close();
+      await new Promise<void>((r) => control.close(() => r()));
+      await fs.rm(controlSocketPath(config.master.state_dir), { force: true });
+      if (metricsServer) {
+        metricsServer.closeAllConnections();
+        await new Promise<void>((r) => metricsServer.close(() => r()));
+      }
+    },
+  };
+}

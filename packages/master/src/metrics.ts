@@ -1,0 +1,83 @@
+/** Read-only HTTP on `metrics_listen`: `/status` (JSON) and `/metrics` (Prometheus text, prom-client). */
+import http from "node:http";
+import { Counter, Gauge, Registry as PromRegistry } from "prom-client";
+import type { MasterStatus } from "./status.js";
+
+/** The counters the master bumps as things happen. Gauges are filled from the status at scrape time. */
+export interface MasterMetrics {
+  registry: PromRegistry;
+  samples: Counter;
+  refused: Counter<"reason">;
+  registrations: Counter;
+}
+
+/** Create the metrics, with gauges that read `status()` when scraped. */
+export function createMetrics(status: () => MasterStatus): MasterMetrics {
+  const registry = new PromRegistry();
+  const samples = new Counter({ name: "autoscaler_samples_received_total", help: "CPU samples received from agents", registers: [registry] });
+  const refused = new Counter({ name: "autoscaler_connections_refused_total", help: "Agent connections closed by the master, by reason", labelNames: ["reason"] as const, registers: [registry] });
+  const registrations = new Counter({ name: "autoscaler_registrations_total", help: "Accepted agent hellos", registers: [registry] });
+  new Gauge({
+    name: "autoscaler_node_cpu_percent",
+    help: "Latest CPU percent reported by each node",
+    labelNames: ["node"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const n of status().nodes) if (n.cpu_now !== null) this.set({ node: n.name }, n.cpu_now);
+    },
+  });
+  new Gauge({
+    name: "autoscaler_nodes",
+    help: "Nodes by state",
+    labelNames: ["state"] as const,
+    registers: [registry],
+    collect() {
+      const counts: Record<string, number> = { live: 0, unreachable: 0, configured: 0 };
+      for (const n of status().nodes) counts[n.state] = (counts[n.state] ?? 0) + 1;
+      for (const [state, v] of Object.entries(counts)) this.set({ state }, v);
+    },
+  });
+  const fromStatus = (name: string, help: string, pick: (s: MasterStatus) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(pick(status()));
+      },
+    });
+  fromStatus("autoscaler_haproxy_reloads_total", "HAProxy reloads done by this master", (s) => s.haproxy.reloads);
+  fromStatus("autoscaler_haproxy_reload_failures_total", "HAProxy reloads that failed or were not confirmed", (s) => s.haproxy.reload_failures);
+  fromStatus("autoscaler_haproxy_check_failures_total", "Rendered configs that HAProxy's check refused", (s) => s.haproxy.check_failures);
+  return { registry, samples, refused, registrations };
+}
+
+/** Serve `/status` and `/metrics` on host:port (loopback only, enforced by the config). */
+export async function startMetricsServer(host: string, port: number, metrics: MasterMetrics, status: () => MasterStatus): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    const url = (req.url ?? "/").split("?")[0];
+    if (req.method !== "GET") {
+      res.writeHead(405, { allow: "GET" }).end("read-only\n");
+      return;
+    }
+    if (url === "/status") {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(status(), null, 2) + "\n");
+      return;
+    }
+    if (url === "/metrics") {
+      metrics.registry
+        .metrics()
+        .then((text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text))
+        .catch((err: Error) => res.writeHead(500).end(err.message + "\n"));
+      return;
+    }
+    res.writeHead(404).end("try /status or /metrics\n");
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host, port, exclusive: true }, () => resolve());
+  });
+  return server;
+}

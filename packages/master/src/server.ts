@@ -1,0 +1,176 @@
+/**
+ * The master's agent listener: loopback TCP (agents arrive through the proxy's sshd), NDJSON
+ * validated line by line. Every refusal closes only that connection, with a logged reason and
+ * a counted metric; the master carries on.
+ *
+ *   connected ──hello (right version, token, name)──► registered ──sample…──► registered
+ *       │                                                  │
+ *       └── bad line / wrong token / no hello in time ─────┴──► closed (reason logged)
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import net from "node:net";
+import {
+  PROTOCOL_VERSION,
+  createLineSplitter,
+  decodeAgentMessage,
+  encodeMessage,
+  type HelloMessage,
+  type Logger,
+  type MasterMessage,
+} from "@autoscaler/shared";
+import type { Registry } from "./registry.js";
+
+/** Why a connection was closed by the master; the label of the refusals metric. */
+export type RefusalReason =
+  | "bad_json"
+  | "wrong_shape"
+  | "line_too_long"
+  | "no_hello"
+  | "hello_timeout"
+  | "version"
+  | "token"
+  | "name_taken"
+  | "name_manual"
+  | "too_many_connections"
+  | "idle"
+  | "internal";
+
+/** What the listener needs from the rest of the master. */
+export interface ServerDeps {
+  registry: Registry;
+  token: string;
+  role: "decider" | "follower";
+  version: string;
+  logger: Logger;
+  now: () => number;
+  /** Called for a hello the registry accepted: write hosts.d and schedule an apply. May refuse by throwing. */
+  onRegistered: (hello: HelloMessage, isNew: boolean) => Promise<void>;
+  onRefused: (reason: RefusalReason, detail: string) => void;
+  onSample: () => void;
+}
+
+/** Listener limits. */
+export interface ServerLimits {
+  maxConnections: number;
+  helloTimeoutMs: number;
+  idleTimeoutMs: number;
+}
+
+/** Compare tokens in constant time (hashing first makes the lengths equal). An empty expected token matches nothing. */
+export function tokensMatch(given: string, expected: string): boolean {
+  if (expected === "") return false;
+  const a = createHash("sha256").update(given).digest();
+  const b = createHash("sha256").update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+/** Start listening on host:port; resolves once listening. */
+export async function startAgentServer(host: string, port: number, deps: ServerDeps, limits: ServerLimits): Promise<{ server: net.Server; close: () => Promise<void>; connections: () => number }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => handle(socket));
+
+  function handle(socket: net.Socket): void {
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    if (sockets.size >= limits.maxConnections) {
+      deps.onRefused("too_many_connections", peer);
+      deps.logger.warn("connection refused: too many connections", { peer, limit: limits.maxConnections });
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.setNoDelay(true);
+    const splitter = createLineSplitter();
+    let node: string | undefined;
+    let closed = false;
+    let chain = Promise.resolve();
+
+    const send = (m: MasterMessage) => {
+      if (!socket.destroyed) socket.write(encodeMessage(m));
+    };
+    const refuse = (reason: RefusalReason, message: string, fields: Record<string, unknown> = {}, tellAgent = false) => {
+      if (closed) return;
+      closed = true;
+      deps.onRefused(reason, message);
+      deps.logger.warn(`agent connection closed: ${message}`, { reason, peer, ...(node ? { node } : {}), ...fields });
+      if (tellAgent) send({ type: "error", code: reason.toUpperCase(), message });
+      socket.end();
+      setTimeout(() => socket.destroy(), 1000).unref();
+    };
+
+    const helloTimer = setTimeout(() => refuse("hello_timeout", `no hello within ${limits.helloTimeoutMs} ms`), limits.helloTimeoutMs);
+    helloTimer.unref();
+    socket.setTimeout(limits.idleTimeoutMs, () => refuse("idle", `no data for ${limits.idleTimeoutMs} ms`));
+
+    const handleLine = async (line: string): Promise<void> => {
+      if (closed) return;
+      const decoded = decodeAgentMessage(line);
+      if (!decoded.ok) {
+        refuse(decoded.reason === "bad JSON" ? "bad_json" : "wrong_shape", decoded.reason);
+        return;
+      }
+      const msg = decoded.message;
+      if (node === undefined) {
+        if (msg.type !== "hello") return refuse("no_hello", "the first message must be hello");
+        clearTimeout(helloTimer);
+        if (msg.version !== PROTOCOL_VERSION) {
+          return refuse("version", `protocol version ${msg.version} is not supported; this master speaks ${PROTOCOL_VERSION}`, { name: msg.name }, true);
+        }
+        if (!tokensMatch(msg.token, deps.token)) {
+          return refuse("token", "token refused (it does not match [master] token)", { name: msg.name, address: msg.address }, true);
+        }
+        const res = deps.registry.register(msg, deps.now());
+        if (!res.ok) {
+          return refuse(res.reason === "NAME_TAKEN" ? "name_taken" : "name_manual", res.message, { name: msg.name, address: msg.address }, true);
+        }
+        node = msg.name;
+        try {
+          await deps.onRegistered(msg, res.isNew);
+        } catch (err) {
+          deps.registry.disconnect(msg.name);
+          node = undefined;
+          return refuse("internal", `registration failed: ${(err as Error).message}`, { name: msg.name }, true);
+        }
+        deps.logger.info("agent registered", { node: msg.name, address: msg.address, port: msg.port, peer, new: res.isNew });
+        send({ type: "welcome", version: PROTOCOL_VERSION, role: deps.role, master_version: deps.version });
+        return;
+      }
+      if (msg.type === "hello") return refuse("wrong_shape", "a second hello on one connection");
+      deps.registry.recordSample(node, msg, deps.now());
+      deps.onSample();
+    };
+
+    socket.on("data", (chunk: Buffer) => {
+      if (closed) return;
+      const { lines, tooLong } = splitter.push(chunk);
+      for (const line of lines) chain = chain.then(() => handleLine(line));
+      if (tooLong) chain = chain.then(() => refuse("line_too_long", "a line over 64 KiB"));
+    });
+    socket.on("error", () => undefined); // a reset by the peer is an ordinary end
+    socket.on("close", () => {
+      clearTimeout(helloTimer);
+      sockets.delete(socket);
+      closed = true;
+      if (node) {
+        deps.registry.disconnect(node);
+        deps.logger.info("agent disconnected", { node, peer });
+      }
+    });
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return {
+    server,
+    connections: () => sockets.size,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

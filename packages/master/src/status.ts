@@ -1,0 +1,115 @@
+/** The master's status, as `autoscaler status`, the control socket and `/status` show it. */
+import type { HostEntry } from "@autoscaler/shared";
+import type { ApplierState } from "./applier.js";
+import type { MasterEvent } from "./events.js";
+import type { NodeRecord, NodeState, Registry } from "./registry.js";
+import type { Role } from "./role.js";
+
+/** One node line of the status. CPU figures are percent of all the node's cores. */
+export interface NodeStatus {
+  name: string;
+  address: string;
+  port: number;
+  source: HostEntry["source"] | "unknown";
+  state: NodeState | "configured";
+  healthy: boolean | null;
+  cpu_now: number | null;
+  cpu_window: number | null;
+  samples_in_window: number;
+  last_seen_seconds_ago: number | null;
+  connections: number;
+  instance_id: string | null;
+}
+
+/** The whole status document. */
+export interface MasterStatus {
+  version: string;
+  role: Role;
+  role_reason: string;
+  listen: string;
+  now: string;
+  nodes: NodeStatus[];
+  capacity: { active: number; pending: number; desired: number };
+  paused: boolean;
+  haproxy: {
+    config: string;
+    applies: number;
+    reloads: number;
+    reload_failures: number;
+    check_failures: number;
+    last_applied_at: string | null;
+    last_error: { at: string; code: string; message: string; details: string[] } | null;
+  };
+  events: { at: string; kind: string; message: string }[];
+}
+
+/** Mean CPU of the readings inside the window ending at `now`, or null when there are none. */
+export function windowAverage(record: NodeRecord, now: number, windowMs: number): { mean: number | null; count: number } {
+  const inWindow = record.readings.filter((r) => r.at > now - windowMs);
+  if (inWindow.length === 0) return { mean: null, count: 0 };
+  return { mean: Math.round((inWindow.reduce((a, r) => a + r.cpu, 0) / inWindow.length) * 100) / 100, count: inWindow.length };
+}
+
+/** Inputs to {@link buildStatus}. */
+export interface StatusInputs {
+  version: string;
+  role: { role: Role; why: string };
+  listen: string;
+  haproxyConfig: string;
+  registry: Registry;
+  hosts: HostEntry[];
+  applier: ApplierState;
+  events: MasterEvent[];
+  windowMs: number;
+  now: number;
+}
+
+/** Assemble the status from the registry (live data) and hosts.d (configured backends). */
+export function buildStatus(i: StatusInputs): MasterStatus {
+  const iso = (t: number) => new Date(t).toISOString();
+  const byName = new Map(i.hosts.map((h) => [h.name, h]));
+  const nodes: NodeStatus[] = i.registry.list().map((r) => {
+    const w = windowAverage(r, i.now, i.windowMs);
+    return {
+      name: r.name,
+      address: r.address,
+      port: r.port,
+      source: byName.get(r.name)?.source ?? "unknown",
+      state: i.registry.stateOf(r, i.now),
+      healthy: r.healthy,
+      cpu_now: r.readings.at(-1)?.cpu ?? null,
+      cpu_window: w.mean,
+      samples_in_window: w.count,
+      last_seen_seconds_ago: Math.round((i.now - r.lastSeenAt) / 100) / 10,
+      connections: r.connections,
+      instance_id: r.instanceId ?? null,
+    };
+  });
+  for (const h of i.hosts) {
+    if (i.registry.get(h.name)) continue;
+    nodes.push({ name: h.name, address: h.address, port: h.port, source: h.source, state: "configured", healthy: null, cpu_now: null, cpu_window: null, samples_in_window: 0, last_seen_seconds_ago: null, connections: 0, instance_id: h.instanceId ?? null });
+  }
+  nodes.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const active = nodes.filter((n) => n.state === "live").length;
+  const err = i.applier.lastError;
+  return {
+    version: i.version,
+    role: i.role.role,
+    role_reason: i.role.why,
+    listen: i.listen,
+    now: iso(i.now),
+    nodes,
+    capacity: { active, pending: 0, desired: active },
+    paused: false,
+    haproxy: {
+      config: i.haproxyConfig,
+      applies: i.applier.applies,
+      reloads: i.applier.reloads,
+      reload_failures: i.applier.reloadFailures,
+      check_failures: i.applier.checkFailures,
+      last_applied_at: i.applier.lastAppliedAt === undefined ? null : iso(i.applier.lastAppliedAt),
+      last_error: err ? { at: iso(err.at), code: err.code, message: err.message, details: err.details } : null,
+    },
+    events: i.events.map((e) => ({ at: iso(e.at), kind: e.kind, message: e.message })),
+  };
+}
