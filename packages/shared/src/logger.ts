@@ -23,10 +23,17 @@ export interface LoggerOptions {
   secrets?: string[];
 }
 
-/** Replace every occurrence of each secret in `text`. Secrets shorter than 4 characters are ignored (they would mangle text). */
+/**
+ * Replace every occurrence of each secret in `text`, also in its JSON-escaped spelling (log lines
+ * quote values, so a secret with `"` or `\` would otherwise slip through). Secrets shorter than 4
+ * characters are ignored (they would mangle text).
+ */
 export function redact(text: string, secrets: readonly string[]): string {
   let out = text;
-  for (const s of secrets) if (s.length >= 4) out = out.split(s).join("[redacted]");
+  for (const s of secrets) {
+    if (s.length < 4) continue;
+    for (const form of new Set([s, JSON.stringify(s).slice(1, -1)])) out = out.split(form).join("[redacted]");
+  }
   return out;
 }
 

@@ -18,11 +18,13 @@ export function checkHost(host: string): Problem {
   if (host.length === 0) return "is empty; expected an IPv4 address, an IPv6 address or a DNS name";
   if (/[\s]/.test(host)) return "contains white space; expected an IPv4 address, an IPv6 address or a DNS name";
   if (/[/\\]/.test(host)) return "contains a path separator; expected an IPv4 address, an IPv6 address or a DNS name";
+  if (host.includes("%")) return "has a zone id (%); expected an address without one";
   const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  if (bare !== host) return isIPv6(bare) ? undefined : "is not a valid IPv6 address inside brackets";
   if (isIPv4(bare) || isIPv6(bare)) return undefined;
-  if (bare !== host) return "is not a valid IPv6 address inside brackets";
-  if (host.length > 253) return "is longer than 253 characters; expected a DNS name";
-  const labels = host.replace(/\.$/, "").split(".");
+  const name = host.replace(/\.$/, "");
+  if (name.length > 253) return "is longer than 253 characters; expected a DNS name";
+  const labels = name.split(".");
   if (labels.some((l) => !DNS_LABEL.test(l))) {
     return "is not a valid IPv4 address, IPv6 address or DNS name (letters, digits and '-' in dot-separated labels of 1-63)";
   }
@@ -38,8 +40,8 @@ export function normaliseHost(host: string): string {
 
 /** A TCP port is a whole number from 1 to 65535, written in decimal. */
 export function checkPort(port: string | number): Problem {
-  const text = String(port).trim();
-  if (!/^\d+$/.test(text)) return "is not a port number; expected a whole number from 1 to 65535";
+  const text = String(port);
+  if (!/^[1-9]\d*$/.test(text) && text !== "0") return "is not a port number; expected a whole number from 1 to 65535";
   const n = Number(text);
   if (n < 1 || n > 65535) return "is outside 1-65535; expected a whole number from 1 to 65535";
   return undefined;
@@ -56,7 +58,7 @@ export function isLoopbackHost(host: string): boolean {
   const bare = normaliseHost(host);
   if (bare === "localhost") return true;
   if (isIPv4(bare)) return bare.startsWith("127.");
-  if (isIPv6(bare)) return bare === "::1" || /^(0{0,4}:){7}0{0,3}1$/.test(bare) || bare.toLowerCase() === "::ffff:127.0.0.1";
+  if (isIPv6(bare)) return bare === "::1" || /^(0{0,4}:){7}0{0,3}1$/.test(bare) || /^::ffff:127\.\d+\.\d+\.\d+$/i.test(bare);
   return false;
 }
 

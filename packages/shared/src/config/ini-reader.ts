@@ -48,9 +48,11 @@ export function readIni(text: string): { doc: IniDocument; errors: IniSyntaxErro
       last = undefined;
       return;
     }
-    const kv = /^\s*([^=:\s][^=:]*?)\s*[=:]\s?(.*)$/.exec(raw);
+    // Keys are single words: "aws_secret_key abc:def" (a lost "=") is malformed, not a key "aws_secret_key abc".
+    const kv = /^\s*([^=:\s]+)\s*[=:]\s?(.*)$/.exec(raw);
     if (!kv) {
-      errors.push({ line: lineNo, message: `line ${lineNo} is neither "[section]" nor "key = value": ${JSON.stringify(raw.trim())}` });
+      // The line itself is not shown: it may be a secret that lost its "=".
+      errors.push({ line: lineNo, message: `line ${lineNo} is neither "[section]" nor "key = value" (nor a # or ; comment)` });
       last = undefined;
       return;
     }

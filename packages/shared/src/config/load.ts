@@ -87,17 +87,24 @@ export function parseConfig(text: string, file: string, options: { home?: string
   warnUnknown(doc, warnings);
 
   const settings = {} as Record<string, Record<string, unknown>>;
+  const failed = new Set<string>();
   for (const [section, keys] of Object.entries(SCHEMA) as [SectionName, Record<string, KeySpec<unknown>>][]) {
     settings[section] = {};
     for (const [key, spec] of Object.entries(keys)) {
       const entry = doc.get(section)?.get(key);
       const raw = entry?.value ?? spec.default;
       const result = spec.parse(raw, ctx);
-      if (result.ok) settings[section]![key] = result.value;
-      else errors.push({ subject: `${section}.${key}`, message: `${showValue(spec, raw)} is not valid; expected ${result.expected}` });
+      if (result.ok) {
+        settings[section]![key] = result.value;
+        continue;
+      }
+      errors.push({ subject: `${section}.${key}`, message: `${showValue(spec, raw)} is not valid; expected ${result.expected}` });
+      failed.add(`${section}.${key}`);
+      // Stand in the default so the rules below can still check the keys that did parse.
+      const fallback = spec.parse(spec.default, ctx);
+      settings[section]![key] = fallback.ok ? fallback.value : undefined;
     }
   }
-  if (errors.length > 0) return { config: undefined, errors, warnings };
 
   const s = settings as unknown as Settings;
   const ssh = readSsh(s, ctx, errors, warnings);
@@ -112,12 +119,13 @@ export function parseConfig(text: string, file: string, options: { home?: string
       down: s.scaling.scale_down_cooldown ?? s.scaling.cooldown,
     },
     ssh,
-    secrets: [s.aws.aws_access_key, s.aws.aws_secret_key, s.master.token].filter((v) => v !== ""),
+    secrets: [s.aws.aws_access_key, s.aws.aws_secret_key, s.master.token].filter((v) => typeof v === "string" && v !== ""),
   };
   if (s.aws.region && s.aws.aws_default_region && s.aws.region !== s.aws.aws_default_region) {
     warnings.push({ subject: "aws.aws_default_region", message: `ignored: aws.region (${JSON.stringify(s.aws.region)}) is set and wins` });
   }
-  for (const rule of CROSS_FIELD_RULES) rule(config, errors, warnings);
+  // Every rule whose keys parsed runs, so one run shows every problem (SPEC: one message per problem).
+  for (const rule of CROSS_FIELD_RULES) if (rule.keys.every((k) => !failed.has(k))) rule.check(config, errors, warnings);
   return errors.length > 0 ? { config: undefined, errors, warnings } : { config, errors, warnings };
 }
 

@@ -1,23 +1,29 @@
 /** Cross-field rules: each a small function that adds errors or warnings. Single-key checks live in the schema. */
 import type { Config, ConfigProblem } from "./load.js";
 
-type Rule = (config: Config, errors: ConfigProblem[], warnings: ConfigProblem[]) => void;
+type Check = (config: Config, errors: ConfigProblem[], warnings: ConfigProblem[]) => void;
 
-const minNotAboveMax: Rule = (c, errors) => {
+/** A cross-field rule and the `section.key`s it reads: it runs only when all of them parsed. */
+export interface Rule {
+  keys: readonly string[];
+  check: Check;
+}
+
+const minNotAboveMax: Check = (c, errors) => {
   const { min_nodes, max_nodes } = c.scaling;
   if (min_nodes > max_nodes) {
     errors.push({ subject: "scaling.min_nodes", message: `${min_nodes} is greater than scaling.max_nodes (${max_nodes}); expected min_nodes <= max_nodes` });
   }
 };
 
-const thresholdsOrdered: Rule = (c, errors) => {
+const thresholdsOrdered: Check = (c, errors) => {
   const { scale_down_threshold: down, scale_up_threshold: up } = c.scaling;
   if (down >= up) {
     errors.push({ subject: "scaling.scale_down_threshold", message: `${down} is not below scaling.scale_up_threshold (${up}); expected scale_down_threshold < scale_up_threshold` });
   }
 };
 
-const serverLineHasPlaceholders: Rule = (c, errors) => {
+const serverLineHasPlaceholders: Check = (c, errors) => {
   const line = c.haproxy.server_line;
   const hasName = /\$\{?(NAME|SERVER)\b/.test(line);
   const hasAddress = /\$\{?(IP|HOST)\b/.test(line);
@@ -26,7 +32,7 @@ const serverLineHasPlaceholders: Rule = (c, errors) => {
   }
 };
 
-const tokenSet: Rule = (c, _errors, warnings) => {
+const tokenSet: Check = (c, _errors, warnings) => {
   if (c.master.token === "") {
     warnings.push({ subject: "master.token", message: 'is empty: the master refuses every agent until it is set (autoscaler init writes a random one)' });
   } else if (c.master.token.length < 16) {
@@ -34,7 +40,7 @@ const tokenSet: Rule = (c, _errors, warnings) => {
   }
 };
 
-const listenPortsDistinct: Rule = (c, errors) => {
+const listenPortsDistinct: Check = (c, errors) => {
   const a = c.master.listen;
   const b = c.master.metrics_listen;
   if (a && b && a.port === b.port && a.host === b.host) {
@@ -43,4 +49,10 @@ const listenPortsDistinct: Rule = (c, errors) => {
 };
 
 /** Every cross-field rule, in the order their messages print. */
-export const CROSS_FIELD_RULES: readonly Rule[] = [minNotAboveMax, thresholdsOrdered, serverLineHasPlaceholders, tokenSet, listenPortsDistinct];
+export const CROSS_FIELD_RULES: readonly Rule[] = [
+  { keys: ["scaling.min_nodes", "scaling.max_nodes"], check: minNotAboveMax },
+  { keys: ["scaling.scale_down_threshold", "scaling.scale_up_threshold"], check: thresholdsOrdered },
+  { keys: ["haproxy.server_line"], check: serverLineHasPlaceholders },
+  { keys: ["master.token"], check: tokenSet },
+  { keys: ["master.listen", "master.metrics_listen"], check: listenPortsDistinct },
+];

@@ -26,11 +26,12 @@ export function renderServerLine(serverLine: string, host: Pick<HostEntry, "name
   });
 }
 
-/** True when the text before `offset` on its line makes it a comment line (HAProxy ignores it). */
+/** True when the text before `offset` on its line puts it inside a comment (HAProxy ignores it). */
 function inCommentLine(template: string, offset: number): { comment: boolean; indent: string } {
   const lineStart = template.lastIndexOf("\n", offset - 1) + 1;
   const before = template.slice(lineStart, offset);
-  return { comment: /^\s*#/.test(before), indent: /^[ \t]*/.exec(before)?.[0] ?? "" };
+  // HAProxy ends a line at an unescaped # (whole-line or trailing comment).
+  return { comment: /(^|[^\\])#/.test(before), indent: /^[ \t]*/.exec(before)?.[0] ?? "" };
 }
 
 const PLACEHOLDER = /\$(\$|\{SERVERS\}|SERVERS\b)/g;
