@@ -60,7 +60,7 @@ export async function adaptTemplateForTest(file: string, port: number, dir: stri
   await fs.writeFile(file, adapted);
 }
 
-/** Start HAProxy in master-worker mode on the installation's haproxy.cfg (which must exist). */
+/** Start HAProxy in master-worker mode on the installation's haproxy.cfg (which must exist); returns once it serves and its master CLI answers. */
 export async function startHaproxy(scope: Scope, inst: Installation): Promise<{ pid: number; log: () => string }> {
   let log = "";
   const child = spawn("haproxy", ["-W", "-S", inst.masterSocket, "-f", inst.haproxyConfig, "-p", path.join(inst.dir, "haproxy.pid")], {
@@ -72,17 +72,75 @@ export async function startHaproxy(scope: Scope, inst: Installation): Promise<{ 
   child.stderr!.on("data", (b: Buffer) => (log += b.toString()));
   await waitFor("HAProxy to accept connections", () => canConnect(inst.frontendPort), 10_000);
   await waitFor("HAProxy's pid file", async () => (await fs.readFile(path.join(inst.dir, "haproxy.pid"), "utf8")).trim() !== "", 5_000);
+  // The frontend may accept before the master CLI does; reloads are confirmed there, so wait for it too.
+  await waitFor("HAProxy's master CLI to list a worker", async () => (await showProc(inst)).workers.length > 0, 5_000);
   return { pid: child.pid!, log: () => log };
 }
 
 /** True when something accepts TCP connections on 127.0.0.1:port. */
-export function canConnect(port: number): Promise<boolean> {
+export function canConnect(port: number, host = "127.0.0.1"): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = net.createConnection({ host: "127.0.0.1", port });
+    const s = net.createConnection({ host, port });
     s.once("connect", () => {
       s.destroy();
       resolve(true);
     });
     s.once("error", () => resolve(false));
   });
+}
+
+/** One process line of HAProxy's `show proc`, read independently of the product's own parser. */
+export interface ProcEntry {
+  pid: number;
+  type: string;
+  reloads: number;
+}
+
+/** Send one command to the installation's master CLI (`-S` socket) and return the whole answer. */
+export function masterCli(inst: Installation, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let answer = "";
+    const s = net.createConnection({ path: inst.masterSocket });
+    s.setTimeout(3000, () => s.destroy(new Error(`no answer to "${command}" on ${inst.masterSocket}`)));
+    s.on("connect", () => s.end(command + "\n"));
+    s.on("data", (b: Buffer) => (answer += b.toString()));
+    s.on("error", reject);
+    s.on("close", (hadError) => {
+      if (!hadError) resolve(answer);
+    });
+  });
+}
+
+/** The master CLI's `show proc`: the master line and the current and old worker lines. */
+export async function showProc(inst: Installation): Promise<{ master: ProcEntry; workers: ProcEntry[] }> {
+  const text = await masterCli(inst, "show proc");
+  const entries = [...text.matchAll(/^(\d+)\s+(master|worker)\s+(\d+)/gm)].map((m) => ({ pid: Number(m[1]), type: m[2]!, reloads: Number(m[3]) }));
+  const master = entries.find((e) => e.type === "master");
+  if (!master) throw new Error(`no master line in "show proc": ${text}`);
+  return { master, workers: entries.filter((e) => e.type === "worker") };
+}
+
+/** The parent pid of a live process, from /proc; undefined when the process is gone. */
+export async function parentPid(pid: number): Promise<number | undefined> {
+  try {
+    const status = await fs.readFile(`/proc/${pid}/status`, "utf8");
+    return Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+const SECTION = /^\s*(global|defaults|frontend|backend|listen|peers|resolvers|userlist|program|cache|ring|http-errors|mailers)(\s|$)/;
+
+/** The `server` lines of one backend section of a HAProxy config text, trimmed (indented or not, as HAProxy allows). */
+export function serverLines(configText: string, backend = "autoscaler"): string[] {
+  const lines = configText.split("\n");
+  const start = lines.findIndex((l) => l.trim() === `backend ${backend}`);
+  if (start < 0) return [];
+  const out: string[] = [];
+  for (const line of lines.slice(start + 1)) {
+    if (SECTION.test(line)) break;
+    if (/^\s*server\s/.test(line)) out.push(line.trim());
+  }
+  return out;
 }

@@ -10,7 +10,9 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
+/** The repository's root folder. */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+/** The real CLI entry point, run from the built dist. */
 export const CLI = path.join(REPO_ROOT, "bin", "autoscaler.js");
 
 /** A temp folder removed by `cleanup`. */
@@ -38,10 +40,22 @@ export interface CliResult {
   stderr: string;
 }
 
+/** How to run a child process: folder, extra environment, and a time limit after which it is killed. */
+export interface RunOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}
+
 /** Run the real CLI (`bin/autoscaler.js`) with no standard input. */
-export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(args: string[], options: RunOptions = {}): Promise<CliResult> {
+  return runProcess(process.execPath, [CLI, ...args], options);
+}
+
+/** Run any program with no standard input and collect its output; killed (by its pid) after `timeoutMs` (30 s). */
+export function runProcess(file: string, args: string[], options: RunOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(file, args, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
@@ -78,21 +92,24 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
 /** Tracks what a test started so `cleanup` can stop it by pid and remove its folders. */
 export class Scope {
   private readonly children: ChildProcess[] = [];
-  private readonly servers: http.Server[] = [];
+  private readonly servers: net.Server[] = [];
   private readonly dirs: string[] = [];
 
+  /** A temp folder removed in `cleanup`. */
   async tempDir(prefix?: string): Promise<string> {
     const d = await makeTempDir(prefix);
     this.dirs.push(d);
     return d;
   }
 
+  /** Stop this child process by its pid in `cleanup`. */
   track(child: ChildProcess): ChildProcess {
     this.children.push(child);
     return child;
   }
 
-  trackServer(server: http.Server): http.Server {
+  /** Close this server (HTTP or plain TCP) in `cleanup`. */
+  trackServer<S extends net.Server>(server: S): S {
     this.servers.push(server);
     return server;
   }
@@ -124,7 +141,7 @@ export class Scope {
           }),
       ),
     );
-    await Promise.all(this.servers.map((s) => new Promise<void>((r) => { s.closeAllConnections?.(); s.close(() => r()); })));
+    await Promise.all(this.servers.map((s) => new Promise<void>((r) => { (s as http.Server).closeAllConnections?.(); s.close(() => r()); })));
     await Promise.all(this.dirs.map((d) => fs.rm(d, { recursive: true, force: true })));
     this.children.length = 0;
     this.servers.length = 0;
@@ -132,15 +149,43 @@ export class Scope {
   }
 }
 
-/** A real HTTP backend on 127.0.0.1 that answers every request with its own id, counting hits. */
-export async function startBackend(scope: Scope, id: string): Promise<{ port: number; hits: () => number }> {
+/** A running test backend: its port, and how many client requests (not health checks) it answered. */
+export interface Backend {
+  port: number;
+  hits: () => number;
+}
+
+/**
+ * A real HTTP backend on `host` (127.0.0.1 unless given) that answers every request with its own id.
+ * It counts only requests for paths other than `/` and `/health`: the shipped template's health
+ * check is `GET /`, so tests send their own requests to another path such as `/hit`.
+ */
+export async function startBackend(scope: Scope, id: string, host = "127.0.0.1"): Promise<Backend> {
   let hits = 0;
   const server = http.createServer((req, res) => {
-    if (req.url !== "/health") hits++;
+    if (req.url !== "/" && req.url !== "/health") hits++;
     res.writeHead(200, { "content-type": "text/plain" });
     res.end(id);
   });
   scope.trackServer(server);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return { port: (server.address() as net.AddressInfo).port, hits: () => hits };
+}
+
+/** Every regular file and folder under `dir`: relative path → file text (folders as "<dir>"); sockets are skipped. */
+export async function snapshotDir(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (sub: string): Promise<void> => {
+    for (const e of await fs.readdir(path.join(dir, sub), { withFileTypes: true })) {
+      const rel = path.join(sub, e.name);
+      if (e.isDirectory()) {
+        out[rel + "/"] = "<dir>";
+        await walk(rel);
+      } else if (e.isFile()) {
+        out[rel] = await fs.readFile(path.join(dir, rel), "utf8");
+      }
+    }
+  };
+  await walk("");
+  return out;
 }

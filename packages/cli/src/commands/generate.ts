@@ -18,8 +18,8 @@ import type { Io } from "../io.js";
 
 /** One line that says what the apply pipeline did. */
 export function describeApply(target: string, r: ApplyResult, reloadAsked: boolean): string {
-  if (!r.changed) return `${target} is unchanged: nothing written, checked or reloaded`;
-  const steps = [`wrote ${target}`, "check passed"];
+  if (!r.changed && !r.reloaded) return `${target} is unchanged: nothing written, checked or reloaded`;
+  const steps = r.reloadOnly ? [`${target} is unchanged but HAProxy had not reloaded it yet (it was written with --no-reload)`] : [`wrote ${target}`, "check passed"];
   if (r.reloaded) {
     steps.push(r.confirmed ? `reloaded (new worker pid ${r.workerPid} confirmed on the master CLI)` : "reloaded (not confirmed: master CLI not available)");
   } else if (reloadAsked) {

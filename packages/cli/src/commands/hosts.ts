@@ -66,6 +66,9 @@ export async function runAddHost(io: Io, args: AddHostArgs): Promise<number> {
     if (err instanceof AutoscalerError && err.code === "AUTOSCALER_HAPROXY_CHECK_FAILED") {
       await ctx.store.remove(name);
       io.stdout.write(`removed ${name} again: HAProxy refused the config with it\n`);
+    } else if (err instanceof AutoscalerError && err.code === "AUTOSCALER_HAPROXY_RELOAD_FAILED") {
+      // The entry is valid and stays; what failed is HAProxy's reload, which the next apply retries.
+      io.stdout.write(`${name} stays in hosts.d; run "autoscaler generate --reload" once HAProxy can reload (a running master retries by itself)\n`);
     }
     throw err;
   }

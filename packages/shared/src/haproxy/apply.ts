@@ -15,6 +15,7 @@
  * The whole pipeline holds a lock on the live file, so two processes applying at once render
  * one after the other and the last render sees every hosts.d entry.
  */
+import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import lockfile from "proper-lockfile";
@@ -37,6 +38,11 @@ export interface ApplySettings {
   commandTimeoutMs: number;
   /** Folder commands run in (the config file's folder). */
   cwd: string;
+  /**
+   * A file holding the SHA-256 of the config HAProxy last reloaded. With it, an unchanged file
+   * that was written without a reload (`--no-reload`) is still reloaded when a reload is asked.
+   */
+  reloadedMarker?: string;
 }
 
 /** The pipeline's settings from a loaded config; `target` overrides `[haproxy] config` (generate --output FILE). */
@@ -49,6 +55,8 @@ export function applySettingsFromConfig(config: Config, target = config.haproxy.
     reloadTimeoutMs: config.haproxy.reload_timeout * 1000,
     commandTimeoutMs: config.machine.command_timeout * 1000,
     cwd: config.dir,
+    // Only for the live file: a file written elsewhere (--output FILE) is not what HAProxy runs.
+    ...(target === config.haproxy.config ? { reloadedMarker: path.join(config.master.state_dir, "haproxy-reloaded.sha256") } : {}),
   };
 }
 
@@ -66,6 +74,8 @@ export interface ApplyResult {
   changed: boolean;
   checked: boolean;
   reloaded: boolean;
+  /** True when the file was unchanged but HAProxy had not reloaded it yet, so only a reload ran. */
+  reloadOnly?: boolean;
   /** True when the master CLI showed the new worker; undefined when it could not be asked. */
   confirmed: boolean | undefined;
   workerPid?: number;
@@ -147,46 +157,63 @@ async function applyLocked(
   const timings = { renderMs: 0, checkMs: 0, reloadMs: 0, confirmMs: 0, totalMs: 0 };
   const rendered = Buffer.from(await render(), "utf8");
   const previous = await readIfExists(target);
+  const digest = createHash("sha256").update(rendered).digest("hex");
   timings.renderMs = performance.now() - t0;
+  let reloadOnly = false;
   if (previous && previous.equals(rendered)) {
-    timings.totalMs = performance.now() - t0;
-    return { changed: false, checked: false, reloaded: false, confirmed: undefined, timings };
+    const known = settings.reloadedMarker ? (await readIfExists(settings.reloadedMarker))?.toString("utf8").trim() : digest;
+    if (!options.reload || known === digest) {
+      timings.totalMs = performance.now() - t0;
+      return { changed: false, checked: false, reloaded: false, confirmed: undefined, timings };
+    }
+    // The file is right but HAProxy has not been reloaded on it (it was written with --no-reload): reload only.
+    reloadOnly = true;
+  } else {
+    const staged = tempPathFor(target, "staged");
+    const t1 = performance.now();
+    await writeAndSync(staged, rendered, await modeOf(target));
+    let check: CommandResult;
+    try {
+      check = await deps.runner.run(settings.checkCommand, { env: { CONFIG: staged }, cwd: settings.cwd, timeoutMs: settings.commandTimeoutMs });
+    } catch (err) {
+      await fs.rm(staged, { force: true });
+      throw err;
+    }
+    timings.checkMs = performance.now() - t1;
+    if (check.code !== 0 || check.timedOut) {
+      await fs.rm(staged, { force: true });
+      const details = haproxyErrorLines(check, staged, target, rendered.toString("utf8"));
+      throw new AutoscalerError(
+        "AUTOSCALER_HAPROXY_CHECK_FAILED",
+        `HAProxy refused the new configuration (check_command ${describeExit(check)}); ${target} was left as it was. HAProxy said:`,
+        { details },
+      );
+    }
+    await fs.rename(staged, target);
+    await syncDir(path.dirname(target));
+    deps.logger.info("haproxy config written", { file: target, bytes: rendered.length });
   }
-
-  const staged = tempPathFor(target, "staged");
-  const t1 = performance.now();
-  await writeAndSync(staged, rendered, await modeOf(target));
-  let check: CommandResult;
-  try {
-    check = await deps.runner.run(settings.checkCommand, { env: { CONFIG: staged }, cwd: settings.cwd, timeoutMs: settings.commandTimeoutMs });
-  } catch (err) {
-    await fs.rm(staged, { force: true });
-    throw err;
-  }
-  timings.checkMs = performance.now() - t1;
-  if (check.code !== 0 || check.timedOut) {
-    await fs.rm(staged, { force: true });
-    const details = haproxyErrorLines(check, staged, target, rendered.toString("utf8"));
-    throw new AutoscalerError(
-      "AUTOSCALER_HAPROXY_CHECK_FAILED",
-      `HAProxy refused the new configuration (check_command ${describeExit(check)}); ${target} was left as it was. HAProxy said:`,
-      { details },
-    );
-  }
-  await fs.rename(staged, target);
-  await syncDir(path.dirname(target));
-  deps.logger.info("haproxy config written", { file: target, bytes: rendered.length });
 
   if (!options.reload) {
     timings.totalMs = performance.now() - t0;
     return { changed: true, checked: true, reloaded: false, confirmed: undefined, timings };
   }
+  const changed = !reloadOnly;
+  const done = async (confirmed: boolean | undefined, workerPid?: number): Promise<ApplyResult> => {
+    if (settings.reloadedMarker) {
+      await fs.mkdir(path.dirname(settings.reloadedMarker), { recursive: true });
+      await writeFileAtomic(settings.reloadedMarker, digest + "\n", { mode: 0o644 });
+    }
+    timings.totalMs = performance.now() - t0;
+    return { changed, checked: changed, reloaded: true, ...(reloadOnly ? { reloadOnly } : {}), confirmed, ...(workerPid !== undefined ? { workerPid } : {}), timings };
+  };
 
   const restore = async (reason: string, details: string[]): Promise<never> => {
-    if (previous) await writeFileAtomic(target, previous);
+    if (previous && !reloadOnly) await writeFileAtomic(target, previous);
+    const fileNote = reloadOnly ? `${target} was not changed` : previous ? `the previous ${target} was put back` : `${target} is the new file (there was none before)`;
     throw new AutoscalerError(
       "AUTOSCALER_HAPROXY_RELOAD_FAILED",
-      `${reason}; ${previous ? `the previous ${target} was put back` : `${target} is the new file (there was none before)`} and HAProxy keeps serving the configuration it had`,
+      `reload failed: ${reason}; ${fileNote} and HAProxy keeps serving the configuration it had`,
       { details },
     );
   };
@@ -211,10 +238,7 @@ async function applyLocked(
     const out = `${reload.stdout}\n${reload.stderr}`.split("\n").filter((l) => l.trim() !== "").slice(-20);
     await restore(`reload_command failed (${describeExit(reload)})`, out);
   }
-  if (!before) {
-    timings.totalMs = performance.now() - t0;
-    return { changed: true, checked: true, reloaded: true, confirmed: undefined, timings };
-  }
+  if (!before) return done(undefined);
 
   const t3 = performance.now();
   const sleep = deps.sleep ?? defaultSleep;
@@ -230,8 +254,7 @@ async function applyLocked(
       const verdict = judgeReload(before, after);
       if (verdict.state === "confirmed") {
         timings.confirmMs = performance.now() - t3;
-        timings.totalMs = performance.now() - t0;
-        return { changed: true, checked: true, reloaded: true, confirmed: true, workerPid: verdict.workerPid, timings };
+        return done(true, verdict.workerPid);
       }
       // A failed verdict must hold for a few looks: the new worker may be a moment behind the master.
       if (verdict.state === "failed" && ++failedSeen >= 5) {

@@ -1,0 +1,113 @@
+/**
+ * `generate` and `check-config` with real files and the real `haproxy -c`: what the rendered file
+ * holds, what stops a render (the live file stays byte-identical), and the original tool's inis.
+ */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { afterEach, describe, expect, test } from "vitest";
+import { REPO_ROOT, runCli, runProcess, Scope, snapshotDir } from "./helpers/process.js";
+import { makeInstallation, serverLines, type Installation } from "./helpers/haproxy.js";
+
+const scope = new Scope();
+afterEach(() => scope.cleanup());
+
+const FIXTURES = path.join(REPO_ROOT, "test", "fixtures");
+
+/** An installation with one backend and a generated haproxy.cfg (no HAProxy running). */
+async function installationWithOneHost(): Promise<Installation> {
+  const inst = await makeInstallation(scope);
+  const r = await inst.cli("add-host", "10.0.0.5", "8080", "--no-reload");
+  expect(r.code, r.stderr).toBe(0);
+  return inst;
+}
+
+test("add-host 10.0.0.5 8080 then generate: haproxy -c accepts the file and the backend has a server line for 10.0.0.5:8080", async () => {
+  const inst = await makeInstallation(scope);
+  const add = await inst.cli("add-host", "10.0.0.5", "8080", "--no-reload");
+  expect(add.code, add.stderr).toBe(0);
+  await fs.rm(inst.haproxyConfig);
+
+  const r = await inst.cli("generate");
+
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stdout).toMatch(/wrote .*haproxy\.cfg; check passed/);
+  const check = await runProcess("haproxy", ["-c", "-f", inst.haproxyConfig]);
+  expect(check.code, check.stdout + check.stderr).toBe(0);
+  expect(serverLines(await fs.readFile(inst.haproxyConfig, "utf8"))).toEqual(["server 10.0.0.5-8080 10.0.0.5:8080 check"]);
+});
+
+test("a misspelt keyword in the template's backend: generate exits 1 with HAProxy's [ALERT] line and haproxy.cfg stays byte-identical", async () => {
+  const inst = await installationWithOneHost();
+  const tmpl = path.join(inst.dir, "haproxy.cfg.tmpl");
+  const text = await fs.readFile(tmpl, "utf8");
+  await fs.writeFile(tmpl, text.replace("    balance roundrobin\n", "    balance roundrobin\n    balanse leastconn\n"));
+  const before = await snapshotDir(inst.dir);
+
+  const r = await inst.cli("generate");
+
+  expect(r.code, r.stdout + r.stderr).toBe(1);
+  expect(r.stderr).toMatch(/HAProxy refused the new configuration/);
+  expect(r.stderr).toMatch(/\[ALERT\].*unknown keyword 'balanse'/);
+  expect(r.stderr).toMatch(/haproxy\.cfg was left as it was/);
+  expect(await snapshotDir(inst.dir)).toEqual(before);
+});
+
+test("a template without $SERVERS: generate exits 78 and haproxy.cfg stays byte-identical", async () => {
+  const inst = await installationWithOneHost();
+  const tmpl = path.join(inst.dir, "haproxy.cfg.tmpl");
+  await fs.writeFile(tmpl, (await fs.readFile(tmpl, "utf8")).replace(/^\s*\$SERVERS\n/m, ""));
+  const before = await snapshotDir(inst.dir);
+
+  const r = await inst.cli("generate");
+
+  expect(r.code, r.stdout + r.stderr).toBe(78);
+  expect(r.stderr).toMatch(/haproxy\.template: .*haproxy\.cfg\.tmpl has no \$SERVERS/);
+  expect(await snapshotDir(inst.dir)).toEqual(before);
+});
+
+test("a hand-edited hosts.d file with bad JSON: generate exits 1 naming the file and haproxy.cfg stays byte-identical", async () => {
+  const inst = await installationWithOneHost();
+  await fs.writeFile(path.join(inst.dir, "hosts.d", "web-9.json"), '{"address": "10.0.0.9", "port": 80,\n');
+  const before = await snapshotDir(inst.dir);
+
+  const r = await inst.cli("generate");
+
+  expect(r.code, r.stdout + r.stderr).toBe(1);
+  expect(r.stderr).toMatch(/web-9\.json: is not valid JSON/);
+  expect(await snapshotDir(inst.dir)).toEqual(before);
+});
+
+describe("the original tool's ini loads unchanged", () => {
+  // These inis keep the default [haproxy] config, /etc/haproxy/haproxy.cfg: only commands that
+  // never write it run here (check-config, generate --output - or a temp file).
+  const systemConfig = "/etc/haproxy/haproxy.cfg";
+  const readSystemConfig = () => fs.readFile(systemConfig, "utf8").catch(() => "<absent>");
+
+  test.each([
+    ["original-v1.ini", "server web-1 10.0.0.21:80 check"],
+    ["original-v2.ini", "server web-1 10.0.0.21:8080 check inter 2000"],
+  ])("%s: check-config exits 0 and generate prints the server_line of each backend", async (fixture, expectedLine) => {
+    const systemBefore = await readSystemConfig();
+    const dir = await scope.tempDir();
+    const ini = path.join(dir, "autoscaler.ini");
+    await fs.copyFile(path.join(FIXTURES, fixture), ini);
+    await fs.copyFile(path.join(FIXTURES, "original.tmpl"), path.join(dir, "haproxy.cfg.tmpl"));
+    await fs.mkdir(path.join(dir, "hosts.d"));
+    await fs.writeFile(path.join(dir, "hosts.d", "web-1.json"), JSON.stringify({ address: "10.0.0.21", port: 80 }) + "\n");
+
+    const check = await runCli(["check-config", "--config", ini]);
+    expect(check.code, check.stdout + check.stderr).toBe(0);
+    expect(check.stdout).toMatch(/OK; template .* renders 1 backend and passes check_command/);
+
+    const printed = await runCli(["generate", "--output", "-", "--config", ini]);
+    expect(printed.code, printed.stderr).toBe(0);
+    expect(serverLines(printed.stdout, "servers")).toEqual([expectedLine]);
+
+    const out = path.join(dir, "out.cfg");
+    const written = await runCli(["generate", "--output", out, "--config", ini]);
+    expect(written.code, written.stderr).toBe(0);
+    expect(await fs.readFile(out, "utf8")).toBe(printed.stdout);
+
+    expect(await readSystemConfig()).toBe(systemBefore);
+  });
+});

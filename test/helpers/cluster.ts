@@ -1,0 +1,190 @@
+/**
+ * Whole proxies and nodes for tests, built the way an operator builds them: a proxy is a
+ * folder installation (`autoscaler init`) with a real sshd, a real HAProxy and a real
+ * `autoscaler master`; a node is a real web app plus a real `autoscaler agent` whose key the
+ * proxy authorised with `autoscaler authorize-key`. Everything stops by pid in `scope.cleanup()`.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { makeInstallation, startHaproxy, type Installation } from "./haproxy.js";
+import { CLI, freePort, runCli, waitFor, type Scope } from "./process.js";
+import { makeKeyPair, startSshd, TEST_SSH_USER, type KeyPair, type Sshd } from "./sshd.js";
+
+/** A running daemon child with its collected output. */
+export interface Daemon {
+  child: ChildProcess;
+  log: () => string;
+  /** Resolves with the first output line matching `pattern`. */
+  waitForLog: (pattern: RegExp, timeoutMs?: number) => Promise<string>;
+}
+
+/** Start `autoscaler <args>` as a long-running child that the scope stops. */
+export function startDaemon(scope: Scope, args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
+  let log = "";
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  scope.track(child);
+  child.stdout!.on("data", (b: Buffer) => (log += b.toString()));
+  child.stderr!.on("data", (b: Buffer) => (log += b.toString()));
+  return {
+    child,
+    log: () => log,
+    waitForLog: (pattern, timeoutMs = 10_000) =>
+      waitFor(`a log line matching ${pattern} (log so far: ${log.slice(-2000)})`, () => log.split("\n").find((l) => pattern.test(l)), timeoutMs),
+  };
+}
+
+/** A test proxy box. */
+export interface Proxy {
+  inst: Installation;
+  sshd: Sshd;
+  masterPort: number;
+  metricsPort: number;
+  token: string;
+  master: Daemon;
+  startMaster: () => Promise<Daemon>;
+  status: () => Promise<StatusJson>;
+}
+
+/** The parts of `status --json` tests read. */
+export interface StatusJson {
+  role: string;
+  nodes: { name: string; address: string; port: number; state: string; cpu_now: number | null; samples_in_window: number; last_seen_seconds_ago: number | null; source: string }[];
+  haproxy: { reloads: number; reload_failures: number };
+  events: { kind: string; message: string }[];
+}
+
+/** Options for a proxy: a shared token (several proxies), extra `--set` settings. */
+export interface ProxyOptions {
+  token?: string;
+  settings?: string[];
+}
+
+/** Start a proxy on loopback: installation, sshd, HAProxy on the generated config, and the master. */
+export async function startProxy(scope: Scope, options: ProxyOptions = {}): Promise<Proxy> {
+  const masterPort = await freePort();
+  const metricsPort = await freePort();
+  const token = options.token ?? randomBytes(24).toString("base64url");
+  const inst = await makeInstallation(scope, [
+    `master.listen=127.0.0.1:${masterPort}`,
+    `master.metrics_listen=127.0.0.1:${metricsPort}`,
+    `master.token=${token}`,
+    "scaling.node_timeout=3",
+    ...(options.settings ?? []),
+  ]);
+  const sshd = await startSshd(scope, { masterPort });
+  const gen = await inst.cli("generate");
+  if (gen.code !== 0) throw new Error(`generate failed: ${gen.stderr}`);
+  await startHaproxy(scope, inst);
+  const startMaster = async () => {
+    const d = startDaemon(scope, ["master", "--config", inst.ini, "--log-level", "debug"]);
+    await d.waitForLog(/master started/);
+    return d;
+  };
+  const proxy: Proxy = {
+    inst,
+    sshd,
+    masterPort,
+    metricsPort,
+    token,
+    master: await startMaster(),
+    startMaster,
+    status: async () => {
+      const r = await inst.cli("status", "--json");
+      if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
+      return JSON.parse(r.stdout) as StatusJson;
+    },
+  };
+  return proxy;
+}
+
+/** A test web node. */
+export interface TestNode {
+  name: string;
+  address: string;
+  webPort: number;
+  dir: string;
+  ini: string;
+  key: KeyPair;
+  web: ChildProcess;
+  agent: Daemon;
+  startAgent: () => Daemon;
+}
+
+/** Options for a node: its name and loopback address, extra settings, whether to authorise its key. */
+export interface NodeOptions {
+  name: string;
+  address?: string;
+  settings?: string[];
+  authorize?: boolean;
+  startAgent?: boolean;
+}
+
+/** A web app child process on address:port that answers every request with `name`. */
+export async function startWebApp(scope: Scope, name: string, address: string, port: number, dir: string): Promise<ChildProcess> {
+  const pidFile = path.join(dir, "web.pid");
+  const web = spawn(
+    process.execPath,
+    ["-e", `require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); require("http").createServer((q, r) => r.end(${JSON.stringify(name)})).listen(${port}, ${JSON.stringify(address)}, () => console.log("listening"))`],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  scope.track(web);
+  await new Promise<void>((resolve, reject) => {
+    web.stdout!.once("data", () => resolve());
+    web.once("exit", (code) => reject(new Error(`web app ${name} exited with ${code}`)));
+  });
+  return web;
+}
+
+/**
+ * Start a node reporting to `proxies`: a key pair (authorised on each proxy with the line
+ * `authorize-key` prints), known_hosts with each proxy's host key, a web app, and the agent.
+ */
+export async function startNode(scope: Scope, proxies: Proxy[], options: NodeOptions): Promise<TestNode> {
+  const dir = await scope.tempDir(`autoscaler-node-${options.name}-`);
+  const address = options.address ?? "127.0.0.1";
+  const webPort = await freePort();
+  const key = makeKeyPair(dir, "node_key");
+  if (options.authorize !== false) {
+    for (const p of proxies) {
+      const line = await runCli(["authorize-key", key.publicFile, "--config", p.inst.ini]);
+      if (line.code !== 0) throw new Error(`authorize-key failed: ${line.stderr}`);
+      await fs.appendFile(p.sshd.authorizedKeysFile, line.stdout);
+    }
+  }
+  await fs.writeFile(path.join(dir, "known_hosts"), proxies.map((p) => p.sshd.knownHostsLine).join("\n") + "\n");
+  const first = proxies[0]!;
+  const ini = path.join(dir, "autoscaler.ini");
+  const settings = [
+    `haproxy.servers=${proxies.map((p) => `${p.sshd.address}:${p.sshd.port}`).join(",")}`,
+    `haproxy.ssh_command=ssh -i node_key ${TEST_SSH_USER}@$HOST`,
+    "haproxy.known_hosts=known_hosts",
+    `master.token=${first.token}`,
+    `master.listen=127.0.0.1:${first.masterPort}`,
+    "master.metrics_listen=",
+    "master.state_dir=state",
+    `agent.name=${options.name}`,
+    `agent.address=${address}`,
+    `agent.port=${webPort}`,
+    `agent.instance_id=i-${options.name}`,
+    "agent.interval=1",
+    `agent.cpu_source=pid:web.pid`,
+    ...(options.settings ?? []),
+  ];
+  const init = await runCli(["init", "--config", ini, ...settings.flatMap((s) => ["--set", s])]);
+  if (init.code !== 0) throw new Error(`node init failed: ${init.stderr}`);
+  const web = await startWebApp(scope, options.name, address, webPort, dir);
+  const startAgent = () => startDaemon(scope, ["agent", "--config", ini, "--log-level", "debug"]);
+  return { name: options.name, address, webPort, dir, ini, key, web, agent: options.startAgent === false ? (undefined as never) : startAgent(), startAgent };
+}
+
+/** GET http://127.0.0.1:port/ through HAProxy and return the body, or undefined on any failure. */
+export async function getThrough(port: number): Promise<string | undefined> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) });
+    return res.ok ? await res.text() : undefined;
+  } catch {
+    return undefined;
+  }
+}

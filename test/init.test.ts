@@ -1,0 +1,82 @@
+/** `autoscaler init`: what it writes, what it refuses to overwrite, and settings it refuses before writing anything. */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { afterEach, expect, test } from "vitest";
+import { runCli, Scope, snapshotDir } from "./helpers/process.js";
+
+const scope = new Scope();
+afterEach(() => scope.cleanup());
+
+test("init writes the ini with mode 0600, hosts.d/ and the template", async () => {
+  const dir = await scope.tempDir();
+  const ini = path.join(dir, "autoscaler.ini");
+
+  const r = await runCli(["init", "--config", ini]);
+
+  expect(r.code, r.stderr).toBe(0);
+  expect((await fs.stat(ini)).mode & 0o777).toBe(0o600);
+  expect((await fs.stat(path.join(dir, "hosts.d"))).isDirectory()).toBe(true);
+  expect(await fs.readFile(path.join(dir, "haproxy.cfg.tmpl"), "utf8")).toMatch(/^\s*\$SERVERS$/m);
+  expect(await fs.readFile(ini, "utf8")).toMatch(/^token = \S{16,}$/m);
+  expect(r.stdout).toMatch(/Next steps/);
+});
+
+test("a second init without --force exits non-zero and leaves the ini byte-identical", async () => {
+  const dir = await scope.tempDir();
+  const ini = path.join(dir, "autoscaler.ini");
+  expect((await runCli(["init", "--config", ini])).code).toBe(0);
+  const before = await snapshotDir(dir);
+
+  const r = await runCli(["init", "--config", ini]);
+
+  expect(r.code).not.toBe(0);
+  expect(r.stderr).toMatch(/already exists.*--force/);
+  expect(await snapshotDir(dir)).toEqual(before);
+});
+
+test("init --force rewrites the ini and leaves hosts.d entries alone", async () => {
+  const dir = await scope.tempDir();
+  const ini = path.join(dir, "autoscaler.ini");
+  const inFolder = ["--set", "haproxy.config=haproxy.cfg"];
+  expect((await runCli(["init", "--config", ini, ...inFolder])).code).toBe(0);
+  const add = await runCli(["add-host", "10.0.0.5", "8080", "--name", "web-1", "--no-reload", "--config", ini]);
+  expect(add.code, add.stderr).toBe(0);
+  const entry = path.join(dir, "hosts.d", "web-1.json");
+  const entryBefore = await fs.readFile(entry, "utf8");
+  const iniBefore = await fs.readFile(ini, "utf8");
+  await fs.appendFile(ini, "\n; an operator's note\n");
+
+  const r = await runCli(["init", "--force", "--config", ini, ...inFolder]);
+
+  expect(r.code, r.stderr).toBe(0);
+  const iniAfter = await fs.readFile(ini, "utf8");
+  expect(iniAfter).not.toMatch(/an operator's note/);
+  // A fresh random token: the file was written anew, not kept.
+  expect(/^token = (.*)$/m.exec(iniAfter)?.[1]).not.toBe(/^token = (.*)$/m.exec(iniBefore)?.[1]);
+  expect((await fs.stat(ini)).mode & 0o777).toBe(0o600);
+  expect(await fs.readdir(path.join(dir, "hosts.d"))).toEqual(["web-1.json"]);
+  expect(await fs.readFile(entry, "utf8")).toBe(entryBefore);
+});
+
+test("init --set with an unknown key exits 2 and writes nothing", async () => {
+  const dir = await scope.tempDir();
+  const ini = path.join(dir, "autoscaler.ini");
+
+  const r = await runCli(["init", "--config", ini, "--set", "scaling.max_nodez=4"]);
+
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/scaling\.max_nodez: no such setting/);
+  expect(await snapshotDir(dir)).toEqual({});
+});
+
+test("init --set scaling.min_nodes=5 --set scaling.max_nodes=2 exits 78 and writes nothing", async () => {
+  const dir = await scope.tempDir();
+  const ini = path.join(dir, "autoscaler.ini");
+
+  const r = await runCli(["init", "--config", ini, "--set", "scaling.min_nodes=5", "--set", "scaling.max_nodes=2"]);
+
+  expect(r.code).toBe(78);
+  expect(r.stderr).toMatch(/scaling\.min_nodes.*5.*max_nodes/);
+  expect(r.stderr).toMatch(/nothing was written/);
+  expect(await snapshotDir(dir)).toEqual({});
+});
