@@ -10,18 +10,8 @@
  */
 import { EventEmitter } from "node:events";
 import { promises as fs } from "node:fs";
-import {
-  MAX_LINE_BYTES,
-  PROTOCOL_VERSION,
-  createLineSplitter,
-  decodeMasterMessage,
-  encodeMessage,
-  errnoCode,
-  type Config,
-  type Logger,
-  type ProxyServer,
-  type SampleMessage,
-} from "@autoscaler/shared";
+import { errnoCode, type Config, type Logger, type ProxyServer } from "@autoscaler/shared";
+import { MAX_LINE_BYTES, PROTOCOL_VERSION, createLineSplitter, decodeMasterMessage, encodeMessage, type SampleMessage } from "@autoscaler/shared/protocol";
 import { readFacts } from "./facts.js";
 import { checkHealth } from "./health.js";
 import { resolveIdentity } from "./identity.js";

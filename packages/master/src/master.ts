@@ -5,19 +5,8 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import chokidar from "chokidar";
-import {
-  applyHaproxyConfig,
-  applySettingsFromConfig,
-  createHostsStore,
-  readHosts,
-  readTemplate,
-  renderHaproxyConfig,
-  type CommandRunner,
-  type Config,
-  type HelloMessage,
-  type HostEntry,
-  type Logger,
-} from "@autoscaler/shared";
+import { AutoscalerError, applyHaproxyConfig, applySettingsFromConfig, createHostsStore, readTemplate, renderHaproxyConfig, type CommandRunner, type Config, type HostEntry, type Logger } from "@autoscaler/shared";
+import { type HelloMessage } from "@autoscaler/shared/protocol";
 import { createApplier, type Applier } from "./applier.js";
 import { controlSocketPath, startControlServer } from "./control.js";
 import { createEventLog } from "./events.js";
@@ -56,10 +45,35 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
   const store = createHostsStore(config.hostsDir);
   await fs.mkdir(config.master.state_dir, { recursive: true, mode: 0o700 });
   await fs.mkdir(config.hostsDir, { recursive: true });
+  // hosts.d in memory: filled once, then kept current file by file from the watcher (and from
+  // our own writes), so an apply renders without re-reading every file. A full resync every
+  // minute guards against a missed event.
+  const hostsByName = new Map<string, HostEntry>();
+  const problems = new Map<string, string>();
   let hosts: HostEntry[] = [];
-  const listed = await store.list();
-  hosts = listed.hosts;
-  for (const p of listed.problems) logger.warn("hosts.d file cannot be used", { file: p.file, problem: p.message });
+  const snapshot = () => JSON.stringify([[...hostsByName.values()].sort((a, b) => (a.name < b.name ? -1 : 1)), [...problems]]);
+  const resync = async () => {
+    const listed = await store.list();
+    hostsByName.clear();
+    problems.clear();
+    for (const h of listed.hosts) hostsByName.set(h.name, h);
+    for (const p of listed.problems) problems.set(p.file, p.message);
+    hosts = [...hostsByName.values()];
+  };
+  const refreshFile = async (file: string) => {
+    const base = path.basename(file);
+    if (!base.endsWith(".json") || base.startsWith(".")) return;
+    const name = base.slice(0, -".json".length);
+    const entry = await store.read(name).catch((err: Error) => ({ file: base, message: err.message }));
+    hostsByName.delete(name);
+    problems.delete(base);
+    if (entry && "message" in entry) problems.set(base, entry.message);
+    else if (entry) hostsByName.set(name, entry);
+    hosts = [...hostsByName.values()];
+  };
+  await resync();
+  for (const [file, message] of problems) logger.warn("hosts.d file cannot be used", { file, problem: message });
+  let template: string | undefined;
 
   const events = createEventLog(now);
   const role = resolveRole(config);
@@ -81,9 +95,13 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
       applyHaproxyConfig(
         settings,
         async () => {
-          const [template, current] = await Promise.all([readTemplate(config), readHosts(store)]);
-          hosts = current;
-          return renderHaproxyConfig(template, current, config.haproxy.server_line);
+          if (template === undefined) template = await readTemplate(config);
+          if (problems.size > 0) {
+            throw new AutoscalerError("AUTOSCALER_HOSTS_INVALID", `${problems.size} file(s) in ${config.hostsDir} cannot be used; fix or remove them (HAProxy keeps its config):`, {
+              details: [...problems].map(([file, message]) => `${file}: ${message}`),
+            });
+          }
+          return renderHaproxyConfig(template, hosts, config.haproxy.server_line);
         },
         { runner: deps.runner, logger },
         { reload: true },
@@ -111,14 +129,17 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
     const existing = await store.get(hello.name);
     if (existing?.source === "manual") throw new Error(`${hello.name} is a hand-added backend`);
     if (existing && existing.address === hello.address && existing.port === hello.port && existing.instanceId === hello.instance_id) return;
-    await store.put({
+    const entry: HostEntry = {
       name: hello.name,
       address: hello.address,
       port: hello.port,
       source: existing?.source === "launched" ? "launched" : "agent",
       addedAt: existing?.addedAt ?? new Date(now()).toISOString(),
       ...(hello.instance_id !== undefined ? { instanceId: hello.instance_id } : {}),
-    });
+    };
+    await store.put(entry);
+    hostsByName.set(entry.name, entry);
+    hosts = [...hostsByName.values()];
     applier.schedule(`registered ${hello.name}`);
   };
 
@@ -150,7 +171,25 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
     ignoreInitial: true,
     ignored: (p: string) => path.basename(p).startsWith("."),
   });
-  watcher.on("all", (event, file) => applier.schedule(`${event} ${path.basename(file)}`));
+  watcher.on("all", (event, file) => {
+    if (path.resolve(file) === path.resolve(config.haproxy.template)) {
+      template = undefined; // read again on the next apply
+      applier.schedule(`${event} template`);
+      return;
+    }
+    if (event !== "add" && event !== "change" && event !== "unlink") return;
+    refreshFile(file)
+      .then(() => applier.schedule(`${event} ${path.basename(file)}`))
+      .catch((err: Error) => logger.warn("cannot read hosts.d file", { file, error: err.message }));
+  });
+  const resyncTimer = setInterval(() => {
+    const before = snapshot();
+    resync()
+      .then(() => {
+        if (snapshot() !== before) applier.schedule("hosts.d resync found a change the watcher missed");
+      })
+      .catch((err: Error) => logger.warn("cannot resync hosts.d", { error: err.message }));
+  }, 60_000);
   watcher.on("error", (err) => logger.warn("file watcher error", { error: (err as Error).message }));
 
   const sweep = setInterval(() => {
@@ -161,7 +200,11 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
       if (entry && entry.source !== "manual") {
         store
           .remove(gone.name)
-          .then(() => applier.schedule(`forgot ${gone.name}`))
+          .then(() => {
+            hostsByName.delete(gone.name);
+            hosts = [...hostsByName.values()];
+            applier.schedule(`forgot ${gone.name}`);
+          })
           .catch((err: Error) => logger.error("cannot remove hosts.d entry", { node: gone.name, error: err.message }));
       }
     }
@@ -190,6 +233,7 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
     applier,
     async stop() {
       clearInterval(sweep);
+      clearInterval(resyncTimer);
       applier.stop();
       await watcher.close();
       await agents.close();

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { PROTOCOL_VERSION, type HelloMessage } from "@autoscaler/shared";
+import { PROTOCOL_VERSION, type HelloMessage } from "@autoscaler/shared/protocol";
 import { createRegistry } from "./registry.js";
 
 const hello = (name: string, address = "10.0.0.5", port = 80): HelloMessage => ({

@@ -6,7 +6,7 @@
  *               ▲                                        │
  *               └──────────── sample or hello ◄──────────┘
  */
-import type { HelloMessage, SampleMessage } from "@autoscaler/shared";
+import type { HelloMessage, SampleMessage } from "@autoscaler/shared/protocol";
 
 /** One CPU reading as the master received it. `at` is the master's clock, not the node's. */
 export interface CpuReading {

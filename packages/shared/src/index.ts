@@ -12,4 +12,3 @@ export * from "./haproxy/render.js";
 export * from "./haproxy/apply.js";
 export * from "./haproxy/master-cli.js";
 export * from "./haproxy/generate.js";
-export * from "./protocol.js";

@@ -1,5 +1,6 @@
 /**
- * The agent ⇄ master protocol: newline-delimited JSON over the SSH tunnel. The agent sends
+ * The agent ⇄ master protocol (import from "@autoscaler/shared/protocol", kept out of the main entry so
+ * CLI commands that never speak it do not load zod): newline-delimited JSON over the SSH tunnel. The agent sends
  * `hello` once, then `sample` each interval; the master answers `hello` with `welcome` or
  * `error`. Every message is validated against these schemas; anything else closes the
  * connection with a logged reason.
