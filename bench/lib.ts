@@ -1,0 +1,250 @@
+/**
+ * Shared bits of the benchmarks: statistics, timing, tables, spawning and a cleanup registry
+ * that stops every process a benchmark started (by pid) and removes its temp folders, also
+ * on error or Ctrl-C.
+ */
+import { spawn } from "node:child_process";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Scope } from "../test/helpers/process.js";
+
+export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+export const REPO_ROOT = path.resolve(BENCH_DIR, "..");
+export const HAPROXY = "haproxy";
+
+/** What one benchmark hands back to bench/run.ts. */
+export interface BenchResult {
+  /** Section id: the name used on the command line and in the markers. */
+  id: string;
+  /** The plain-text tables for stdout. */
+  text: string;
+  /** The Markdown section body (without the markers). */
+  markdown: string;
+  /** Whether the goal of this benchmark was met (undefined: no goal). */
+  goalMet?: boolean;
+}
+
+/* ---------------------------------------------------------------- statistics */
+
+export interface Stats {
+  n: number;
+  median: number;
+  p95: number;
+  min: number;
+  max: number;
+  mean: number;
+}
+
+/** Quantile by linear interpolation between closest ranks. */
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+export function stats(samples: number[]): Stats {
+  const s = [...samples].sort((a, b) => a - b);
+  return {
+    n: s.length,
+    median: quantile(s, 0.5),
+    p95: quantile(s, 0.95),
+    min: s[0] ?? NaN,
+    max: s[s.length - 1] ?? NaN,
+    mean: s.reduce((a, b) => a + b, 0) / (s.length || 1),
+  };
+}
+
+/** A number of milliseconds, with precision that suits its size. */
+export function ms(v: number): string {
+  if (!Number.isFinite(v)) return "n/a";
+  if (v < 1) return v.toFixed(3);
+  if (v < 10) return v.toFixed(2);
+  if (v < 100) return v.toFixed(1);
+  return v.toFixed(0);
+}
+
+/** "median (p95)" in ms. */
+export function medP95(s: Stats): string {
+  return `${ms(s.median)} (${ms(s.p95)})`;
+}
+
+export function pct(v: number): string {
+  if (!Number.isFinite(v)) return "n/a";
+  return v < 1 ? `${v.toFixed(2)} %` : `${v.toFixed(1)} %`;
+}
+
+/* ---------------------------------------------------------------- tables */
+
+/** A Markdown table. */
+export function mdTable(head: string[], rows: (string | number)[][]): string {
+  const line = (cells: (string | number)[]) => `| ${cells.map((c) => String(c).replace(/\|/g, "\\|")).join(" | ")} |`;
+  return [line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+/** The same table aligned for a terminal. */
+export function textTable(head: string[], rows: (string | number)[][]): string {
+  const all = [head, ...rows].map((r) => r.map(String));
+  const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
+  const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  return [fmt(all[0]!), widths.map((w) => "-".repeat(w)).join("  "), ...all.slice(1).map(fmt)].join("\n");
+}
+
+/* ---------------------------------------------------------------- processes */
+
+export const sleep = (millis: number) => new Promise<void>((r) => setTimeout(r, millis));
+
+/** Spawn a command (no shell) and resolve with its exit code and output once it exits. */
+export function runCommand(
+  cmd: string,
+  args: string[],
+  options: { cwd?: string; timeoutMs?: number; onSpawn?: (pid: number) => void } = {},
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
+    if (child.pid !== undefined) options.onSpawn?.(child.pid);
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+    child.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** Time `haproxy -c -f file` from spawn to exit; throws if the check fails. */
+export async function timeHaproxyCheck(file: string, cwd?: string): Promise<number> {
+  const t0 = performance.now();
+  const r = await runCommand(HAPROXY, ["-c", "-f", file], { cwd });
+  const t = performance.now() - t0;
+  if (r.code !== 0) throw new Error(`haproxy -c -f ${file} failed (${r.code}): ${r.stderr || r.stdout}`);
+  return t;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Everything one benchmark started. `scope` is the test helpers' Scope (child processes, HTTP
+ * servers, temp folders); `pids` are processes that are not our children (daemonised HAProxy),
+ * stopped by pid with SIGTERM, then SIGKILL.
+ */
+export class Resources {
+  readonly scope = new Scope();
+  private readonly pids = new Set<number>();
+  private done = false;
+
+  constructor() {
+    active.add(this);
+  }
+
+  trackPid(pid: number): void {
+    this.pids.add(pid);
+  }
+
+  async tempDir(prefix = "autoscaler-bench-"): Promise<string> {
+    return this.scope.tempDir(prefix);
+  }
+
+  /** Pids that were tracked and are still running. */
+  alivePids(): number[] {
+    return [...this.pids].filter(isAlive);
+  }
+
+  async cleanup(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    active.delete(this);
+    const pids = this.alivePids();
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        // gone
+      }
+    }
+    const deadline = Date.now() + 3000;
+    while (pids.some(isAlive) && Date.now() < deadline) await sleep(25);
+    for (const pid of pids.filter(isAlive)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+    await this.scope.cleanup();
+    const left = pids.filter(isAlive);
+    if (left.length > 0) process.stderr.write(`warning: processes still alive after cleanup: ${left.join(", ")}\n`);
+  }
+}
+
+const active = new Set<Resources>();
+
+/** Clean up whatever is still running (used on Ctrl-C and by run.ts at the end). */
+export async function cleanupAll(): Promise<void> {
+  await Promise.all([...active].map((r) => r.cleanup()));
+}
+
+let signalsInstalled = false;
+/** On SIGINT/SIGTERM: stop what the benchmarks started, remove their folders, exit. */
+export function installSignalCleanup(): void {
+  if (signalsInstalled) return;
+  signalsInstalled = true;
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`\n${sig}: cleaning up\n`);
+      void cleanupAll().finally(() => process.exit(130));
+    });
+  }
+}
+
+/** Run `body` with fresh Resources, always cleaning up. */
+export async function withResources<T>(body: (res: Resources) => Promise<T>): Promise<T> {
+  const res = new Resources();
+  try {
+    return await body(res);
+  } finally {
+    await res.cleanup();
+  }
+}
+
+/* ---------------------------------------------------------------- machine */
+
+export async function machineInfo(): Promise<{ cpus: number; cpuModel: string; memGiB: string; haproxy: string; node: string; date: string }> {
+  const v = await runCommand(HAPROXY, ["-v"]).catch(() => ({ stdout: "haproxy not found" }));
+  return {
+    cpus: os.availableParallelism?.() ?? os.cpus().length,
+    cpuModel: os.cpus()[0]?.model?.trim() ?? "unknown",
+    memGiB: (os.totalmem() / 2 ** 30).toFixed(1),
+    haproxy: v.stdout.split("\n")[0]?.trim() ?? "",
+    node: process.version,
+    date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+  };
+}
+
+/** The 1-minute load average now, as a sentence part for "Measured …" lines. */
+export function loadNote(loadAtStart: number): string {
+  const cpus = os.availableParallelism?.() ?? os.cpus().length;
+  return `1-min load average when it started: ${loadAtStart.toFixed(2)} on ${cpus} CPUs${loadAtStart > cpus / 2 ? " (the machine was busy with other work, so absolute times are inflated)" : ""}`;
+}
+
+/** The shipped template's text. */
+export async function shippedTemplate(): Promise<string> {
+  return fs.readFile(path.join(REPO_ROOT, "etc", "haproxy.cfg.tmpl"), "utf8");
+}
