@@ -9,9 +9,9 @@ test("two agents on their own addresses register through a real sshd and HAProxy
   const proxy = await startProxy(scope);
   const a = await startNode(scope, [proxy], { name: "web-a", address: "127.0.0.2" });
   const b = await startNode(scope, [proxy], { name: "web-b", address: "127.0.0.3" });
-  await a.agent.waitForLog(/connected to the master/, 15_000);
-  await b.agent.waitForLog(/connected to the master/, 15_000);
-  const helloAt = Date.now();
+  // The agents log JSON lines; "hello sent" carries the moment each said hello.
+  const helloTime = async (line: Promise<string>) => Date.parse((JSON.parse(await line) as { time: string }).time);
+  const helloAt = Math.max(await helloTime(a.agent.waitForLog(/"hello sent"/, 15_000)), await helloTime(b.agent.waitForLog(/"hello sent"/, 15_000)));
   const seen = new Set<string>();
   await waitFor("HAProxy to serve both nodes", async () => {
     const body = await getThrough(proxy.inst.frontendPort);
