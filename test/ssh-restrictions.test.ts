@@ -1,0 +1,179 @@
+/**
+ * README "Setting up a proxy's sshd for nodes": a node key, authorised with the line
+ * `autoscaler authorize-key` prints and behind the README's `Match User` block, can open a
+ * channel to 127.0.0.1:<master port> and nothing else: no other port, not `localhost`, no
+ * command, no remote or local forward elsewhere. Checked with the real OpenSSH client against
+ * a real sshd; the positive control says hello through the same key and reads `welcome`.
+ */
+import { existsSync, promises as fs } from "node:fs";
+import { randomBytes } from "node:crypto";
+import net from "node:net";
+import path from "node:path";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import { startProxy, type Proxy } from "./helpers/cluster.js";
+import { canConnect } from "./helpers/haproxy.js";
+import { runSsh, sshBaseArgs, sshDestination, startCountingServer } from "./helpers/hostile.js";
+import { freePort, runCli, Scope, waitFor } from "./helpers/process.js";
+import { makeKeyPair, type KeyPair } from "./helpers/sshd.js";
+
+// One proxy for the whole file (its startup dominates); each test's own processes and servers go in `scope`.
+const shared = new Scope();
+const scope = new Scope();
+const strayFiles: string[] = [];
+afterEach(async () => {
+  await scope.cleanup();
+  await Promise.all(strayFiles.splice(0).map((f) => fs.rm(f, { force: true })));
+});
+afterAll(() => shared.cleanup());
+
+interface Setup {
+  proxy: Proxy;
+  key: KeyPair;
+  knownHosts: string;
+  base: string[];
+}
+
+/** A proxy, a node key authorised on it with `authorize-key`, and a known_hosts file holding the sshd's key. */
+async function setup(): Promise<Setup> {
+  const proxy = await startProxy(shared);
+  const dir = await shared.tempDir("autoscaler-sshclient-");
+  const key = makeKeyPair(dir, "node_key");
+  const line = await runCli(["authorize-key", key.publicFile, "--config", proxy.inst.ini]);
+  expect(line.code, line.stderr).toBe(0);
+  expect(line.stdout).toContain(`permitopen="127.0.0.1:${proxy.masterPort}"`);
+  await fs.appendFile(proxy.sshd.authorizedKeysFile, line.stdout);
+  const knownHosts = path.join(dir, "known_hosts");
+  await fs.writeFile(knownHosts, proxy.sshd.knownHostsLine + "\n");
+  return { proxy, key, knownHosts, base: sshBaseArgs(proxy.sshd, key.privateFile, knownHosts) };
+}
+
+/** A hello as a real agent sends it. */
+function hello(token: string, name: string, port: number): string {
+  return (
+    JSON.stringify({
+      type: "hello",
+      version: 1,
+      token,
+      name,
+      address: "127.0.0.1",
+      port,
+      instance_id: `i-${name}`,
+      agent_version: "0.0.0-test",
+      facts: { cores: 1, memory_bytes: 1024 },
+    }) + "\n"
+  );
+}
+
+describe("a node key on the proxy's sshd", () => {
+  let s: Setup;
+  let sshdLogBefore = 0;
+  beforeAll(async () => {
+    s = await setup();
+  });
+  beforeEach(() => {
+    sshdLogBefore = s.proxy.sshd.log().length;
+  });
+  /** The key really logged in during this test, so a refusal is the restriction, not a failed login. */
+  const expectLoggedIn = () =>
+    waitFor("sshd to log this test's key login", () => /Accepted publickey for autoscaler-test/.test(s.proxy.sshd.log().slice(sshdLogBefore)), 5_000);
+
+  test("can open 127.0.0.1:<master port> (positive control): says hello with the token and reads welcome", async () => {
+    const r = await runSsh(scope, [...s.base, "-W", `127.0.0.1:${s.proxy.masterPort}`, sshDestination(s.proxy.sshd)], {
+      input: hello(s.proxy.token, "ssh-probe", 8080),
+      closeInputWhen: /"type":"welcome"/,
+      timeoutMs: 20_000,
+    });
+    expect(r.timedOut, r.stderr).toBe(false);
+    expect(r.stdout).toMatch(/^\{"type":"welcome","version":1,"role":"decider"/m);
+    await s.proxy.master.waitForLog(/"msg":"agent registered".*"node":"ssh-probe"/);
+    await expectLoggedIn();
+  });
+
+  test("cannot open another listening port on 127.0.0.1; that port's server sees no connection", async () => {
+    const other = await startCountingServer(scope);
+    const r = await runSsh(scope, [...s.base, "-W", `127.0.0.1:${other.port}`, sshDestination(s.proxy.sshd)], { timeoutMs: 20_000 });
+    expect(r.timedOut).toBe(false);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/administratively prohibited|open failed/);
+    await expectLoggedIn();
+    expect(other.connections()).toBe(0);
+  });
+
+  test("cannot open the master's port by the name localhost instead of 127.0.0.1", async () => {
+    const before = s.proxy.master.log();
+    const r = await runSsh(scope, [...s.base, "-W", `localhost:${s.proxy.masterPort}`, sshDestination(s.proxy.sshd)], {
+      input: hello(s.proxy.token, "via-localhost", 8080),
+      timeoutMs: 20_000,
+    });
+    expect(r.timedOut).toBe(false);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/administratively prohibited|open failed/);
+    expect(r.stdout).toBe("");
+    await expectLoggedIn();
+    expect(s.proxy.master.log().slice(before.length)).not.toContain("via-localhost");
+    expect((await s.proxy.status()).nodes.map((n) => n.name)).not.toContain("via-localhost");
+  });
+
+  test("cannot run a command: it exits non-zero and the command's file is never made", async () => {
+    const file = `/tmp/autoscaler-ssh-restrict-${process.pid}-${randomBytes(6).toString("hex")}`;
+    strayFiles.push(file);
+    const r = await runSsh(scope, [...s.base, sshDestination(s.proxy.sshd), `touch ${file}`], { timeoutMs: 20_000 });
+    expect(r.timedOut).toBe(false);
+    // 1: the login worked and the forced command (/bin/false, run by the nologin shell) answered; 255 would be a failed login.
+    expect(r.code, r.stderr).toBe(1);
+    await expectLoggedIn();
+    expect(existsSync(file)).toBe(false);
+    // No terminal either (PermitTTY no), and still no command.
+    const t = await runSsh(scope, [...s.base, "-tt", sshDestination(s.proxy.sshd), `touch ${file}`], { timeoutMs: 20_000 });
+    expect(t.timedOut).toBe(false);
+    expect(t.code).not.toBe(0);
+    expect(t.stderr).toMatch(/PTY allocation request failed/);
+    expect(existsSync(file)).toBe(false);
+  });
+
+  test("cannot set up a remote forward (-R): ssh reports the refusal and nothing listens on the asked port", async () => {
+    const other = await startCountingServer(scope);
+    const remotePort = await freePort();
+    const r = await runSsh(
+      scope,
+      [...s.base, "-N", "-o", "ExitOnForwardFailure=yes", "-R", `127.0.0.1:${remotePort}:127.0.0.1:${other.port}`, sshDestination(s.proxy.sshd)],
+      { timeoutMs: 20_000 },
+    );
+    expect(r.timedOut).toBe(false);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/remote port forwarding failed/i);
+    await expectLoggedIn();
+    expect(await canConnect(remotePort)).toBe(false);
+    expect(other.connections()).toBe(0);
+  });
+
+  test("a local forward (-L) to another port is refused when used: the connection through it closes and the port sees nothing", async () => {
+    const other = await startCountingServer(scope);
+    const localPort = await freePort();
+    // A long-running ssh -N -L; stopped by its pid once it reports the refused channel (or by the kill timer / cleanup).
+    const run = runSsh(scope, [...s.base, "-N", "-L", `127.0.0.1:${localPort}:127.0.0.1:${other.port}`, sshDestination(s.proxy.sshd)], {
+      stopWhenStderr: /open failed/,
+      timeoutMs: 30_000,
+    });
+    await waitFor("ssh -L to listen locally", () => canConnect(localPort), 15_000, 50);
+    const through = await new Promise<{ data: string; closed: boolean }>((resolve) => {
+      let data = "";
+      const c = net.createConnection({ host: "127.0.0.1", port: localPort });
+      const t = setTimeout(() => {
+        c.destroy();
+        resolve({ data, closed: false });
+      }, 10_000);
+      c.on("data", (b: Buffer) => (data += b.toString()));
+      c.on("error", () => undefined);
+      c.on("close", () => {
+        clearTimeout(t);
+        resolve({ data, closed: true });
+      });
+    });
+    expect(through).toEqual({ data: "", closed: true });
+    const r = await run;
+    expect(r.timedOut, r.stderr).toBe(false);
+    expect(r.stderr).toMatch(/administratively prohibited/);
+    expect(other.connections()).toBe(0);
+  });
+});
