@@ -1,0 +1,91 @@
+import { describe, expect, test } from "vitest";
+import { capCount, decide, type NodeObservation, type ScalingPolicy, type ScalingState } from "./decide.js";
+
+const policy: ScalingPolicy = {
+  mode: "instance",
+  upThreshold: 75,
+  downThreshold: 25,
+  windowMs: 60_000,
+  upCooldownMs: 300_000,
+  downCooldownMs: 300_000,
+  minNodes: 1,
+  maxNodes: 10,
+  step: 1,
+  scaleDownOrder: "oldest",
+  scaleDownEnabled: true,
+  sampleIntervalMs: 5_000,
+};
+const state: ScalingState = { pendingLaunches: 0, leaving: 0, lastScaleUpAt: undefined, lastScaleDownAt: undefined, paused: false };
+const NOW = 1_000_000;
+
+/** A node seen since long ago with one reading every 5 s over the last 90 s, each `cpu`. */
+function node(name: string, cpu: number | ((i: number) => number), extra: Partial<NodeObservation> = {}): NodeObservation {
+  const readings = Array.from({ length: 19 }, (_, i) => ({ at: NOW - 90_000 + i * 5_000, cpu: typeof cpu === "function" ? cpu(i) : cpu }));
+  return { name, live: true, firstSeenAt: NOW - 600_000, addedAt: NOW - 600_000, removable: true, readings, ...extra };
+}
+
+describe("decide", () => {
+  test.each<[string, ScalingState, NodeObservation[], Partial<ScalingPolicy>, RegExp | { action: string; count?: number; node?: string }]>([
+    ["instance mode: one node at or over the threshold for the whole window scales up by step", state, [node("a", 80), node("b", 10)], {}, { action: "scale_up", count: 1 }],
+    ["instance mode: a node that dipped below the threshold once in the window does not", state, [node("a", (i) => (i === 15 ? 70 : 90))], {}, { action: "none" }],
+    ["instance mode: exactly at the threshold counts as hot", state, [node("a", 75)], {}, { action: "scale_up", count: 1 }],
+    ["average mode: the mean of all nodes at or over the threshold scales up", state, [node("a", 100), node("b", 60)], { mode: "average" }, { action: "scale_up", count: 1 }],
+    ["average mode: one hot node among cold ones does not", state, [node("a", 100), node("b", 10)], { mode: "average" }, { action: "none" }],
+    ["step adds that many nodes", state, [node("a", 90)], { step: 3 }, { action: "scale_up", count: 3 }],
+    ["pending launches count toward max_nodes", { ...state, pendingLaunches: 1 }, [node("a", 90)], { maxNodes: 2 }, /but capped 1 → 0 by max_nodes/],
+    ["a step past max_nodes is capped and says why", state, [node("a", 90), node("b", 90)], { step: 5, maxNodes: 4 }, { action: "scale_up", count: 2 }],
+    ["scale-up cooldown holds a hot cluster", { ...state, lastScaleUpAt: NOW - 100_000 }, [node("a", 90)], {}, /scale-up cooldown \(200 s left\)/],
+    ["scale-up cooldown over: scales up again", { ...state, lastScaleUpAt: NOW - 300_000 }, [node("a", 90)], {}, { action: "scale_up", count: 1 }],
+    ["below min_nodes launches up to min_nodes", state, [node("a", 50)], { minNodes: 3 }, { action: "scale_up", count: 2 }],
+    ["below min_nodes counts pending launches", { ...state, pendingLaunches: 2 }, [node("a", 50)], { minNodes: 3 }, { action: "none" }],
+    ["an unreachable node does not count toward scale-up", state, [node("a", 95, { live: false })], { minNodes: 0 }, /no node has data/],
+    ["a node younger than one window does not count", state, [node("a", 95, { firstSeenAt: NOW - 30_000 })], {}, /no node has data/],
+    ["a node with a gap in its readings does not count", state, [{ ...node("a", 95), readings: node("a", 95).readings.filter((r) => r.at < NOW - 40_000) }], {}, /no node has data/],
+    ["paused: nothing, even when hot", { ...state, paused: true }, [node("a", 99)], {}, /paused/],
+    ["paused: nothing, even below min_nodes", { ...state, paused: true }, [], { minNodes: 2 }, /paused/],
+    ["all nodes below the down threshold for the window scales down the oldest removable node", state, [node("new", 5, { addedAt: NOW - 100 }), node("old", 5, { addedAt: NOW - 900_000 })], { minNodes: 1 }, { action: "scale_down", node: "old" }],
+    ["scale_down_order newest picks the newest", state, [node("new", 5, { addedAt: NOW - 100 }), node("old", 5, { addedAt: NOW - 900_000 })], { scaleDownOrder: "newest" }, { action: "scale_down", node: "new" }],
+    ["hand-added hosts are never scaled down", state, [node("manual", 5, { removable: false }), node("agent", 5, { removable: true, addedAt: NOW })], {}, { action: "scale_down", node: "agent" }],
+    ["only hand-added hosts: no scale-down", state, [node("m1", 5, { removable: false }), node("m2", 5, { removable: false })], {}, /hand-added hosts are never scaled down/],
+    ["never below min_nodes", state, [node("a", 5)], { minNodes: 1 }, /at min_nodes/],
+    ["no scale-down while a launch is pending", { ...state, pendingLaunches: 1 }, [node("a", 5), node("b", 5)], {}, /launch\(es\) pending/],
+    ["no scale-down without a scale_down_command", state, [node("a", 5), node("b", 5)], { scaleDownEnabled: false }, /scale-down is off/],
+    ["no scale-down when one node was above the down threshold once", state, [node("a", 5), node("b", (i) => (i === 17 ? 30 : 5))], {}, /within thresholds/],
+    ["no scale-down while a live node lacks a full window (it may be the busy one)", state, [node("a", 5), node("b", 5), node("young", 90, { firstSeenAt: NOW - 10_000 })], {}, /not every live node/],
+    ["scale-down cooldown holds", { ...state, lastScaleDownAt: NOW - 60_000 }, [node("a", 5), node("b", 5)], {}, /scale-down cooldown \(240 s left\)/],
+    ["a node already leaving counts against min_nodes", { ...state, leaving: 1 }, [node("a", 5), node("b", 5)], { minNodes: 1 }, /at min_nodes/],
+  ])("%s", (_name, s, nodes, overrides, expected) => {
+    const d = decide(s, nodes, { ...policy, ...overrides }, NOW);
+    if (expected instanceof RegExp) {
+      expect(d.action).toBe("none");
+      expect(d.reason).toMatch(expected);
+    } else {
+      expect(d).toMatchObject(expected);
+      expect(d.reason.length).toBeGreaterThan(5);
+    }
+  });
+
+  test("the reason of a scale-up names the node, its CPU, the threshold and the window", () => {
+    const d = decide(state, [node("web-2", 91)], policy, NOW);
+    expect(d.reason).toBe("scale-up: node web-2 at 91 % ≥ 75 % for 60 s");
+  });
+
+  test("a capped scale-up keeps its reason for status", () => {
+    const d = decide(state, [node("a", 90), node("b", 90)], { ...policy, step: 5, maxNodes: 4 }, NOW);
+    expect(d).toMatchObject({ action: "scale_up", count: 2, capped: "capped 5 → 2 by max_nodes (2 of 4 live or pending)" });
+  });
+
+  test("the same inputs always give the same decision (no clock, no randomness inside)", () => {
+    const nodes = [node("a", 80), node("b", 20)];
+    expect(decide(state, nodes, policy, NOW)).toEqual(decide(state, nodes, policy, NOW));
+  });
+});
+
+test.each([
+  [1, 3, 10, { count: 1 }],
+  [5, 8, 10, { count: 2, capped: "capped 5 → 2 by max_nodes (8 of 10 live or pending)" }],
+  [1, 10, 10, { count: 0, capped: "capped 1 → 0 by max_nodes (10 of 10 live or pending)" }],
+  [1, 12, 10, { count: 0, capped: "capped 1 → 0 by max_nodes (12 of 10 live or pending)" }],
+])("capCount(%i wanted, %i capacity, max %i)", (wanted, capacity, max, expected) => {
+  expect(capCount(wanted, capacity, max)).toEqual(expected);
+});
