@@ -198,13 +198,13 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
       logger.info("node forgotten", { node: gone.name });
       const entry = hosts.find((h) => h.name === gone.name);
       if (entry && entry.source !== "manual") {
+        // Out of the in-memory copy first, so status never shows it as a bare hosts.d entry
+        // while the file is being removed (a failed removal is put back by the next resync).
+        hostsByName.delete(gone.name);
+        hosts = [...hostsByName.values()];
         store
           .remove(gone.name)
-          .then(() => {
-            hostsByName.delete(gone.name);
-            hosts = [...hostsByName.values()];
-            applier.schedule(`forgot ${gone.name}`);
-          })
+          .then(() => applier.schedule(`forgot ${gone.name}`))
           .catch((err: Error) => logger.error("cannot remove hosts.d entry", { node: gone.name, error: err.message }));
       }
     }
