@@ -61,6 +61,7 @@ export function stats(samples: number[]): Stats {
 /** A number of milliseconds, with precision that suits its size. */
 export function ms(v: number): string {
   if (!Number.isFinite(v)) return "n/a";
+  if (v < 0) return `-${ms(-v)}`;
   if (v < 1) return v.toFixed(3);
   if (v < 10) return v.toFixed(2);
   if (v < 100) return v.toFixed(1);
@@ -247,4 +248,157 @@ export function loadNote(loadAtStart: number): string {
 /** The shipped template's text. */
 export async function shippedTemplate(): Promise<string> {
   return fs.readFile(path.join(REPO_ROOT, "etc", "haproxy.cfg.tmpl"), "utf8");
+}
+
+/* ---------------------------------------------------------------- more statistics */
+
+/** The q-quantile (0..1) of `samples`, by linear interpolation between closest ranks. */
+export function quantileOf(samples: number[], q: number): number {
+  return quantile([...samples].sort((a, b) => a - b), q);
+}
+
+/* ---------------------------------------------------------------- /proc readers */
+
+/** Linux reports process times in USER_HZ ticks, 100 per second on every mainstream architecture. */
+export const TICKS_PER_SECOND = 100;
+
+/** CPU times of one process from /proc/PID/stat, in seconds: its own (utime+stime, all threads) and its reaped children's (cutime+cstime). */
+export interface ProcCpu {
+  self: number;
+  reapedChildren: number;
+  ppid: number;
+  comm: string;
+}
+
+/** Read /proc/PID/stat; undefined when the process is gone. */
+export async function readProcCpu(pid: number): Promise<ProcCpu | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const open = text.indexOf("(");
+  const close = text.lastIndexOf(")");
+  const f = text.slice(close + 2).split(" ");
+  // f[0] is field 3 (state): ppid is field 4, utime/stime 14/15, cutime/cstime 16/17.
+  return {
+    comm: text.slice(open + 1, close),
+    ppid: Number(f[1]),
+    self: (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND,
+    reapedChildren: (Number(f[13]) + Number(f[14])) / TICKS_PER_SECOND,
+  };
+}
+
+/** Time the process's threads spent on a CPU, in seconds, from /proc/PID/task/TID/schedstat (ns resolution; threads that ended are not counted). */
+export async function readSchedSeconds(pid: number): Promise<number | undefined> {
+  try {
+    const tids = await fs.readdir(`/proc/${pid}/task`);
+    let ns = 0;
+    for (const tid of tids) {
+      const t = await fs.readFile(`/proc/${pid}/task/${tid}/schedstat`, "utf8").catch(() => "0");
+      ns += Number(t.split(" ")[0]);
+    }
+    return ns / 1e9;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Each thread of a process: its name (/proc/PID/task/TID/comm) and seconds on a CPU (schedstat). */
+export async function readThreads(pid: number): Promise<Map<number, { comm: string; seconds: number }>> {
+  const out = new Map<number, { comm: string; seconds: number }>();
+  let tids: string[] = [];
+  try {
+    tids = await fs.readdir(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const [comm, sched] = await Promise.all([fs.readFile(`/proc/${pid}/task/${tid}/comm`, "utf8"), fs.readFile(`/proc/${pid}/task/${tid}/schedstat`, "utf8")]);
+      out.set(Number(tid), { comm: comm.trim(), seconds: Number(sched.split(" ")[0]) / 1e9 });
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+/** Memory of one process from /proc/PID/status and smaps_rollup, in bytes; undefined when it is gone. */
+export async function readProcMemory(pid: number): Promise<{ rss: number; rssAnon: number; rssFile: number; threads: number } | undefined> {
+  try {
+    const status = await fs.readFile(`/proc/${pid}/status`, "utf8");
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) * 1024;
+    return { rss: kb("VmRSS"), rssAnon: kb("RssAnon"), rssFile: kb("RssFile"), threads: Number(/^Threads:\s+(\d+)/m.exec(status)?.[1] ?? NaN) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Proportional set size (shared pages split among the processes mapping them) from /proc/PID/smaps_rollup, in bytes; undefined when gone. */
+export async function readPss(pid: number): Promise<number | undefined> {
+  try {
+    const text = await fs.readFile(`/proc/${pid}/smaps_rollup`, "utf8");
+    return Number(/^Pss:\s+(\d+) kB/m.exec(text)?.[1] ?? NaN) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every live descendant of `pid` (children, grandchildren, …), found by scanning /proc for parent pids. */
+export async function descendants(pid: number): Promise<{ pid: number; comm: string }[]> {
+  const byParent = new Map<number, { pid: number; comm: string }[]>();
+  for (const name of await fs.readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const c = await readProcCpu(Number(name));
+    if (!c) continue;
+    const list = byParent.get(c.ppid) ?? [];
+    list.push({ pid: Number(name), comm: c.comm });
+    byParent.set(c.ppid, list);
+  }
+  const out: { pid: number; comm: string }[] = [];
+  const walk = (p: number) => {
+    for (const child of byParent.get(p) ?? []) {
+      out.push(child);
+      walk(child.pid);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/** CPU seconds of a process and all its live descendants (own time each), plus the process's reaped children. */
+export async function treeCpuSeconds(pid: number): Promise<{ self: number; children: number; childPids: { pid: number; comm: string }[] }> {
+  const root = await readProcCpu(pid);
+  if (!root) throw new Error(`process ${pid} is gone`);
+  const kids = await descendants(pid);
+  let children = root.reapedChildren;
+  for (const k of kids) children += (await readProcCpu(k.pid))?.self ?? 0;
+  return { self: root.self, children, childPids: kids };
+}
+
+/** Bytes as MiB with one decimal. */
+export function mib(bytes: number): string {
+  return Number.isFinite(bytes) ? (bytes / 2 ** 20).toFixed(1) : "n/a";
+}
+
+/** One JSON log line's fields, or undefined for a line that is not JSON. */
+export function parseLogLine(line: string): ({ time: string; msg: string; level: string } & Record<string, unknown>) | undefined {
+  if (!line.startsWith("{")) return undefined;
+  try {
+    return JSON.parse(line) as { time: string; msg: string; level: string } & Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** All JSON log lines of a daemon's output. */
+export function logLines(text: string): ({ time: string; msg: string; level: string; t: number } & Record<string, unknown>)[] {
+  const out: ({ time: string; msg: string; level: string; t: number } & Record<string, unknown>)[] = [];
+  for (const line of text.split("\n")) {
+    const p = parseLogLine(line);
+    if (p) out.push({ ...p, t: Date.parse(p.time) });
+  }
+  return out;
 }

@@ -18,6 +18,9 @@ const BENCHES: Record<string, { title: string; load: () => Promise<Bench> }> = {
   render: { title: "Render and compare vs haproxy -c", load: () => import("./render.js") },
   reload: { title: "generate --reload vs HAProxy's own check + reload", load: () => import("./reload.js") },
   "reload-under-load": { title: "Reloads under keep-alive load", load: () => import("./reload-under-load.js") },
+  "agent-footprint": { title: "Agent footprint", load: () => import("./agent-footprint.js") },
+  registration: { title: "Registration: hello to first request", load: () => import("./registration.js") },
+  "master-load": { title: "Master under many agents", load: () => import("./master-load.js") },
 };
 const ORDER = Object.keys(BENCHES);
 const OUT = path.join(REPO_ROOT, "BENCHMARKS.md");
@@ -44,7 +47,8 @@ async function header(): Promise<string> {
     "",
     "Rerun everything with `npm run bench` (builds first, then runs `bench/run.ts`), or one benchmark with",
     "`npx tsc -b && npx tsx bench/run.ts NAME`, NAME one of " + ORDER.map((n) => `\`${n}\``).join(", ") + "; that rewrites only its own section.",
-    "Everything runs on 127.0.0.1 in temp folders that are removed afterwards; every HAProxy and CLI process started is stopped by its pid.",
+    "Everything runs on 127.0.0.1 in temp folders that are removed afterwards; every HAProxy, sshd, master, agent and CLI process started is stopped by its pid.",
+    "`agent-footprint`, `registration` and `master-load` also need OpenSSH's sshd and the user `autoscaler-test`, as the tests do (`bash .ci/run` sets both up).",
   ].join("\n");
 }
 
@@ -77,7 +81,9 @@ async function main(): Promise<number> {
       process.stderr.write(`${name}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
       sections.set(name, result.markdown);
       // Write after each benchmark, so a later failure keeps what was measured.
-      await write(sections, chosen.length === ORDER.length || !sections.has("header"));
+      // A new header on a full run, or when the old one does not list every benchmark.
+      const staleHeader = !sections.has("header") || ORDER.some((n) => !sections.get("header")!.includes(`\`${n}\``));
+      await write(sections, chosen.length === ORDER.length || staleHeader);
     } catch (err) {
       failed++;
       process.stderr.write(`${name}: FAILED: ${(err as Error).stack ?? String(err)}\n`);

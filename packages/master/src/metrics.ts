@@ -12,7 +12,14 @@ export interface MasterMetrics {
 }
 
 /** Create the metrics, with gauges that read `status()` when scraped. */
-export function createMetrics(status: () => MasterStatus): MasterMetrics {
+export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
+  // One scrape collects five metrics from the status; build it once per scrape, not five times.
+  let memo: { at: number; value: MasterStatus } | undefined;
+  const status = () => {
+    const now = performance.now();
+    if (!memo || now - memo.at > 50) memo = { at: now, value: fresh() };
+    return memo.value;
+  };
   const registry = new PromRegistry();
   const samples = new Counter({ name: "autoscaler_samples_received_total", help: "CPU samples received from agents", registers: [registry] });
   const refused = new Counter({ name: "autoscaler_connections_refused_total", help: "Agent connections closed by the master, by reason", labelNames: ["reason"] as const, registers: [registry] });

@@ -10,7 +10,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import net from "node:net";
 import { type Logger } from "@autoscaler/shared";
-import { PROTOCOL_VERSION, createLineSplitter, decodeAgentMessage, encodeMessage, type HelloMessage, type MasterMessage } from "@autoscaler/shared/protocol";
+import { decodeAgentMessage } from "@autoscaler/shared/agent-messages";
+import { PROTOCOL_VERSION, createLineSplitter, encodeMessage, type HelloMessage, type MasterMessage } from "@autoscaler/shared/protocol";
 import type { Registry } from "./registry.js";
 
 /** Why a connection was closed by the master; the label of the refusals metric. */

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
-import { MAX_LINE_BYTES, PROTOCOL_VERSION, createLineSplitter, decodeAgentMessage, decodeMasterMessage, encodeMessage, type HelloMessage } from "./protocol.js";
+import { decodeAgentMessage } from "./agent-messages.js";
+import { MAX_LINE_BYTES, PROTOCOL_VERSION, createLineSplitter, decodeMasterMessage, encodeMessage, type HelloMessage } from "./protocol.js";
 
 const hello: HelloMessage = {
   type: "hello",
@@ -44,10 +45,26 @@ describe("decodeAgentMessage", () => {
   });
 });
 
-test("decodeMasterMessage accepts welcome and error and refuses anything else", () => {
-  expect(decodeMasterMessage(JSON.stringify({ type: "welcome", version: 1, role: "decider", master_version: "0.1.0" })).ok).toBe(true);
+test("decodeMasterMessage accepts welcome and error", () => {
+  expect(decodeMasterMessage(JSON.stringify({ type: "welcome", version: 1, role: "decider", master_version: "0.1.0" }))).toEqual({ ok: true, message: { type: "welcome", version: 1, role: "decider", master_version: "0.1.0" } });
   expect(decodeMasterMessage(JSON.stringify({ type: "error", code: "AUTH", message: "token refused" })).ok).toBe(true);
-  expect(decodeMasterMessage(JSON.stringify({ type: "welcome", version: 1, role: "boss", master_version: "0.1.0" })).ok).toBe(false);
+});
+
+test.each([
+  ["an unknown role", { type: "welcome", version: 1, role: "boss", master_version: "0.1.0" }],
+  ["a missing field", { type: "welcome", version: 1, role: "decider" }],
+  ["an extra field", { type: "welcome", version: 1, role: "decider", master_version: "0.1.0", exec: "x" }],
+  ["a version that is not a whole number", { type: "welcome", version: 1.5, role: "decider", master_version: "0.1.0" }],
+  ["an error message over 1 KiB", { type: "error", code: "X", message: "m".repeat(1025) }],
+  ["an unknown type", { type: "command", run: "reboot" }],
+  ["an array", [1, 2]],
+  ["null", null],
+])("decodeMasterMessage refuses %s", (_what, value) => {
+  expect(decodeMasterMessage(JSON.stringify(value)).ok).toBe(false);
+});
+
+test("decodeMasterMessage refuses bad JSON", () => {
+  expect(decodeMasterMessage("{nope")).toEqual({ ok: false, reason: "bad JSON" });
 });
 
 describe("createLineSplitter", () => {

@@ -1,12 +1,14 @@
 /**
- * The agent ⇄ master protocol (import from "@autoscaler/shared/protocol", kept out of the main entry so
- * CLI commands that never speak it do not load zod): newline-delimited JSON over the SSH tunnel. The agent sends
+ * The agent ⇄ master protocol (import from "@autoscaler/shared/protocol"): newline-delimited JSON
+ * over the SSH tunnel. This module loads no schema library; the master validates agent messages
+ * with the zod schemas in "@autoscaler/shared/agent-messages". The agent sends
  * `hello` once, then `sample` each interval; the master answers `hello` with `welcome` or
  * `error`. Every message is validated against these schemas; anything else closes the
  * connection with a logged reason.
  */
-import { z } from "zod";
-import { checkHost, checkName } from "./validate.js";
+import type { AgentMessage } from "./agent-messages.js";
+
+export type { AgentMessage, HelloMessage, SampleMessage } from "./agent-messages.js";
 
 /** The protocol version this build speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -14,96 +16,50 @@ export const PROTOCOL_VERSION = 1;
 /** The longest line either side accepts, in bytes (SPEC: a line over 64 KiB closes the connection). */
 export const MAX_LINE_BYTES = 64 * 1024;
 
-const name = z.string().refine((v) => checkName(v) === undefined, { message: "expected 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-'" });
-const host = z.string().refine((v) => checkHost(v) === undefined, { message: "expected an IPv4 address, an IPv6 address or a DNS name" });
-const instanceId = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, "expected 1-128 characters of letters, digits, '.', '_', ':' and '-'");
-const percent = z.number().finite().min(0).max(100);
-
-/** `hello`: who the node is. The token is a secret: never log this message as it is. */
-export const helloSchema = z
-  .object({
-    type: z.literal("hello"),
-    version: z.number().int(),
-    token: z.string().max(1024),
-    name,
-    address: host,
-    port: z.number().int().min(1).max(65535),
-    instance_id: instanceId.optional(),
-    agent_version: z.string().max(64),
-    facts: z
-      .object({
-        cores: z.number().int().min(1).max(4096),
-        memory_bytes: z.number().int().min(0),
-        os: z.string().max(128).optional(),
-      })
-      .strict(),
-    healthy: z.boolean().optional(),
-  })
-  .strict();
-
-/** `sample`: one CPU reading (percent of all cores, 0-100), with optional load and memory. */
-export const sampleSchema = z
-  .object({
-    type: z.literal("sample"),
-    time: z.number().int().min(0),
-    cpu: percent,
-    load: z.array(z.number().finite().min(0)).length(3).optional(),
-    memory: z.object({ used_bytes: z.number().int().min(0), total_bytes: z.number().int().min(0) }).strict().optional(),
-    healthy: z.boolean().optional(),
-  })
-  .strict();
-
-/** Any message an agent may send. */
-export const agentMessageSchema = z.discriminatedUnion("type", [helloSchema, sampleSchema]);
 
 /** `welcome`: the master accepted the node. */
-export const welcomeSchema = z
-  .object({
-    type: z.literal("welcome"),
-    version: z.number().int(),
-    role: z.enum(["decider", "follower"]),
-    master_version: z.string().max(64),
-  })
-  .strict();
+export interface WelcomeMessage {
+  type: "welcome";
+  version: number;
+  role: "decider" | "follower";
+  master_version: string;
+}
 
 /** `error`: the master refused; the connection closes after it. */
-export const errorSchema = z.object({ type: z.literal("error"), code: z.string().max(64), message: z.string().max(1024) }).strict();
+export interface ErrorMessage {
+  type: "error";
+  code: string;
+  message: string;
+}
 
 /** Any message a master may send. */
-export const masterMessageSchema = z.discriminatedUnion("type", [welcomeSchema, errorSchema]);
-
-export type HelloMessage = z.infer<typeof helloSchema>;
-export type SampleMessage = z.infer<typeof sampleSchema>;
-export type AgentMessage = z.infer<typeof agentMessageSchema>;
-export type WelcomeMessage = z.infer<typeof welcomeSchema>;
-export type ErrorMessage = z.infer<typeof errorSchema>;
-export type MasterMessage = z.infer<typeof masterMessageSchema>;
+export type MasterMessage = WelcomeMessage | ErrorMessage;
 
 /** A parsed message, or why the line was refused (safe to log: it never echoes the line). */
 export type Decoded<T> = { ok: true; message: T } | { ok: false; reason: string };
 
-function decodeWith<T>(schema: z.ZodType<T>, line: string): Decoded<T> {
+/** Decode one line from a master: `welcome` or `error`, checked by hand (agents do not load a schema library). */
+export function decodeMasterMessage(line: string): Decoded<MasterMessage> {
   let raw: unknown;
   try {
     raw = JSON.parse(line);
   } catch {
     return { ok: false, reason: "bad JSON" };
   }
-  const result = schema.safeParse(raw);
-  if (result.success) return { ok: true, message: result.data };
-  const first = result.error.issues[0];
-  const where = first && first.path.length > 0 ? first.path.join(".") : "message";
-  return { ok: false, reason: `wrong shape: ${where}: ${first?.message ?? "invalid"}` };
-}
-
-/** Decode one line from an agent. */
-export function decodeAgentMessage(line: string): Decoded<AgentMessage> {
-  return decodeWith(agentMessageSchema, line);
-}
-
-/** Decode one line from a master. */
-export function decodeMasterMessage(line: string): Decoded<MasterMessage> {
-  return decodeWith(masterMessageSchema, line);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return { ok: false, reason: "wrong shape: not an object" };
+  const m = raw as Record<string, unknown>;
+  const keys = Object.keys(m).sort().join(",");
+  const str = (v: unknown, max: number) => typeof v === "string" && v.length <= max;
+  if (m.type === "welcome") {
+    if (keys !== "master_version,role,type,version") return { ok: false, reason: "wrong shape: welcome fields" };
+    if (!Number.isInteger(m.version) || (m.role !== "decider" && m.role !== "follower") || !str(m.master_version, 64)) return { ok: false, reason: "wrong shape: welcome values" };
+    return { ok: true, message: m as unknown as WelcomeMessage };
+  }
+  if (m.type === "error") {
+    if (keys !== "code,message,type" || !str(m.code, 64) || !str(m.message, 1024)) return { ok: false, reason: "wrong shape: error" };
+    return { ok: true, message: m as unknown as ErrorMessage };
+  }
+  return { ok: false, reason: "wrong shape: type" };
 }
 
 /** Encode a message as one NDJSON line. */

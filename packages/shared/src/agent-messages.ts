@@ -1,0 +1,68 @@
+/**
+ * The agent's messages as the master validates them (zod): `hello` and `sample`. Imported
+ * from "@autoscaler/shared/agent-messages" by the master only, so agents never load zod.
+ */
+import { z } from "zod";
+import type { Decoded } from "./protocol.js";
+import { checkHost, checkName } from "./validate.js";
+
+const name = z.string().refine((v) => checkName(v) === undefined, { message: "expected 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-'" });
+const host = z.string().refine((v) => checkHost(v) === undefined, { message: "expected an IPv4 address, an IPv6 address or a DNS name" });
+const instanceId = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, "expected 1-128 characters of letters, digits, '.', '_', ':' and '-'");
+const percent = z.number().finite().min(0).max(100);
+
+/** `hello`: who the node is. The token is a secret: never log this message as it is. */
+export const helloSchema = z
+  .object({
+    type: z.literal("hello"),
+    version: z.number().int(),
+    token: z.string().max(1024),
+    name,
+    address: host,
+    port: z.number().int().min(1).max(65535),
+    instance_id: instanceId.optional(),
+    agent_version: z.string().max(64),
+    facts: z
+      .object({
+        cores: z.number().int().min(1).max(4096),
+        memory_bytes: z.number().int().min(0),
+        os: z.string().max(128).optional(),
+      })
+      .strict(),
+    healthy: z.boolean().optional(),
+  })
+  .strict();
+
+/** `sample`: one CPU reading (percent of all cores, 0-100), with optional load and memory. */
+export const sampleSchema = z
+  .object({
+    type: z.literal("sample"),
+    time: z.number().int().min(0),
+    cpu: percent,
+    load: z.array(z.number().finite().min(0)).length(3).optional(),
+    memory: z.object({ used_bytes: z.number().int().min(0), total_bytes: z.number().int().min(0) }).strict().optional(),
+    healthy: z.boolean().optional(),
+  })
+  .strict();
+
+/** Any message an agent may send. */
+export const agentMessageSchema = z.discriminatedUnion("type", [helloSchema, sampleSchema]);
+
+export type HelloMessage = z.infer<typeof helloSchema>;
+export type SampleMessage = z.infer<typeof sampleSchema>;
+export type AgentMessage = z.infer<typeof agentMessageSchema>;
+
+/** Decode one line from an agent; the reason never echoes the line (it may hold the token). */
+export function decodeAgentMessage(line: string): Decoded<AgentMessage> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    return { ok: false, reason: "bad JSON" };
+  }
+  const result = agentMessageSchema.safeParse(raw);
+  if (result.success) return { ok: true, message: result.data };
+  const first = result.error.issues[0];
+  const where = first && first.path.length > 0 ? first.path.join(".") : "message";
+  return { ok: false, reason: `wrong shape: ${where}: ${first?.message ?? "invalid"}` };
+}
