@@ -3,7 +3,7 @@
  * delta as a percentage of all cores. No child process per sample. `systeminformation` is
  * used only for node facts (see facts.ts).
  */
-import { promises as fs } from "node:fs";
+import { promises as fs, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { CpuSource } from "@autoscaler/shared";
@@ -70,7 +70,9 @@ export function createSampler(source: CpuSource, options: SamplerOptions = {}): 
     let last: { busy: number; total: number } | undefined;
     return {
       async sample() {
-        const cur = parseProcStat(await fs.readFile(path.join(procRoot, "stat"), "utf8"));
+        // A synchronous read: /proc files are generated in memory and tiny, and the promise API's
+        // thread-pool round trips cost more than the read itself (measured in BENCHMARKS.md).
+        const cur = parseProcStat(readFileSync(path.join(procRoot, "stat"), "utf8"));
         const prev = last;
         last = cur;
         if (!prev || cur.total <= prev.total) return undefined;
@@ -85,7 +87,7 @@ export function createSampler(source: CpuSource, options: SamplerOptions = {}): 
       : async () => {
           const pid = (await fs.readFile(source.pidFile, "utf8")).trim();
           if (!/^\d+$/.test(pid)) throw new Error(`${source.pidFile} does not hold a process id`);
-          return parsePidStatTicks(await fs.readFile(path.join(procRoot, pid, "stat"), "utf8")) / USER_HZ;
+          return parsePidStatTicks(readFileSync(path.join(procRoot, pid, "stat"), "utf8")) / USER_HZ;
         };
   let last: { used: number; at: number } | undefined;
   return {

@@ -333,11 +333,11 @@ describe("parseConfig warns about what it does not know", () => {
 
 describe("resolveConfigPath", () => {
   test.each([
-    ["--config wins over the environment", "a.ini", { AUTOSCALER_CONFIG: "/x/b.ini" }, "/work/a.ini"],
-    ["AUTOSCALER_CONFIG is used without --config", undefined, { AUTOSCALER_CONFIG: "b.ini" }, "/work/b.ini"],
+    ["--config wins over the environment", "a.ini", { AUTOSCALER_CONFIG: "/x/b.ini" }, "/srv/site/a.ini"],
+    ["AUTOSCALER_CONFIG is used without --config", undefined, { AUTOSCALER_CONFIG: "b.ini" }, "/srv/site/b.ini"],
     ["the default is /etc/autoscaler/autoscaler.ini", undefined, {}, "/etc/autoscaler/autoscaler.ini"],
   ])("%s", (_what, flag, env, expected) => {
-    expect(resolveConfigPath(flag, env, "/work")).toBe(expected);
+    expect(resolveConfigPath(flag, env, "/srv/site")).toBe(expected);
   });
 });
 
