@@ -30,13 +30,10 @@ export interface CommandContext {
   applySettings: ApplySettings;
 }
 
-/** A logger for the CLI: readable lines on stderr, secrets redacted. */
+/** A logger for the short-lived commands: readable lines on stderr (warnings and up unless --log-level), secrets redacted. */
 export function cliLogger(io: Io, args: GlobalArgs, secrets: string[] = []): Logger {
-  return createLogger(io.stderr, { level: args.logLevel ?? "warn", json: !io.stderr.isTTY && args.logLevel !== undefined, secrets });
+  return createLogger(io.stderr, { level: args.logLevel ?? "warn", json: false, secrets });
 }
-
-/** The apply pipeline's settings, from the config (or with another target file). */
-export const applySettingsFor = applySettingsFromConfig;
 
 /** Load the config named by --config / AUTOSCALER_CONFIG; print its warnings to stderr. */
 export async function loadContext(io: Io, args: GlobalArgs): Promise<CommandContext> {
@@ -47,7 +44,7 @@ export async function loadContext(io: Io, args: GlobalArgs): Promise<CommandCont
     config,
     logger: cliLogger(io, args, config.secrets),
     store: createHostsStore(config.hostsDir),
-    applySettings: applySettingsFor(config),
+    applySettings: applySettingsFromConfig(config),
   };
 }
 

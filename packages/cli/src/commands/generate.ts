@@ -5,6 +5,7 @@ import path from "node:path";
 import {
   AutoscalerError,
   applyHaproxyConfig,
+  applySettingsFromConfig,
   describeExit,
   haproxyErrorLines,
   readHosts,
@@ -13,7 +14,7 @@ import {
   renderHaproxyConfig,
   type ApplyResult,
 } from "@autoscaler/shared";
-import { applySettingsFor, loadContext, runner, type GlobalArgs } from "../context.js";
+import { loadContext, runner, type GlobalArgs } from "../context.js";
 import type { Io } from "../io.js";
 
 /** One line that says what the apply pipeline did. */
@@ -45,7 +46,7 @@ export async function runGenerate(io: Io, args: GenerateArgs): Promise<number> {
     return 0;
   }
   const target = args.output ? path.resolve(io.cwd, args.output) : ctx.config.haproxy.config;
-  const settings = applySettingsFor(ctx.config, target);
+  const settings = applySettingsFromConfig(ctx.config, target);
   const result = await applyHaproxyConfig(settings, () => renderFromFiles(ctx.config, ctx.store), { runner, logger: ctx.logger }, { reload: Boolean(args.reload) });
   if (args.json) io.stdout.write(JSON.stringify({ file: target, ...result }) + "\n");
   else io.stdout.write(describeApply(target, result, Boolean(args.reload)) + "\n");
