@@ -84,3 +84,26 @@ test("a template edit is applied by the running master; a template HAProxy refus
   const metrics = await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).text();
   expect(metrics).toMatch(/^autoscaler_haproxy_check_failures_total [1-9]/m);
 });
+
+test("the last of several quick writes to one hosts.d file wins (the watcher drops changes 50 ms apart)", async () => {
+  const proxy = await startProxy(scope);
+  const file = path.join(proxy.inst.dir, "hosts.d", "quick.json");
+  await fs.writeFile(file, JSON.stringify({ address: "127.0.0.1", port: 31000 }));
+  await waitFor("the first version in haproxy.cfg", async () => (await liveServers(proxy)).some((l) => l.includes(":31000")));
+  for (let round = 1; round <= 5; round++) {
+    // Three versions back to back: the watcher reports the first change and drops the rest.
+    for (const port of [31000 + round * 10 + 1, 31000 + round * 10 + 2, 31000 + round * 10 + 3]) {
+      await fs.writeFile(file, JSON.stringify({ address: "127.0.0.1", port }));
+    }
+    const last = `:${31000 + round * 10 + 3} `;
+    await waitFor(`round ${round}: the last version in haproxy.cfg`, async () => (await liveServers(proxy)).some((l) => l.includes(last)), 5000, 20);
+  }
+  // A half-written file (not JSON yet) followed at once by the rest: also ends with the complete entry.
+  const handle = await fs.open(file, "w");
+  await handle.write('{"address": "127.0.0.1", ');
+  await handle.sync();
+  await handle.write('"port": 31999}');
+  await handle.close();
+  await waitFor("the completed file in haproxy.cfg", async () => (await liveServers(proxy)).some((l) => l.includes(":31999 ")), 5000, 20);
+  await waitFor("no error left", async () => JSON.parse((await proxy.inst.cli("status", "--json")).stdout).haproxy.last_error === null);
+});

@@ -60,9 +60,10 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
     for (const p of listed.problems) problems.set(p.file, p.message);
     hosts = [...hostsByName.values()];
   };
-  const refreshFile = async (file: string) => {
+  /** Re-read one hosts.d file into memory; true when it is a file that cannot be used. */
+  const refreshFile = async (file: string): Promise<boolean> => {
     const base = path.basename(file);
-    if (!base.endsWith(".json") || base.startsWith(".")) return;
+    if (!base.endsWith(".json") || base.startsWith(".")) return false;
     const name = base.slice(0, -".json".length);
     const entry = await store.read(name).catch((err: Error) => ({ file: base, message: err.message }));
     hostsByName.delete(name);
@@ -70,6 +71,7 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
     if (entry && "message" in entry) problems.set(base, entry.message);
     else if (entry) hostsByName.set(name, entry);
     hosts = [...hostsByName.values()];
+    return Boolean(entry && "message" in entry);
   };
   await resync();
   for (const [file, message] of problems) logger.warn("hosts.d file cannot be used", { file, problem: message });
@@ -96,6 +98,9 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
         settings,
         async () => {
           if (template === undefined) template = await readTemplate(config);
+          // A file that could not be used may have been read mid-write (an editor truncates, then
+          // writes, and the watcher can fold the second event into the first): read it again now.
+          for (const file of [...problems.keys()]) await refreshFile(path.join(config.hostsDir, file));
           if (problems.size > 0) {
             throw new AutoscalerError("AUTOSCALER_HOSTS_INVALID", `${problems.size} file(s) in ${config.hostsDir} cannot be used; fix or remove them (HAProxy keeps its config):`, {
               details: [...problems].map(([file, message]) => `${file}: ${message}`),
@@ -178,9 +183,14 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
       return;
     }
     if (event !== "add" && event !== "change" && event !== "unlink") return;
-    refreshFile(file)
-      .then(() => applier.schedule(`${event} ${path.basename(file)}`))
-      .catch((err: Error) => logger.warn("cannot read hosts.d file", { file, error: err.message }));
+    const read = (why: string) =>
+      refreshFile(file)
+        .then(() => applier.schedule(`${why} ${path.basename(file)}`))
+        .catch((err: Error) => logger.warn("cannot read hosts.d file", { file, error: err.message }));
+    void read(event);
+    // chokidar drops a "change" that follows another on the same file within 50 ms, with no
+    // trailing event: read the file once more after that window so the last write always counts.
+    setTimeout(() => void read("settled"), 100).unref();
   });
   const resyncTimer = setInterval(() => {
     const before = snapshot();
