@@ -1,0 +1,72 @@
+/**
+ * The actuator's pure parts (SPEC "Settings", behaviour 4): the environment a scale command
+ * runs with, what `aws ec2 run-instances` printed, and the output kept in the event log.
+ * Values from nodes reach a command only through the environment, never spliced into it.
+ */
+import { redact, type Config } from "@autoscaler/shared";
+
+/** What a scale-up or scale-down is about. */
+export type ScaleAction = { kind: "scale_up"; count: number } | { kind: "scale_down"; instanceId: string; nodeName: string; nodeAddress: string };
+
+/**
+ * The variables a scale command gets on top of the master's environment: COUNT for a
+ * scale-up; INSTANCE_ID, NODE_NAME and NODE_ADDRESS for a scale-down; the AWS variables only
+ * when they are set in the ini (otherwise the instance role or the operator's own setup applies).
+ */
+export function commandEnvironment(config: Pick<Config, "aws" | "awsRegion">, action: ScaleAction): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (config.aws.aws_access_key) env.AWS_ACCESS_KEY_ID = config.aws.aws_access_key;
+  if (config.aws.aws_secret_key) env.AWS_SECRET_ACCESS_KEY = config.aws.aws_secret_key;
+  if (config.awsRegion) env.AWS_DEFAULT_REGION = config.awsRegion;
+  if (action.kind === "scale_up") {
+    env.COUNT = String(action.count);
+  } else {
+    env.INSTANCE_ID = action.instanceId;
+    env.NODE_NAME = action.nodeName;
+    env.NODE_ADDRESS = action.nodeAddress;
+  }
+  return env;
+}
+
+/** An instance a launch command reported, to match the node that registers later. */
+export interface LaunchedInstance {
+  instanceId: string;
+  privateAddress: string | undefined;
+}
+
+const INSTANCE_ID = /^i-[0-9a-f]{8,32}$/;
+
+/**
+ * Read `aws ec2 run-instances` JSON output: `{"Instances": [{"InstanceId", "PrivateIpAddress"}]}`.
+ * Anything else (plain text, another tool's output, a shape that does not fit) gives an empty
+ * list: the launch is then matched by "any new node" instead. Only well-formed ids and IPv4
+ * addresses are kept, since they end up in hosts.d and in later commands' environment.
+ */
+export function parseRunInstancesOutput(stdout: string): LaunchedInstance[] {
+  const start = stdout.indexOf("{");
+  if (start < 0) return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(stdout.slice(start));
+  } catch {
+    return [];
+  }
+  const instances = (parsed as { Instances?: unknown })?.Instances;
+  if (!Array.isArray(instances)) return [];
+  const out: LaunchedInstance[] = [];
+  for (const i of instances) {
+    const id = (i as { InstanceId?: unknown })?.InstanceId;
+    const ip = (i as { PrivateIpAddress?: unknown })?.PrivateIpAddress;
+    if (typeof id !== "string" || !INSTANCE_ID.test(id)) continue;
+    const address = typeof ip === "string" && /^(\d{1,3})(\.\d{1,3}){3}$/.test(ip) && ip.split(".").every((p) => Number(p) <= 255) ? ip : undefined;
+    out.push({ instanceId: id, privateAddress: address });
+  }
+  return out;
+}
+
+/** A command's output as the event log keeps it: secrets redacted, at most `maxChars` from the end, one string. */
+export function summariseOutput(stdout: string, stderr: string, secrets: readonly string[], maxChars = 2000): string {
+  const joined = [stdout.trim(), stderr.trim() ? `stderr: ${stderr.trim()}` : ""].filter(Boolean).join("\n");
+  const clean = redact(joined, secrets);
+  return clean.length > maxChars ? `…${clean.slice(clean.length - maxChars)}` : clean;
+}
