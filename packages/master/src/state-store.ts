@@ -1,0 +1,106 @@
+/**
+ * The master's durable state in `state_dir/state.json` (SPEC behaviour 6): the pause flag, the
+ * times of the last actions (cooldowns survive a restart), launches and drains. Every save is
+ * an atomic replace; a decision that leads to a command is saved before the command starts.
+ * A file that cannot be read is refused, never silently reset: forgetting a launch could
+ * repeat it.
+ */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import { AutoscalerError, errnoCode, writeFileAtomic } from "@autoscaler/shared";
+
+const launchSchema = z
+  .object({
+    id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/),
+    decidedAt: z.number().int().min(0),
+    count: z.number().int().min(1),
+    reason: z.string().max(1024),
+    /** decided: recorded, command not started; running: command started; pending: waiting for nodes; failed/done: over. */
+    status: z.enum(["decided", "running", "pending", "failed", "done"]),
+    instances: z.array(z.object({ instanceId: z.string().max(128), privateAddress: z.string().max(64).optional() }).strict()),
+    manual: z.boolean(),
+    finishedAt: z.number().int().min(0).optional(),
+    error: z.string().max(4096).optional(),
+  })
+  .strict();
+
+const drainSchema = z
+  .object({
+    id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/),
+    node: z.string().max(63),
+    instanceId: z.string().max(128),
+    address: z.string().max(64),
+    decidedAt: z.number().int().min(0),
+    drainUntil: z.number().int().min(0),
+    /** decided → draining → terminating → done (or failed). */
+    status: z.enum(["decided", "draining", "terminating", "failed", "done"]),
+    manual: z.boolean(),
+    finishedAt: z.number().int().min(0).optional(),
+    error: z.string().max(4096).optional(),
+  })
+  .strict();
+
+const stateSchema = z
+  .object({
+    version: z.literal(1),
+    paused: z.boolean(),
+    lastScaleUpAt: z.number().int().min(0).optional(),
+    lastScaleDownAt: z.number().int().min(0).optional(),
+    launches: z.array(launchSchema),
+    drains: z.array(drainSchema),
+  })
+  .strict();
+
+/** One recorded launch. */
+export type LaunchRecord = z.infer<typeof launchSchema>;
+/** One recorded drain-then-terminate. */
+export type DrainRecord = z.infer<typeof drainSchema>;
+/** Everything the master keeps across restarts. */
+export type DurableState = z.infer<typeof stateSchema>;
+
+/** The state of a master that never ran. */
+export function emptyState(): DurableState {
+  return { version: 1, paused: false, launches: [], drains: [] };
+}
+
+/** Reads and writes state.json in one folder. */
+export interface StateStore {
+  readonly file: string;
+  load(): Promise<DurableState>;
+  save(state: DurableState): Promise<void>;
+}
+
+/** The production store: `dir/state.json`, mode 0600. */
+export function createStateStore(dir: string): StateStore {
+  const file = path.join(dir, "state.json");
+  return {
+    file,
+    async load() {
+      let text: string;
+      try {
+        text = await fs.readFile(file, "utf8");
+      } catch (err) {
+        if (errnoCode(err) === "ENOENT") return emptyState();
+        throw new AutoscalerError("AUTOSCALER_IO", `cannot read the master's state ${file}: ${(err as Error).message}`);
+      }
+      let raw: unknown;
+      try {
+        raw = JSON.parse(text);
+      } catch {
+        throw new AutoscalerError("AUTOSCALER_IO", `the master's state ${file} is not valid JSON; refusing to start rather than forget launches. Inspect it, then move it aside to start from scratch`);
+      }
+      const parsed = stateSchema.safeParse(raw);
+      if (!parsed.success) {
+        const first = parsed.error.issues[0];
+        throw new AutoscalerError("AUTOSCALER_IO", `the master's state ${file} has an unexpected shape (${first?.path.join(".") || "top"}: ${first?.message}); refusing to start rather than forget launches. Inspect it, then move it aside to start from scratch`);
+      }
+      return parsed.data;
+    },
+    async save(state) {
+      const checked = stateSchema.parse(state);
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeFileAtomic(file, JSON.stringify(checked, null, 2) + "\n", { mode: 0o600, forceMode: true });
+    },
+  };
+}
