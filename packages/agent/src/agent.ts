@@ -10,7 +10,7 @@
  */
 import { EventEmitter } from "node:events";
 import { promises as fs } from "node:fs";
-import { errnoCode, type Config, type Logger, type ProxyServer } from "@autoscaler/shared";
+import { AutoscalerError, EXIT_CONFIG, errnoCode, type Config, type Logger, type ProxyServer } from "@autoscaler/shared";
 import { MAX_LINE_BYTES, PROTOCOL_VERSION, createLineSplitter, decodeMasterMessage, encodeMessage, type SampleMessage } from "@autoscaler/shared/protocol";
 import { readFacts } from "./facts.js";
 import { checkHealth } from "./health.js";
@@ -52,7 +52,7 @@ function requireSettings(config: Config): { user: string; keyFile: string; serve
   if (!config.ssh.user) problems.push('no SSH user; expected haproxy.ssh_command "ssh -i KEY -p PORT USER@$HOST" (or ssh_user)');
   if (!config.ssh.identityFile) problems.push("no SSH key; expected -i KEY in haproxy.ssh_command (or ssh_params)");
   if (config.master.token === "") problems.push("master.token is empty; expected the token of the proxies' masters");
-  if (problems.length > 0) throw Object.assign(new Error(`the agent cannot start:\n  ${problems.join("\n  ")}`), { exitCode: 78 });
+  if (problems.length > 0) throw new AutoscalerError("AUTOSCALER_CONFIG_INVALID", "the agent cannot start:", { exitCode: EXIT_CONFIG, details: problems });
   return { user: config.ssh.user!, keyFile: config.ssh.identityFile!, servers: config.haproxy.servers, masterPort: config.master.listen!.port };
 }
 
@@ -65,7 +65,7 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
   try {
     privateKey = await fs.readFile(s.keyFile);
   } catch (err) {
-    throw Object.assign(new Error(`cannot read the SSH key ${s.keyFile} (from haproxy.ssh_command): ${(err as Error).message}`), { exitCode: 78 });
+    throw new AutoscalerError("AUTOSCALER_CONFIG_INVALID", `cannot read the SSH key ${s.keyFile} (from haproxy.ssh_command): ${(err as Error).message}`, { exitCode: EXIT_CONFIG });
   }
   let knownHostsText = "";
   try {

@@ -33,6 +33,15 @@ describe("run", () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
+  test.each([
+    ["no proxies in haproxy.servers", [], /haproxy\.servers is empty/],
+    ["a key file that does not exist", ["haproxy.servers=127.0.0.1", "haproxy.ssh_command=ssh -i missing_key autoscaler@$HOST"], /cannot read the SSH key .*missing_key/],
+  ])("agent with %s exits 78 before connecting anywhere, naming the setting", async (_what, settings, message) => {
+    expect(await run(["init", "--config", config, "--set", "master.state_dir=state", ...settings.flatMap((x) => ["--set", x])], io)).toBe(0);
+    expect(await run(["agent", "--config", config], io)).toBe(78);
+    expect(stderr.text()).toMatch(message);
+  });
+
   test("--help prints the commands on stdout and exits 0", async () => {
     expect(await run(["--help"], io)).toBe(0);
     expect(stdout.text()).toMatch(/autoscaler <command>/);
