@@ -4,6 +4,7 @@
  * on error or Ctrl-C.
  */
 import { spawn } from "node:child_process";
+import { judgeReload, showProc, type ProcTable } from "@autoscaler/shared";
 import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -401,4 +402,22 @@ export function logLines(text: string): ({ time: string; msg: string; level: str
     if (p) out.push({ ...p, t: Date.parse(p.time) });
   }
   return out;
+}
+
+/**
+ * HAProxy alone: send SIGUSR2 to its master and poll the master CLI's `show proc` every
+ * `pollMs` until a new worker is current (judged against `before`); returns that worker's pid.
+ * Gives up after 10 s from `t0`.
+ */
+export async function signalReloadAndConfirm(masterSocket: string, before: ProcTable, t0: number, pollMs: number): Promise<number> {
+  process.kill(before.master.pid, "SIGUSR2");
+  for (;;) {
+    const after = await showProc(masterSocket).catch(() => undefined);
+    if (after) {
+      const v = judgeReload(before, after);
+      if (v.state === "confirmed") return v.workerPid;
+    }
+    if (performance.now() - t0 > 10_000) throw new Error("HAProxy did not show a new worker within 10 s");
+    await sleep(pollMs);
+  }
 }

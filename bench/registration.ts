@@ -25,7 +25,7 @@ import http from "node:http";
 import type net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { createHostsStore, judgeReload, loadConfig, renderFromFiles, showProc, type ProcTable } from "@autoscaler/shared";
+import { createHostsStore, loadConfig, renderFromFiles, showProc, type ProcTable } from "@autoscaler/shared";
 import { startDaemon, startProxy, type Daemon, type Proxy } from "../test/helpers/cluster.js";
 import { runCli } from "../test/helpers/process.js";
 import { makeKeyPair, TEST_SSH_USER } from "../test/helpers/sshd.js";
@@ -43,6 +43,7 @@ import {
   timeHaproxyCheck,
   withResources,
   type Stats,
+  signalReloadAndConfirm,
 } from "./lib.js";
 
 const TRIALS = 20;
@@ -158,20 +159,7 @@ async function baselineReload(proxy: Proxy, render: () => Promise<string>, n: nu
   const t0 = performance.now();
   await timeHaproxyCheck(proxy.inst.haproxyConfig, proxy.inst.dir);
   const tCheck = performance.now() - t0;
-  process.kill(before.master.pid, "SIGUSR2");
-  let workerPid = 0;
-  for (;;) {
-    const after = await showProc(proxy.inst.masterSocket).catch(() => undefined);
-    if (after) {
-      const v = judgeReload(before, after);
-      if (v.state === "confirmed") {
-        workerPid = v.workerPid;
-        break;
-      }
-    }
-    if (performance.now() - t0 > 10_000) throw new Error("HAProxy did not show a new worker within 10 s");
-    await sleep(POLL_MS);
-  }
+  const workerPid = await signalReloadAndConfirm(proxy.inst.masterSocket, before, t0, POLL_MS);
   const tConfirm = performance.now() - t0;
   for (;;) {
     const r = await get(proxy.inst.frontendPort, "/");

@@ -17,10 +17,10 @@ import { promises as fs } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { createHostsStore, judgeReload, loadConfig, renderFromFiles, showProc, type HostEntry, type ProcTable } from "@autoscaler/shared";
+import { createHostsStore, loadConfig, renderFromFiles, showProc, type HostEntry, type ProcTable } from "@autoscaler/shared";
 import { makeInstallation, startHaproxy } from "../test/helpers/haproxy.js";
 import { CLI, startBackend } from "../test/helpers/process.js";
-import { type BenchResult, REPO_ROOT, loadNote, machineInfo, mdTable, ms, runCommand, sleep, stats, textTable, timeHaproxyCheck, withResources, type Stats } from "./lib.js";
+import { type BenchResult, REPO_ROOT, loadNote, machineInfo, mdTable, ms, runCommand, sleep, stats, textTable, timeHaproxyCheck, withResources, type Stats, signalReloadAndConfirm } from "./lib.js";
 
 const RUNS = 20;
 const WARMUP = 2;
@@ -165,20 +165,7 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
       const t0 = performance.now();
       await timeHaproxyCheck(inst.haproxyConfig, inst.dir);
       const tCheck = performance.now() - t0;
-      process.kill(before.master.pid, "SIGUSR2");
-      let workerPid = 0;
-      for (;;) {
-        const after = await showProc(inst.masterSocket).catch(() => undefined);
-        if (after) {
-          const v = judgeReload(before, after);
-          if (v.state === "confirmed") {
-            workerPid = v.workerPid;
-            break;
-          }
-        }
-        if (performance.now() - t0 > 10_000) throw new Error("HAProxy did not show a new worker within 10 s");
-        await sleep(POLL_MS);
-      }
+      const workerPid = await signalReloadAndConfirm(inst.masterSocket, before, t0, POLL_MS);
       const tConfirm = performance.now() - t0;
       const served2 = await untilServedBy(inst.frontendPort, workerPid);
       if (keep) {

@@ -20,10 +20,18 @@ export interface Daemon {
   waitForLog: (pattern: RegExp, timeoutMs?: number) => Promise<string>;
 }
 
-/** Start `autoscaler <args>` as a long-running child that the scope stops. */
-export function startDaemon(scope: Scope, args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
+/** Options for {@link startDaemon}: extra environment, a working folder, and a command prefix such as `ip netns exec NS`. */
+export interface DaemonOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  wrap?: string[];
+}
+
+/** Start `autoscaler <args>` as a long-running child that the scope stops by pid. */
+export function startDaemon(scope: Scope, args: string[], options: DaemonOptions = {}): Daemon {
   let log = "";
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const argv = [...(options.wrap ?? []), process.execPath, CLI, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
   scope.track(child);
   child.stdout!.on("data", (b: Buffer) => (log += b.toString()));
   child.stderr!.on("data", (b: Buffer) => (log += b.toString()));

@@ -11,9 +11,9 @@ import { randomBytes, randomInt } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import type { Daemon, Proxy, StatusJson } from "./cluster.js";
+import { startDaemon, type Daemon, type Proxy, type StatusJson } from "./cluster.js";
 import { canConnect, makeInstallation, showProc, type Installation } from "./haproxy.js";
-import { CLI, runCli, waitFor, type Scope } from "./process.js";
+import { runCli, waitFor, type Scope } from "./process.js";
 import { startSshd } from "./sshd.js";
 
 const run = promisify(execFile);
@@ -131,17 +131,7 @@ export async function createNetwork(count: number): Promise<TestNetwork> {
 
 /** Start `autoscaler <args>` inside a namespace as a long-running child that the scope stops by pid. */
 export function startNsDaemon(scope: Scope, ns: Namespace, args: string[], cwd?: string): Daemon {
-  let log = "";
-  const child = spawn(ns.wrap[0]!, [...ns.wrap.slice(1), process.execPath, CLI, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
-  scope.track(child);
-  child.stdout!.on("data", (b: Buffer) => (log += b.toString()));
-  child.stderr!.on("data", (b: Buffer) => (log += b.toString()));
-  return {
-    child,
-    log: () => log,
-    waitForLog: (pattern, timeoutMs = 10_000) =>
-      waitFor(`a log line matching ${pattern} (log so far: ${log.slice(-2000)})`, () => log.split("\n").find((l) => pattern.test(l)), timeoutMs),
-  };
+  return startDaemon(scope, args, { wrap: ns.wrap, ...(cwd ? { cwd } : {}) });
 }
 
 /** Start HAProxy (master-worker, master CLI in the folder) inside a namespace; returns once its frontend on the namespace address serves. */
