@@ -33,6 +33,9 @@ export async function makeInstallation(scope: Scope, extraSettings: string[] = [
     "haproxy.master_socket=master.sock",
     "haproxy.reload_command=kill -USR2 $(cat haproxy.pid)",
     "master.state_dir=state",
+    // No cloud here: tests that scale set their own launch script (test/helpers/cloud.ts).
+    "machine.scale_up_command=",
+    "scaling.min_nodes=0",
     ...extraSettings,
   ];
   const init = await runCli(["init", "--config", ini, ...settings.flatMap((s) => ["--set", s])]);

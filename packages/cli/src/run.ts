@@ -96,6 +96,38 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
       (argv) => setAction(async () => (await import("./commands/status.js")).runStatus(io, withGlobals(argv))),
     )
     .command(
+      "scale-up [count]",
+      "launch nodes now through the master (default [scaling] step; max_nodes still holds)",
+      (y) =>
+        y
+          .positional("count", { type: "string", describe: "how many nodes, 1-1000" })
+          .option("json", { type: "boolean", default: false, describe: "print JSON" })
+          .example("$0 scale-up 2", "launch two nodes, even while paused or in cooldown"),
+      (argv) => setAction(async () => (await import("./commands/control.js")).runControl(io, withGlobals(argv), "scale-up")),
+    )
+    .command(
+      "scale-down [count]",
+      "drain and terminate nodes now through the master (default 1; min_nodes still holds)",
+      (y) =>
+        y
+          .positional("count", { type: "string", describe: "how many nodes, 1-1000" })
+          .option("json", { type: "boolean", default: false, describe: "print JSON" })
+          .example("$0 scale-down", "drain the oldest removable node, then terminate it"),
+      (argv) => setAction(async () => (await import("./commands/control.js")).runControl(io, withGlobals(argv), "scale-down")),
+    )
+    .command(
+      "pause",
+      "stop automatic scaling decisions (persisted); manual scale-up/scale-down still work",
+      (y) => y.option("json", { type: "boolean", default: false, describe: "print JSON" }),
+      (argv) => setAction(async () => (await import("./commands/control.js")).runControl(io, withGlobals(argv), "pause")),
+    )
+    .command(
+      "resume",
+      "start automatic scaling decisions again",
+      (y) => y.option("json", { type: "boolean", default: false, describe: "print JSON" }),
+      (argv) => setAction(async () => (await import("./commands/control.js")).runControl(io, withGlobals(argv), "resume")),
+    )
+    .command(
       "authorize-key <pubkey-file>",
       "print the authorized_keys line that lets a node key reach only the master's port",
       (y) =>

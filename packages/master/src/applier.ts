@@ -25,6 +25,8 @@ export interface ApplierOptions {
   apply: () => Promise<ApplyResult>;
   logger: Logger;
   now: () => number;
+  /** Called after each successful apply (for example to re-send runtime drains after a reload). */
+  onApplied?: (result: ApplyResult) => void;
 }
 
 /** The applier: `schedule()` on any change; `flush()` waits until nothing is pending. */
@@ -76,6 +78,7 @@ export function createApplier(options: ApplierOptions): Applier {
         if (result.reloaded) state.reloads++;
         if (result.changed) options.logger.info("haproxy applied", { reason: why, reloaded: result.reloaded, confirmed: result.confirmed ?? null, ms: Math.round(result.timings.totalMs) });
         state.lastError = undefined;
+        options.onApplied?.(result);
       } catch (err) {
         const e = err as { code?: string; message?: string; details?: string[] };
         if (e.code === "AUTOSCALER_HAPROXY_RELOAD_FAILED") state.reloadFailures++;

@@ -12,6 +12,7 @@ const policy: ScalingPolicy = {
   maxNodes: 10,
   step: 1,
   scaleDownOrder: "oldest",
+  scaleUpEnabled: true,
   scaleDownEnabled: true,
   sampleIntervalMs: 5_000,
 };
@@ -53,7 +54,19 @@ describe("decide", () => {
     ["no scale-down when one node was above the down threshold once", state, [node("a", 5), node("b", (i) => (i === 17 ? 30 : 5))], {}, /within thresholds/],
     ["no scale-down while a live node lacks a full window (it may be the busy one)", state, [node("a", 5), node("b", 5), node("young", 90, { firstSeenAt: NOW - 10_000 })], {}, /not every live node/],
     ["scale-down cooldown holds", { ...state, lastScaleDownAt: NOW - 60_000 }, [node("a", 5), node("b", 5)], {}, /scale-down cooldown \(240 s left\)/],
-    ["a node already leaving counts against min_nodes", { ...state, leaving: 1 }, [node("a", 5), node("b", 5)], { minNodes: 1 }, /at min_nodes/],
+    ["no automatic scale-down while another is in progress", { ...state, leaving: 1 }, [node("a", 5), node("b", 5)], { minNodes: 1 }, /already in progress/],
+    ["an unreachable backend still counts as capacity for min_nodes (missing data never scales)", state, [node("a", 50, { live: false, readings: [] })], { minNodes: 1 }, /no node has data/],
+    ["a backend without an agent (hand-added) counts as capacity toward max_nodes", state, [node("a", 90), node("m", 0, { live: false, removable: false, readings: [] })], { maxNodes: 2 }, /capped 1 → 0 by max_nodes/],
+    ["a hand-added host counts toward min_nodes", state, [node("m", 0, { live: false, removable: false, readings: [] })], { minNodes: 1 }, /no node has data/],
+    ["no scale-up command: a hot cluster does not launch, and says why", state, [node("a", 90)], { scaleUpEnabled: false }, /scale-up is off/],
+    ["no scale-up command: below min_nodes says why", state, [], { minNodes: 1, scaleUpEnabled: false }, /below min_nodes.*scale-up is off/],
+    ["a failed launch blocks automatic scale-up until its backoff ends", { ...state, upBlockedUntil: NOW + 20_000 }, [node("a", 90)], {}, /backoff \(20 s left\)/],
+    ["a failed launch blocks below-min launches too", { ...state, upBlockedUntil: NOW + 20_000 }, [], { minNodes: 1 }, /below min_nodes.*backoff/],
+    ["after the backoff a hot cluster scales up again", { ...state, upBlockedUntil: NOW - 1 }, [node("a", 90)], {}, { action: "scale_up", count: 1 }],
+    ["a failed terminate blocks automatic scale-down until its backoff ends", { ...state, downBlockedUntil: NOW + 5_000 }, [node("a", 5), node("b", 5)], {}, /scale-down failed; retrying after a backoff/],
+    ["average mode: a cold mean scales down", state, [node("a", 20), node("b", 10)], { mode: "average" }, { action: "scale_down", node: "a" }],
+    ["average mode: a warm mean does not scale down", state, [node("a", 40), node("b", 15)], { mode: "average" }, /within thresholds/],
+    ["a window with readings only at its very end does not count (it started too late)", state, [{ ...node("a", 95), readings: node("a", 95).readings.filter((r) => r.at > NOW - 20_000) }], {}, /no node has data/],
   ])("%s", (_name, s, nodes, overrides, expected) => {
     const d = decide(s, nodes, { ...policy, ...overrides }, NOW);
     if (expected instanceof RegExp) {
@@ -72,7 +85,7 @@ describe("decide", () => {
 
   test("a capped scale-up keeps its reason for status", () => {
     const d = decide(state, [node("a", 90), node("b", 90)], { ...policy, step: 5, maxNodes: 4 }, NOW);
-    expect(d).toMatchObject({ action: "scale_up", count: 2, capped: "capped 5 → 2 by max_nodes (2 of 4 live or pending)" });
+    expect(d).toMatchObject({ action: "scale_up", count: 2, capped: "capped 5 → 2 by max_nodes (2 of 4 backends or pending)" });
   });
 
   test("the same inputs always give the same decision (no clock, no randomness inside)", () => {
@@ -83,9 +96,9 @@ describe("decide", () => {
 
 test.each([
   [1, 3, 10, { count: 1 }],
-  [5, 8, 10, { count: 2, capped: "capped 5 → 2 by max_nodes (8 of 10 live or pending)" }],
-  [1, 10, 10, { count: 0, capped: "capped 1 → 0 by max_nodes (10 of 10 live or pending)" }],
-  [1, 12, 10, { count: 0, capped: "capped 1 → 0 by max_nodes (12 of 10 live or pending)" }],
+  [5, 8, 10, { count: 2, capped: "capped 5 → 2 by max_nodes (8 of 10 backends or pending)" }],
+  [1, 10, 10, { count: 0, capped: "capped 1 → 0 by max_nodes (10 of 10 backends or pending)" }],
+  [1, 12, 10, { count: 0, capped: "capped 1 → 0 by max_nodes (12 of 10 backends or pending)" }],
 ])("capCount(%i wanted, %i capacity, max %i)", (wanted, capacity, max, expected) => {
   expect(capCount(wanted, capacity, max)).toEqual(expected);
 });

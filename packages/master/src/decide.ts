@@ -10,7 +10,12 @@
  * Clamping is its own step (`capCount`) and keeps its reason for `status`.
  */
 
-/** One node as the decision sees it: its readings (master's clock), when it was first seen, where it came from. */
+/**
+ * One backend as the decision sees it: its readings (master's clock), when it was first seen,
+ * where it came from. Every backend counts as capacity (hand-added ones, and unreachable ones
+ * until they are forgotten); only live ones with a full window of readings count as data.
+ * Nodes on their way out (draining, terminating) are left out by the caller.
+ */
 export interface NodeObservation {
   name: string;
   live: boolean;
@@ -34,6 +39,8 @@ export interface ScalingPolicy {
   maxNodes: number;
   step: number;
   scaleDownOrder: "oldest" | "newest";
+  /** False when there is no scale_up_command. */
+  scaleUpEnabled: boolean;
   /** False when there is no scale_down_command. */
   scaleDownEnabled: boolean;
   /** The agents' sample interval: a window is "covered" when its first reading is at most this late. */
@@ -42,11 +49,15 @@ export interface ScalingPolicy {
 
 /** What the master remembers between decisions (durable in state_dir). */
 export interface ScalingState {
+  /** Nodes launched (or being launched) that have not registered yet. */
   pendingLaunches: number;
-  /** Nodes being drained or terminated: they still serve but are on their way out. */
+  /** Scale-downs in progress (draining or terminating): no automatic scale-down starts meanwhile. */
   leaving: number;
   lastScaleUpAt: number | undefined;
   lastScaleDownAt: number | undefined;
+  /** After a failed command, no automatic action in that direction before this time (backoff). */
+  upBlockedUntil?: number | undefined;
+  downBlockedUntil?: number | undefined;
   paused: boolean;
 }
 
@@ -60,7 +71,7 @@ export type Decision =
 export function capCount(wanted: number, capacity: number, maxNodes: number): { count: number; capped?: string } {
   const room = Math.max(0, maxNodes - capacity);
   if (wanted <= room) return { count: wanted };
-  return { count: room, capped: `capped ${wanted} → ${room} by max_nodes (${capacity} of ${maxNodes} live or pending)` };
+  return { count: room, capped: `capped ${wanted} → ${room} by max_nodes (${capacity} of ${maxNodes} backends or pending)` };
 }
 
 /** The readings inside the window ending at `now`, or undefined when they do not cover it (missing data). */
@@ -84,13 +95,15 @@ const seconds = (ms: number) => `${Math.round(ms / 1000)} s`;
 export function decide(state: ScalingState, nodes: readonly NodeObservation[], policy: ScalingPolicy, now: number): Decision {
   if (state.paused) return { action: "none", reason: "paused" };
   const live = nodes.filter((n) => n.live);
-  const capacity = live.length - state.leaving + state.pendingLaunches;
+  const capacity = nodes.length + state.pendingLaunches;
+  const upBlocked = state.upBlockedUntil !== undefined && now < state.upBlockedUntil ? `the last launch failed; retrying after a backoff (${seconds(state.upBlockedUntil - now)} left)` : undefined;
 
   if (capacity < policy.minNodes) {
+    const why = `below min_nodes: ${capacity} backends or pending < ${policy.minNodes}`;
+    if (!policy.scaleUpEnabled) return { action: "none", reason: `${why}, but scale-up is off (no scale_up_command)` };
+    if (upBlocked) return { action: "none", reason: `${why}, but ${upBlocked}` };
     const { count, capped } = capCount(policy.minNodes - capacity, capacity, policy.maxNodes);
-    if (count > 0) {
-      return { action: "scale_up", count, reason: `below min_nodes: ${capacity} live or pending < ${policy.minNodes}`, ...(capped ? { capped } : {}) };
-    }
+    if (count > 0) return { action: "scale_up", count, reason: why, ...(capped ? { capped } : {}) };
   }
 
   // Missing data never scales: only live nodes that were heard for the whole window count.
@@ -104,6 +117,8 @@ export function decide(state: ScalingState, nodes: readonly NodeObservation[], p
         ? `average ${round(mean(observed.map((o) => mean(o.cpu))))} % of ${observed.length} nodes ≥ ${policy.upThreshold} % for ${seconds(policy.windowMs)}`
         : undefined;
   if (hot) {
+    if (!policy.scaleUpEnabled) return { action: "none", reason: `${hot}, but scale-up is off (no scale_up_command)` };
+    if (upBlocked) return { action: "none", reason: `${hot}, but ${upBlocked}` };
     if (state.lastScaleUpAt !== undefined && now - state.lastScaleUpAt < policy.upCooldownMs) {
       return { action: "none", reason: `${hot}, but in scale-up cooldown (${seconds(policy.upCooldownMs - (now - state.lastScaleUpAt))} left)` };
     }
@@ -122,7 +137,11 @@ export function decide(state: ScalingState, nodes: readonly NodeObservation[], p
   if (!cold) return { action: "none", reason: "within thresholds" };
   const why = policy.mode === "instance" ? `every node < ${policy.downThreshold} % for ${seconds(policy.windowMs)}` : `average ${round(mean(observed.map((o) => mean(o.cpu))))} % < ${policy.downThreshold} % for ${seconds(policy.windowMs)}`;
   if (state.pendingLaunches > 0) return { action: "none", reason: `${why}, but ${state.pendingLaunches} launch(es) pending` };
-  if (live.length - state.leaving - 1 < policy.minNodes) return { action: "none", reason: `${why}, but at min_nodes (${policy.minNodes})` };
+  if (state.leaving > 0) return { action: "none", reason: `${why}, but a scale-down is already in progress` };
+  if (nodes.length - 1 < policy.minNodes) return { action: "none", reason: `${why}, but at min_nodes (${policy.minNodes})` };
+  if (state.downBlockedUntil !== undefined && now < state.downBlockedUntil) {
+    return { action: "none", reason: `${why}, but the last scale-down failed; retrying after a backoff (${seconds(state.downBlockedUntil - now)} left)` };
+  }
   if (state.lastScaleDownAt !== undefined && now - state.lastScaleDownAt < policy.downCooldownMs) {
     return { action: "none", reason: `${why}, but in scale-down cooldown (${seconds(policy.downCooldownMs - (now - state.lastScaleDownAt))} left)` };
   }

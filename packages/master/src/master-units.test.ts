@@ -121,6 +121,7 @@ describe("status", () => {
       role: { role: "decider", why: "test" },
       listen: "127.0.0.1:7300",
       haproxyConfig: "/x/haproxy.cfg",
+      scaling: undefined,
       registry: reg,
       hosts: [
         { name: "web-1", address: "10.0.0.5", port: 80, source: "agent", addedAt: "2026-01-01T00:00:00.000Z" },
@@ -136,7 +137,7 @@ describe("status", () => {
       ["web-1", "live", "agent", 55],
       ["web-2", "unreachable", "unknown", null],
     ]);
-    expect(s.capacity).toEqual({ active: 1, pending: 0, desired: 1 });
+    expect(s.capacity).toMatchObject({ active: 1, pending: 0, desired: 1 });
     expect(JSON.stringify(s)).not.toContain("SECRET-TOKEN-VALUE");
   });
 });

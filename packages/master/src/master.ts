@@ -13,7 +13,9 @@ import { createEventLog } from "./events.js";
 import { createMetrics, startMetricsServer } from "./metrics.js";
 import { createRegistry, type Registry } from "./registry.js";
 import { resolveRole } from "./role.js";
+import { startScaler, type Scaler } from "./scaler.js";
 import { startAgentServer } from "./server.js";
+import { createStateStore } from "./state-store.js";
 import { buildStatus, type MasterStatus } from "./status.js";
 
 /** What the master needs from outside; production defaults come from the CLI. */
@@ -29,6 +31,7 @@ export interface RunningMaster {
   status(): MasterStatus;
   registry: Registry;
   applier: Applier;
+  scaler: Scaler;
   stop(): Promise<void>;
 }
 
@@ -87,12 +90,16 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
   });
 
   const settings = applySettingsFromConfig(config);
+  let scaler: Scaler | undefined;
   const applier = createApplier({
     quietMs: APPLY_QUIET_MS,
     ceilingMs: APPLY_CEILING_MS,
     retryMs: APPLY_RETRY_MS,
     logger,
     now,
+    onApplied: (result) => {
+      if (result.reloaded) scaler?.afterReload();
+    },
     apply: () =>
       applyHaproxyConfig(
         settings,
@@ -106,7 +113,10 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
               details: [...problems].map(([file, message]) => `${file}: ${message}`),
             });
           }
-          return renderHaproxyConfig(template, hosts, config.haproxy.server_line);
+          // Nodes drained without a runtime socket, or about to be terminated, are left out.
+          const excluded = scaler?.excluded();
+          const serving = excluded && excluded.size > 0 ? hosts.filter((h) => !excluded.has(h.name)) : hosts;
+          return renderHaproxyConfig(template, serving, config.haproxy.server_line);
         },
         { runner: deps.runner, logger },
         { reload: true },
@@ -126,6 +136,7 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
       events: events.latest(20),
       windowMs: config.scaling.window * 1000,
       now: now(),
+      scaling: scaler?.status(),
     });
   const metrics = createMetrics(status);
 
@@ -134,11 +145,13 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
     const existing = await store.get(hello.name);
     if (existing?.source === "manual") throw new Error(`${hello.name} is a hand-added backend`);
     if (existing && existing.address === hello.address && existing.port === hello.port && existing.instanceId === hello.instance_id) return;
+    // A node hosts.d did not have may be the one a pending launch is waiting for.
+    const launched = existing === undefined && scaler !== undefined && (await scaler.claimLaunch(hello));
     const entry: HostEntry = {
       name: hello.name,
       address: hello.address,
       port: hello.port,
-      source: existing?.source === "launched" ? "launched" : "agent",
+      source: existing?.source === "launched" || launched ? "launched" : "agent",
       addedAt: existing?.addedAt ?? new Date(now()).toISOString(),
       ...(hello.instance_id !== undefined ? { instanceId: hello.instance_id } : {}),
     };
@@ -147,6 +160,69 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
     hosts = [...hostsByName.values()];
     applier.schedule(`registered ${hello.name}`);
   };
+
+  const count = (v: unknown): number | undefined => {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 1000) throw new Error(`count ${JSON.stringify(v)} is not valid; expected a whole number from 1 to 1000`);
+    return v;
+  };
+  const handleControl = async (req: { cmd: string; [k: string]: unknown }): Promise<unknown> => {
+    const s = scaler!;
+    switch (req.cmd) {
+      case "status":
+        return status();
+      case "scale-up":
+        return s.scaleUp(count(req.count));
+      case "scale-down":
+        return s.scaleDown(count(req.count));
+      case "pause":
+        return s.setPaused(true);
+      case "resume":
+        return s.setPaused(false);
+      default:
+        throw new Error(`unknown command ${JSON.stringify(req.cmd)}; this master knows: status, scale-up, scale-down, pause, resume`);
+    }
+  };
+
+  // The control socket first: it also proves that no other master runs on this state_dir
+  // before the scaler reads state.json and acts on it.
+  const control = await startControlServer(controlSocketPath(config.master.state_dir), async (req) => {
+    if (!scaler) throw new Error("the master is still starting; try again in a moment");
+    return handleControl(req);
+  });
+  /** Remove a backend: out of memory first, then its file, then apply. */
+  const removeHost = async (name: string) => {
+    hostsByName.delete(name);
+    hosts = [...hostsByName.values()];
+    await store.remove(name);
+    applier.schedule(`removed ${name}`);
+  };
+
+  const closeControl = async () => {
+    await new Promise<void>((r) => control.close(() => r()));
+    await fs.rm(controlSocketPath(config.master.state_dir), { force: true });
+  };
+  scaler = await startScaler({
+    config,
+    role: role.role,
+    store: createStateStore(config.master.state_dir),
+    registry,
+    events,
+    logger,
+    runner: deps.runner,
+    now,
+    hosts: () => hosts,
+    applyNow: async (reason) => {
+      applier.schedule(reason);
+      await applier.flush();
+    },
+    removeHost,
+  }).catch(async (err: unknown) => {
+    applier.stop();
+    await closeControl();
+    throw err;
+  });
+  const running = scaler;
 
   const agents = await startAgentServer(
     config.master.listen!.host,
@@ -210,20 +286,11 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
       if (entry && entry.source !== "manual") {
         // Out of the in-memory copy first, so status never shows it as a bare hosts.d entry
         // while the file is being removed (a failed removal is put back by the next resync).
-        hostsByName.delete(gone.name);
-        hosts = [...hostsByName.values()];
-        store
-          .remove(gone.name)
-          .then(() => applier.schedule(`forgot ${gone.name}`))
-          .catch((err: Error) => logger.error("cannot remove hosts.d entry", { node: gone.name, error: err.message }));
+        removeHost(gone.name).catch((err: Error) => logger.error("cannot remove hosts.d entry", { node: gone.name, error: err.message }));
       }
     }
   }, Math.max(200, config.master.interval * 1000));
 
-  const control = await startControlServer(controlSocketPath(config.master.state_dir), async (req) => {
-    if (req.cmd === "status") return status();
-    throw new Error(`unknown command ${JSON.stringify(req.cmd)}; this master knows: status`);
-  });
   const metricsServer = config.master.metrics_listen ? await startMetricsServer(config.master.metrics_listen.host, config.master.metrics_listen.port, metrics, status) : undefined;
 
   applier.schedule("start");
@@ -241,14 +308,15 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
     status,
     registry,
     applier,
+    scaler: running,
     async stop() {
+      running.stop();
       clearInterval(sweep);
       clearInterval(resyncTimer);
       applier.stop();
       await watcher.close();
       await agents.close();
-      await new Promise<void>((r) => control.close(() => r()));
-      await fs.rm(controlSocketPath(config.master.state_dir), { force: true });
+      await closeControl();
       if (metricsServer) {
         metricsServer.closeAllConnections();
         await new Promise<void>((r) => metricsServer.close(() => r()));

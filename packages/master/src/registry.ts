@@ -53,6 +53,8 @@ export interface Registry {
   recordSample(name: string, sample: SampleMessage, now: number): void;
   disconnect(name: string): void;
   stateOf(record: NodeRecord, now: number): NodeState;
+  /** Drop a node now (it was terminated); a later hello registers it afresh. */
+  forget(name: string): void;
   /** Nodes silent for longer than forget_after: removed from the registry and returned. */
   sweep(now: number): NodeRecord[];
   list(): NodeRecord[];
@@ -105,6 +107,9 @@ export function createRegistry(options: RegistryOptions): Registry {
       if (r && r.connections > 0) r.connections--;
     },
     stateOf,
+    forget(name) {
+      nodes.delete(name);
+    },
     sweep(now) {
       const gone: NodeRecord[] = [];
       for (const r of nodes.values()) {

@@ -14,8 +14,8 @@ const full: DurableState = {
   version: 1,
   paused: true,
   lastScaleUpAt: 1_700_000_000_000,
-  launches: [{ id: "l-1", decidedAt: 1_700_000_000_000, count: 2, reason: "scale-up: node web-2 at 91 % ≥ 75 % for 60 s", status: "running", instances: [{ instanceId: "i-0123456789abcdef0", privateAddress: "10.0.1.21" }], manual: false }],
-  drains: [{ id: "d-1", node: "web-1", instanceId: "i-0fedcba9876543210", address: "10.0.1.11", decidedAt: 1_700_000_100_000, drainUntil: 1_700_000_130_000, status: "draining", manual: true }],
+  launches: [{ id: "l-1", decidedAt: 1_700_000_000_000, count: 2, reason: "scale-up: node web-2 at 91 % ≥ 75 % for 60 s", status: "running", instances: [{ instanceId: "i-0123456789abcdef0", privateAddress: "10.0.1.21" }], nodes: [], manual: false }],
+  drains: [{ id: "d-1", node: "web-1", instanceId: "i-0fedcba9876543210", address: "10.0.1.11", decidedAt: 1_700_000_100_000, drainUntil: 1_700_000_130_000, status: "draining", reason: "manual scale-down", manual: true }],
 };
 
 test("a master that never ran starts from the empty state", async () => {

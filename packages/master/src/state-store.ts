@@ -16,10 +16,19 @@ const launchSchema = z
     decidedAt: z.number().int().min(0),
     count: z.number().int().min(1),
     reason: z.string().max(1024),
-    /** decided: recorded, command not started; running: command started; pending: waiting for nodes; failed/done: over. */
-    status: z.enum(["decided", "running", "pending", "failed", "done"]),
+    /**
+     * running: recorded, then the command started (the record is saved before it starts);
+     * pending: the command succeeded, nodes not all registered yet; done: every node registered;
+     * failed: the command failed, or launch_timeout passed.
+     */
+    status: z.enum(["running", "pending", "failed", "done"]),
+    /** What the command printed (run-instances JSON), to match the nodes that register. */
     instances: z.array(z.object({ instanceId: z.string().max(128), privateAddress: z.string().max(64).optional() }).strict()),
+    /** Names of the nodes that registered for this launch. */
+    nodes: z.array(z.string().max(63)),
     manual: z.boolean(),
+    /** Set when the master restarted during the launch, and similar facts status should show. */
+    note: z.string().max(1024).optional(),
     finishedAt: z.number().int().min(0).optional(),
     error: z.string().max(4096).optional(),
   })
@@ -33,9 +42,11 @@ const drainSchema = z
     address: z.string().max(64),
     decidedAt: z.number().int().min(0),
     drainUntil: z.number().int().min(0),
-    /** decided → draining → terminating → done (or failed). */
-    status: z.enum(["decided", "draining", "terminating", "failed", "done"]),
+    /** draining (saved before the drain starts) → terminating (saved before the command starts) → done, or failed (node back in service). */
+    status: z.enum(["draining", "terminating", "failed", "done"]),
+    reason: z.string().max(1024),
     manual: z.boolean(),
+    note: z.string().max(1024).optional(),
     finishedAt: z.number().int().min(0).optional(),
     error: z.string().max(4096).optional(),
   })

@@ -4,6 +4,7 @@ import type { ApplierState } from "./applier.js";
 import type { MasterEvent } from "./events.js";
 import type { NodeRecord, NodeState, Registry } from "./registry.js";
 import type { Role } from "./role.js";
+import type { Capacity, ScalerStatus } from "./scaler.js";
 
 /** One node line of the status. CPU figures are percent of all the node's cores. */
 export interface NodeStatus {
@@ -29,8 +30,14 @@ export interface MasterStatus {
   listen: string;
   now: string;
   nodes: NodeStatus[];
-  capacity: { active: number; pending: number; desired: number };
+  capacity: Capacity;
   paused: boolean;
+  /** Seconds left in each cooldown (0: none). */
+  cooldown: ScalerStatus["cooldown"];
+  /** The last decision tick's outcome and reason (the decider only). */
+  last_decision: ScalerStatus["last_decision"];
+  launches: ScalerStatus["launches"];
+  drains: ScalerStatus["drains"];
   haproxy: {
     config: string;
     applies: number;
@@ -62,6 +69,8 @@ export interface StatusInputs {
   events: MasterEvent[];
   windowMs: number;
   now: number;
+  /** The scaler's part; absent only while the master starts. */
+  scaling: ScalerStatus | undefined;
 }
 
 /** Assemble the status from the registry (live data) and hosts.d (configured backends). */
@@ -99,8 +108,12 @@ export function buildStatus(i: StatusInputs): MasterStatus {
     listen: i.listen,
     now: iso(i.now),
     nodes,
-    capacity: { active, pending: 0, desired: active },
-    paused: false,
+    capacity: i.scaling?.capacity ?? { active, pending: 0, leaving: 0, desired: active, min: 0, max: 0 },
+    paused: i.scaling?.paused ?? false,
+    cooldown: i.scaling?.cooldown ?? { scale_up_seconds: 0, scale_down_seconds: 0 },
+    last_decision: i.scaling?.last_decision ?? null,
+    launches: i.scaling?.launches ?? [],
+    drains: i.scaling?.drains ?? [],
     haproxy: {
       config: i.haproxyConfig,
       applies: i.applier.applies,

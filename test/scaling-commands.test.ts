@@ -1,0 +1,157 @@
+/**
+ * The scaler's commands and durable state with a real master, real HAProxy and real shell
+ * scripts as the cloud commands (scripts that start no node: what a launch does to the
+ * cluster is tested in scaling.test.ts). Each script appends one line per run, so runs are counted.
+ */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { afterEach, expect, test } from "vitest";
+import { startProxy, type Proxy } from "./helpers/cluster.js";
+import { Scope, waitFor } from "./helpers/process.js";
+
+const scope = new Scope();
+afterEach(() => scope.cleanup());
+
+/** What status --json holds about scaling. */
+interface ScalingStatus {
+  role: string;
+  capacity: { active: number; pending: number; leaving: number; desired: number; min: number; max: number };
+  paused: boolean;
+  cooldown: { scale_up_seconds: number; scale_down_seconds: number };
+  last_decision: { action: string; reason: string } | null;
+  launches: { id: string; status: string; count: number; nodes: string[]; reason: string; note: string | null; error: string | null; manual: boolean }[];
+  events: { kind: string; message: string }[];
+}
+
+async function scalingStatus(proxy: Proxy): Promise<ScalingStatus> {
+  const res = await fetch(`http://127.0.0.1:${proxy.metricsPort}/status`, { signal: AbortSignal.timeout(2000) });
+  return (await res.json()) as ScalingStatus;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A proxy (with its master) whose launch command is a script that logs each run with its COUNT, then does `body`. */
+async function proxyWithLaunch(settings: string[], body = ""): Promise<Proxy & { runs: () => Promise<string[]> }> {
+  const cloud = await scope.tempDir("autoscaler-launch-");
+  await fs.writeFile(path.join(cloud, "launch.sh"), `#!/bin/sh\necho "COUNT=$COUNT" >> "${cloud}/runs.log"\n${body}\n`);
+  const proxy = await startProxy(scope, { settings: [`machine.scale_up_command=sh '${cloud}/launch.sh'`, "master.interval=0.2", ...settings] });
+  return Object.assign(proxy, { runs: async () => (await fs.readFile(path.join(cloud, "runs.log"), "utf8").catch(() => "")).split("\n").filter(Boolean) });
+}
+
+test("below min_nodes the master launches once; a launch that never brings a node fails after launch_timeout, stops counting, and the next waits for a backoff", async () => {
+  const proxy = await proxyWithLaunch(["scaling.min_nodes=1", "machine.launch_timeout=3"]);
+  // The first tick may come before the script was written (it then fails); restart so the count starts clean.
+
+  const pending = await waitFor("a pending launch", async () => {
+    const s = await scalingStatus(proxy);
+    return s.launches.find((l) => l.status === "pending") ? s : undefined;
+  });
+  expect(pending.capacity).toMatchObject({ active: 0, pending: 1, desired: 1, min: 1 });
+  expect(pending.launches[0]!.reason).toMatch(/below min_nodes: 0 backends or pending < 1/);
+  expect(await proxy.runs()).toEqual(["COUNT=1"]);
+
+  const failed = await waitFor("the launch to time out", async () => {
+    const s = await scalingStatus(proxy);
+    return s.launches.find((l) => l.status === "failed") ? s : undefined;
+  }, 8_000);
+  expect(failed.launches[0]!.error).toMatch(/launch_timeout: 0 of 1 node\(s\) registered within 3 s/);
+  expect(failed.capacity.pending).toBe(0);
+  expect(failed.events.map((e) => e.kind)).toContain("launch_timeout");
+  // Below min_nodes again, but a launch that brought nothing is followed by a 30 s backoff.
+  await sleep(1500);
+  expect(await proxy.runs()).toEqual(["COUNT=1"]);
+  expect((await scalingStatus(proxy)).last_decision?.reason).toMatch(/below min_nodes.*backoff/);
+});
+
+test("a failing launch command is an event with its exit code and stderr (secrets redacted), and is not retried before the backoff", async () => {
+  const secret = "AKIAEXAMPLESECRET0123456789";
+  const proxy = await proxyWithLaunch(["scaling.min_nodes=1", `aws.aws_secret_key=${secret}`], 'echo "quota exceeded for key $AWS_SECRET_ACCESS_KEY" >&2; exit 3');
+
+  const s = await waitFor("a failed launch", async () => {
+    const st = await scalingStatus(proxy);
+    return st.launches.find((l) => l.status === "failed") ? st : undefined;
+  });
+  const failure = s.events.find((e) => e.kind === "launch_failed")!;
+  expect(failure.message).toMatch(/exit code 3/);
+  expect(failure.message).toMatch(/quota exceeded for key \[redacted\]/);
+  expect(failure.message).not.toContain(secret);
+  expect(proxy.master.log()).not.toContain(secret);
+  expect(await fs.readFile(path.join(proxy.inst.dir, "state", "state.json"), "utf8")).not.toContain(secret);
+  await sleep(1500);
+  expect(await proxy.runs()).toEqual(["COUNT=1"]);
+});
+
+test("manual scale-up runs the command with COUNT, caps at max_nodes and says why, and refuses when there is no room", async () => {
+  const proxy = await proxyWithLaunch(["scaling.max_nodes=2", "machine.launch_timeout=60"]);
+  const up = await proxy.inst.cli("scale-up", "5");
+  expect(up.code, up.stderr).toBe(0);
+  expect(up.stdout).toMatch(/launching 2 node\(s\): manual scale-up of 5 \(capped 5 → 2 by max_nodes \(0 of 2 backends or pending\)\)/);
+  await waitFor("the launch script to run", async () => (await proxy.runs()).length === 1);
+  expect(await proxy.runs()).toEqual(["COUNT=2"]);
+  const s = await scalingStatus(proxy);
+  expect(s.capacity).toMatchObject({ pending: 2, desired: 2, max: 2 });
+  expect(s.launches.at(-1)).toMatchObject({ manual: true, count: 2 });
+
+  const again = await proxy.inst.cli("scale-up");
+  expect(again.code).toBe(1);
+  expect(again.stderr).toMatch(/cannot scale up: capped 1 → 0 by max_nodes \(2 of 2 backends or pending\)/);
+  expect(await proxy.runs()).toEqual(["COUNT=2"]);
+
+  for (const bad of ["0", "-1", "two", "1001"]) {
+    const r = await proxy.inst.cli("scale-up", bad);
+    expect(r.code, `scale-up ${bad}`).toBe(2);
+    expect(r.stderr).toMatch(/count .* is not valid; expected a whole number from 1 to 1000/);
+  }
+  const down = await proxy.inst.cli("scale-down");
+  expect(down.code).toBe(1);
+  expect(down.stderr).toMatch(/no \[machine\] scale_down_command is set/);
+});
+
+test("pause survives a restart and stops automatic launches; manual scale-up still works while paused; resume brings decisions back", async () => {
+  const proxy = await proxyWithLaunch(["scaling.min_nodes=0"]);
+  const pause = await proxy.inst.cli("pause");
+  expect(pause.code, pause.stderr).toBe(0);
+  expect(pause.stdout).toMatch(/paused \(persisted across restarts\)/);
+  expect(JSON.parse(await fs.readFile(path.join(proxy.inst.dir, "state", "state.json"), "utf8")).paused).toBe(true);
+
+  // Restart with min_nodes = 1: below min, but paused, so nothing runs.
+  proxy.master.child.kill("SIGKILL");
+  await new Promise((r) => proxy.master.child.once("exit", r));
+  const ini = await fs.readFile(proxy.inst.ini, "utf8");
+  await fs.writeFile(proxy.inst.ini, ini.replace(/^min_nodes = .*$/m, "min_nodes = 1"));
+  proxy.master = await proxy.startMaster();
+  await sleep(1200);
+  const paused = await scalingStatus(proxy);
+  expect(paused.paused).toBe(true);
+  expect(paused.last_decision?.reason).toBe("paused");
+  expect(await proxy.runs()).toEqual([]);
+
+  const manual = await proxy.inst.cli("scale-up", "1");
+  expect(manual.code, manual.stderr).toBe(0);
+  await waitFor("the manual launch to run", async () => (await proxy.runs()).length === 1);
+
+  const resume = await proxy.inst.cli("resume");
+  expect(resume.code, resume.stderr).toBe(0);
+  expect((await scalingStatus(proxy)).paused).toBe(false);
+  // The manual launch is pending, so min_nodes is met: resuming launches nothing more.
+  await sleep(800);
+  expect(await proxy.runs()).toEqual(["COUNT=1"]);
+  expect((await scalingStatus(proxy)).events.map((e) => e.kind)).toEqual(expect.arrayContaining(["scale_up", "resumed"]));
+});
+
+test("a follower refuses scale commands and names the decider's rule; a corrupt state.json stops the master with a message and is left as it was", async () => {
+  const proxy = await proxyWithLaunch(["master.role=follower"]);
+  const up = await proxy.inst.cli("scale-up");
+  expect(up.code).toBe(1);
+  expect(up.stderr).toMatch(/this master is a follower/);
+  expect(await proxy.runs()).toEqual([]);
+
+  proxy.master.child.kill("SIGTERM");
+  await new Promise((r) => proxy.master.child.once("exit", r));
+  const stateFile = path.join(proxy.inst.dir, "state", "state.json");
+  await fs.writeFile(stateFile, "{ half a file");
+  const run = await proxy.inst.cli("master");
+  expect(run.code).not.toBe(0);
+  expect(run.stderr + run.stdout).toMatch(/not valid JSON; refusing to start rather than forget launches/);
+  expect(await fs.readFile(stateFile, "utf8")).toBe("{ half a file");
+});
