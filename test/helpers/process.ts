@@ -94,6 +94,7 @@ export class Scope {
   private readonly children: ChildProcess[] = [];
   private readonly servers: net.Server[] = [];
   private readonly dirs: string[] = [];
+  private readonly hooks: (() => Promise<void> | void)[] = [];
 
   /** A temp folder removed in `cleanup`. */
   async tempDir(prefix?: string): Promise<string> {
@@ -114,8 +115,25 @@ export class Scope {
     return server;
   }
 
-  /** Stop every process (SIGTERM, then SIGKILL after 3 s) and server, remove every folder. */
+  /**
+   * Run `hook` first in `cleanup`, before children are stopped and folders removed: for processes
+   * the scope did not spawn itself, such as the fake cloud's detached nodes. Hooks run newest first;
+   * one that throws does not stop the rest, and its error is thrown once everything is cleaned.
+   */
+  onCleanup(hook: () => Promise<void> | void): void {
+    this.hooks.push(hook);
+  }
+
+  /** Run the cleanup hooks, stop every process (SIGTERM, then SIGKILL after 3 s) and server, remove every folder. */
   async cleanup(): Promise<void> {
+    const hookErrors: unknown[] = [];
+    for (const hook of this.hooks.splice(0).reverse()) {
+      try {
+        await hook();
+      } catch (err) {
+        hookErrors.push(err);
+      }
+    }
     await Promise.all(
       this.children.map(
         (c) =>
@@ -146,6 +164,7 @@ export class Scope {
     this.children.length = 0;
     this.servers.length = 0;
     this.dirs.length = 0;
+    if (hookErrors.length > 0) throw hookErrors[0];
   }
 }
 
