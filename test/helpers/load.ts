@@ -37,6 +37,10 @@ export interface LoadOptions {
   deadlineMs: number;
   stop?: () => boolean;
   path?: string;
+  /** Pause between one loop's requests (default none). */
+  gapMs?: number;
+  /** Called with each 2xx answer's body and the time it arrived. */
+  onAnswer?: (body: string, at: number) => void;
 }
 
 /** What a load run saw. `endedBy` says which bound stopped it. */
@@ -74,6 +78,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         if (a.status >= 200 && a.status < 300) {
           result.ok++;
           result.bodies[a.body] = (result.bodies[a.body] ?? 0) + 1;
+          options.onAnswer?.(a.body, Date.now());
         } else {
           result.failed++;
           if (result.failures.length < 20) result.failures.push(`HTTP ${a.status}: ${a.body.slice(0, 100)}`);
@@ -82,6 +87,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         result.failed++;
         if (result.failures.length < 20) result.failures.push((err as Error).message);
       }
+      if (options.gapMs) await new Promise((r) => setTimeout(r, options.gapMs));
     }
   };
   try {

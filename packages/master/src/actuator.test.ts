@@ -66,6 +66,8 @@ describe("parseRunInstancesOutput", () => {
   });
   test("text printed before the JSON (a wrapper script's own line) is skipped", () => {
     expect(parseRunInstancesOutput(`launching 2 nodes\n${sample}`)).toHaveLength(2);
+    // A wrapper that logs a brace before and a line after the JSON, and pretty-printed JSON.
+    expect(parseRunInstancesOutput(`log {step 1}\n${JSON.stringify(JSON.parse(sample), null, 2)}\ndone in 3 s\n`)).toHaveLength(2);
   });
   test.each([
     ["plain text", "started node web-7"],

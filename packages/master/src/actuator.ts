@@ -43,15 +43,8 @@ const INSTANCE_ID = /^i-[0-9a-f]{8,32}$/;
  * addresses are kept, since they end up in hosts.d and in later commands' environment.
  */
 export function parseRunInstancesOutput(stdout: string): LaunchedInstance[] {
-  const start = stdout.indexOf("{");
-  if (start < 0) return [];
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(stdout.slice(start));
-  } catch {
-    return [];
-  }
-  const instances = (parsed as { Instances?: unknown })?.Instances;
+  const parsed = findJsonObject(stdout);
+  const instances = (parsed as { Instances?: unknown } | undefined)?.Instances;
   if (!Array.isArray(instances)) return [];
   const out: LaunchedInstance[] = [];
   for (const i of instances) {
@@ -62,6 +55,29 @@ export function parseRunInstancesOutput(stdout: string): LaunchedInstance[] {
     out.push({ instanceId: id, privateAddress: address });
   }
   return out;
+}
+
+/**
+ * The JSON object a command printed among other lines: a wrapper script may log before or
+ * after it. Tried from each line that starts with `{` to each line that ends with `}`, the
+ * first that parses and has `Instances` wins.
+ */
+function findJsonObject(text: string): unknown {
+  const lines = text.split("\n");
+  const starts = lines.flatMap((l, i) => (l.trimStart().startsWith("{") ? [i] : []));
+  const ends = lines.flatMap((l, i) => (l.trimEnd().endsWith("}") ? [i] : [])).reverse();
+  for (const a of starts.slice(0, 20)) {
+    for (const b of ends.slice(0, 20)) {
+      if (b < a) continue;
+      try {
+        const value = JSON.parse(lines.slice(a, b + 1).join("\n")) as unknown;
+        if (value && typeof value === "object" && "Instances" in value) return value;
+      } catch {
+        // not this span
+      }
+    }
+  }
+  return undefined;
 }
 
 /** A command's output as the event log keeps it: secrets redacted, at most `maxChars` from the end, one string. */
