@@ -257,6 +257,8 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   };
 
   const claimLaunch = async (hello: HelloMessage): Promise<boolean> => {
+    // Already claimed (the master stopped after saving the claim, before writing hosts.d).
+    if (state.launches.some((l) => l.nodes.includes(hello.name))) return true;
     const open = state.launches.filter((l) => isOpenLaunch(l) && waitingFor(l) > 0);
     if (open.length === 0) return false;
     // Matched by instance id or address when the command printed run-instances JSON, else by any new node.
@@ -279,7 +281,14 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   const expireLaunches = async (at: number) => {
     let changed = false;
     for (const l of state.launches) {
-      if (l.status !== "pending" || at - l.decidedAt < config.machine.launch_timeout * 1000) continue;
+      if (l.status !== "pending") continue;
+      if (waitingFor(l) === 0) {
+        l.status = "done";
+        l.finishedAt = at;
+        changed = true;
+        continue;
+      }
+      if (at - l.decidedAt < config.machine.launch_timeout * 1000) continue;
       l.status = "failed";
       l.finishedAt = at;
       l.error = `launch_timeout: ${l.nodes.length} of ${expected(l)} node(s) registered within ${config.machine.launch_timeout} s`;
@@ -434,18 +443,20 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       changed = true;
       event("launch_recovered", `launch ${l.id} (${l.count} node(s)) was interrupted by a restart: ${l.note}`, { launch: l.id }, "warn");
     }
-    // A node that registered while the master was down (and is in hosts.d now) fulfils its launch.
-    for (const l of state.launches.filter((x) => x.status === "pending" && x.instances.length > 0)) {
-      for (const h of deps.hosts()) {
-        if (l.nodes.includes(h.name)) continue;
-        if (l.instances.some((i) => i.instanceId === h.instanceId || i.privateAddress === h.address) && waitingFor(l) > 0) {
+    for (const l of state.launches.filter((x) => x.status === "pending")) {
+      // A node that registered while the master was down (and is in hosts.d now) fulfils its launch.
+      for (const h of l.instances.length > 0 ? deps.hosts() : []) {
+        if (l.nodes.includes(h.name) || waitingFor(l) === 0) continue;
+        if (l.instances.some((i) => i.instanceId === h.instanceId || i.privateAddress === h.address)) {
           l.nodes.push(h.name);
           changed = true;
         }
       }
+      // So does a node that registered before the master stopped, while the command still ran.
       if (l.nodes.length >= expected(l)) {
         l.status = "done";
         l.finishedAt = now();
+        changed = true;
       }
     }
     for (const d of state.drains.filter((x) => x.status === "terminating")) {
