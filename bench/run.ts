@@ -21,6 +21,8 @@ const BENCHES: Record<string, { title: string; load: () => Promise<Bench> }> = {
   "agent-footprint": { title: "Agent footprint", load: () => import("./agent-footprint.js") },
   registration: { title: "Registration: hello to first request", load: () => import("./registration.js") },
   "master-load": { title: "Master under many agents", load: () => import("./master-load.js") },
+  decision: { title: "Decision latency", load: () => import("./decision.js") },
+  reaction: { title: "Reaction end to end", load: () => import("./reaction.js") },
 };
 const ORDER = Object.keys(BENCHES);
 const OUT = path.join(REPO_ROOT, "BENCHMARKS.md");
@@ -48,7 +50,7 @@ async function header(): Promise<string> {
     "Rerun everything with `npm run bench` (builds first, then runs `bench/run.ts`), or one benchmark with",
     "`npx tsc -b && npx tsx bench/run.ts NAME`, NAME one of " + ORDER.map((n) => `\`${n}\``).join(", ") + "; that rewrites only its own section.",
     "Everything runs on 127.0.0.1 in temp folders that are removed afterwards; every HAProxy, sshd, master, agent and CLI process started is stopped by its pid.",
-    "`agent-footprint`, `registration` and `master-load` also need OpenSSH's sshd and the user `autoscaler-test`, as the tests do (`bash .ci/run` sets both up).",
+    "`agent-footprint`, `registration`, `master-load`, `decision` and `reaction` also need OpenSSH's sshd and the user `autoscaler-test`, as the tests do (`bash .ci/run` sets both up).",
   ].join("\n");
 }
 

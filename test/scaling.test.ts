@@ -86,11 +86,16 @@ test("a node held above the threshold for the window makes the master launch exa
     return served.has("cloud-1") && served.has("cloud-2");
   }, 10_000, 200);
 
-  // Still hot for two more windows: the cooldown holds, and status says so.
-  await sleep(6500);
+  // Still hot for two more windows: the cooldown holds, and status says so (polled: on a busy
+  // machine one reading may dip below the threshold and restart the window for a moment).
+  const reasons = new Set<string>();
+  const until = Date.now() + 6500;
+  while (Date.now() < until) {
+    reasons.add((await status(proxy)).last_decision?.reason ?? "");
+    await sleep(250);
+  }
   expect((await cloud.launches()).length).toBe(2);
-  const held = await status(proxy);
-  expect(held.last_decision?.reason).toMatch(/in scale-up cooldown \(\d+ s left\)/);
+  expect([...reasons].some((r) => /in scale-up cooldown \(\d+ s left\)/.test(r)), [...reasons].join("\n")).toBe(true);
 });
 
 test("with a slow launch and max_nodes = 2, sustained load never launches past the cap while launches are pending", async () => {

@@ -146,7 +146,9 @@ async function readText(file: string): Promise<string | undefined> {
   try {
     return await fs.readFile(file, "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    // ESRCH: a /proc entry of a process that exited while it was read.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ESRCH") return undefined;
     throw err;
   }
 }
