@@ -57,6 +57,11 @@ test("below min_nodes the master launches once; a launch that never brings a nod
   expect(failed.launches[0]!.error).toMatch(/launch_timeout: 0 of 1 node\(s\) registered within 3 s/);
   expect(failed.capacity.pending).toBe(0);
   expect(failed.events.map((e) => e.kind)).toContain("launch_timeout");
+  const metrics = await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).text();
+  expect(metrics).toMatch(/^autoscaler_launches_total 1$/m);
+  expect(metrics).toMatch(/^autoscaler_launch_timeouts_total 1$/m);
+  expect(metrics).toMatch(/^autoscaler_capacity\{kind="pending"\} 0$/m);
+  expect(metrics).toMatch(/^autoscaler_capacity\{kind="min"\} 1$/m);
   // Below min_nodes again, but a launch that brought nothing is followed by a 30 s backoff.
   await sleep(1500);
   expect(await proxy.runs()).toEqual(["COUNT=1"]);
@@ -75,6 +80,7 @@ test("a failing launch command is an event with its exit code and stderr (secret
   expect(failure.message).toMatch(/exit code 3/);
   expect(failure.message).toMatch(/quota exceeded for key \[redacted\]/);
   expect(failure.message).not.toContain(secret);
+  expect(await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).text()).toMatch(/^autoscaler_launch_failures_total 1$/m);
   expect(proxy.master.log()).not.toContain(secret);
   expect(await fs.readFile(path.join(proxy.inst.dir, "state", "state.json"), "utf8")).not.toContain(secret);
   await sleep(1500);
@@ -124,6 +130,7 @@ test("pause survives a restart and stops automatic launches; manual scale-up sti
   const paused = await scalingStatus(proxy);
   expect(paused.paused).toBe(true);
   expect(paused.last_decision?.reason).toBe("paused");
+  expect(await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).text()).toMatch(/^autoscaler_paused 1$/m);
   expect(await proxy.runs()).toEqual([]);
 
   const manual = await proxy.inst.cli("scale-up", "1");

@@ -45,6 +45,35 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
       for (const [state, v] of Object.entries(counts)) this.set({ state }, v);
     },
   });
+  new Gauge({
+    name: "autoscaler_capacity",
+    help: "Cluster capacity: live nodes (active), launches not registered yet (pending), nodes draining (leaving), and where the cluster is heading (desired)",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+    collect() {
+      const c = status().capacity;
+      for (const kind of ["active", "pending", "leaving", "desired", "min", "max"] as const) this.set({ kind }, c[kind]);
+    },
+  });
+  new Gauge({
+    name: "autoscaler_paused",
+    help: "1 while automatic scaling is paused",
+    registers: [registry],
+    collect() {
+      this.set(status().paused ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "autoscaler_cooldown_seconds",
+    help: "Seconds left in the scale-up and scale-down cooldowns",
+    labelNames: ["direction"] as const,
+    registers: [registry],
+    collect() {
+      const c = status().cooldown;
+      this.set({ direction: "up" }, c.scale_up_seconds);
+      this.set({ direction: "down" }, c.scale_down_seconds);
+    },
+  });
   const fromStatus = (name: string, help: string, pick: (s: MasterStatus) => number) =>
     new Counter({
       name,
@@ -58,6 +87,11 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
   fromStatus("autoscaler_haproxy_reloads_total", "HAProxy reloads done by this master", (s) => s.haproxy.reloads);
   fromStatus("autoscaler_haproxy_reload_failures_total", "HAProxy reloads that failed or were not confirmed", (s) => s.haproxy.reload_failures);
   fromStatus("autoscaler_haproxy_check_failures_total", "Rendered configs that HAProxy's check refused", (s) => s.haproxy.check_failures);
+  fromStatus("autoscaler_launches_total", "Launch commands started by this master", (s) => s.actions.launches);
+  fromStatus("autoscaler_launch_failures_total", "Launch commands that failed or timed out (command_timeout)", (s) => s.actions.launch_failures);
+  fromStatus("autoscaler_launch_timeouts_total", "Launches whose nodes did not register within launch_timeout", (s) => s.actions.launch_timeouts);
+  fromStatus("autoscaler_terminations_total", "Nodes terminated by this master", (s) => s.actions.terminations);
+  fromStatus("autoscaler_terminate_failures_total", "Terminate commands that failed", (s) => s.actions.terminate_failures);
   return { registry, samples, refused, registrations };
 }
 

@@ -65,6 +65,8 @@ export interface ScalerStatus {
   paused: boolean;
   cooldown: { scale_up_seconds: number; scale_down_seconds: number };
   last_decision: { at: string; action: string; reason: string } | null;
+  /** Counts since this master started. */
+  actions: { launches: number; launch_failures: number; launch_timeouts: number; terminations: number; terminate_failures: number };
   launches: { id: string; status: string; count: number; nodes: string[]; instances: string[]; decided_at: string; finished_at: string | null; manual: boolean; reason: string; note: string | null; error: string | null }[];
   drains: { id: string; node: string; instance_id: string; status: string; decided_at: string; drain_until: string; finished_at: string | null; manual: boolean; reason: string; note: string | null; error: string | null }[];
 }
@@ -134,6 +136,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   const decider = deps.role === "decider";
   const state: DurableState = await store.load();
   const failures = { up: 0, down: 0 };
+  const actions = { launches: 0, launch_failures: 0, launch_timeouts: 0, terminations: 0, terminate_failures: 0 };
   const blocked: { up?: number; down?: number } = {};
   const inFlight = new Set<Promise<unknown>>();
   const terminating = new Set<string>();
@@ -178,12 +181,13 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
 
   const observations = (at: number): NodeObservation[] => {
     const leaving = leavingNames();
-    const names = new Set<string>([...deps.hosts().map((h) => h.name), ...registry.list().map((r) => r.name)]);
+    const hostMap = new Map(deps.hosts().map((h) => [h.name, h]));
+    const names = new Set<string>([...hostMap.keys(), ...registry.list().map((r) => r.name)]);
     const out: NodeObservation[] = [];
     for (const name of names) {
       if (leaving.has(name)) continue;
       const record = registry.get(name);
-      const entry = hostByName(name);
+      const entry = hostMap.get(name);
       const firstSeenAt = record?.firstSeenAt ?? at;
       const added = entry ? Date.parse(entry.addedAt) : NaN;
       out.push({
@@ -234,6 +238,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   /** Run a recorded launch's command and record how it ended. */
   const runLaunch = async (record: LaunchRecord): Promise<void> => {
     const { count, reason, manual } = record;
+    actions.launches++;
     event("scale_up", `launching ${count} node(s): ${reason}`, { launch: record.id, count, manual });
     const result = await runner
       .run(config.machine.scale_up_command, { env: commandEnvironment(config, { kind: "scale_up", count }), cwd: config.dir, timeoutMs: config.machine.command_timeout * 1000 })
@@ -249,6 +254,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       record.status = "failed";
       record.finishedAt = now();
       record.error = `${describeExit(result)}${output ? `: ${output}` : ""}`.slice(0, 4000);
+      actions.launch_failures++;
       failures.up++;
       blocked.up = now() + failureBackoffMs(failures.up);
       event("launch_failed", `launch command failed (${describeExit(result)}); no automatic launch for ${Math.round(failureBackoffMs(failures.up) / 1000)} s${output ? `: ${output}` : ""}`, { launch: record.id, exit_code: result.code }, "error");
@@ -294,6 +300,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       l.error = `launch_timeout: ${l.nodes.length} of ${expected(l)} node(s) registered within ${config.machine.launch_timeout} s`;
       changed = true;
       // A launch that never produces a node is a failure like a failed command: back off before the next.
+      actions.launch_timeouts++;
       failures.up++;
       blocked.up = at + failureBackoffMs(failures.up);
       event("launch_timeout", `launch ${l.id} failed: ${l.error}; it no longer counts as pending (no automatic launch for ${Math.round(failureBackoffMs(failures.up) / 1000)} s)`, { launch: l.id }, "warn");
@@ -402,6 +409,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       record.status = "failed";
       record.finishedAt = now();
       record.error = `${describeExit(result)}${output ? `: ${output}` : ""}`.slice(0, 4000);
+      actions.terminate_failures++;
       failures.down++;
       blocked.down = now() + failureBackoffMs(failures.down);
       await persist();
@@ -418,6 +426,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     await persist();
     removing.delete(record.node);
     configDrained.delete(record.node);
+    actions.terminations++;
     event("terminated", message, { drain: record.id, node: record.node });
   };
 
@@ -583,6 +592,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
         paused: state.paused,
         cooldown: { scale_up_seconds: left(state.lastScaleUpAt, policy.upCooldownMs), scale_down_seconds: left(state.lastScaleDownAt, policy.downCooldownMs) },
         last_decision: lastDecision ? { at: iso(lastDecision.at), action: lastDecision.decision.action, reason: lastDecision.decision.reason } : null,
+        actions: { ...actions },
         launches: state.launches.slice(-10).map((l) => ({
           id: l.id,
           status: l.status,
