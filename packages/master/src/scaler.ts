@@ -170,6 +170,23 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     state.drains = trim(state.drains, isOpenDrain);
   };
 
+  /** Save a decision before its command runs; when the save fails, undo it in memory, say so, and throw: nothing runs without a record. */
+  const saveOrUndo = async (what: string, undo: () => void): Promise<void> => {
+    try {
+      await persist();
+    } catch (err) {
+      undo();
+      event("not_recorded", `${what}: the decision could not be recorded in ${store.file} (${(err as Error).message}); nothing runs without a record`, {}, "error");
+      throw err;
+    }
+  };
+
+  /** Run an operator command in the ini's folder with `env`; a spawn failure is a failed result, never a throw. */
+  const runCommand = (command: string, env: Record<string, string>) =>
+    runner
+      .run(command, { env, cwd: config.dir, timeoutMs: config.machine.command_timeout * 1000 })
+      .catch((err: Error) => ({ code: null, signal: null, stdout: "", stderr: err.message, timedOut: false, durationMs: 0 }));
+
   const event = (kind: string, message: string, fields: Record<string, unknown> = {}, level: "info" | "warn" | "error" = "info") => {
     events.add(kind, message);
     logger[level](message, { event: kind, ...fields });
@@ -224,14 +241,10 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     state.launches.push(record);
     const lastBefore = state.lastScaleUpAt;
     state.lastScaleUpAt = at;
-    try {
-      await persist();
-    } catch (err) {
+    await saveOrUndo(`not launching ${count} node(s)`, () => {
       state.launches = state.launches.filter((l) => l !== record);
       state.lastScaleUpAt = lastBefore;
-      event("launch_not_recorded", `not launching ${count} node(s): the decision could not be recorded in ${store.file} (${(err as Error).message}); nothing runs without a record`, {}, "error");
-      throw err;
-    }
+    });
     return record;
   };
 
@@ -240,9 +253,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     const { count, reason, manual } = record;
     actions.launches++;
     event("scale_up", `launching ${count} node(s): ${reason}`, { launch: record.id, count, manual });
-    const result = await runner
-      .run(config.machine.scale_up_command, { env: commandEnvironment(config, { kind: "scale_up", count }), cwd: config.dir, timeoutMs: config.machine.command_timeout * 1000 })
-      .catch((err: Error) => ({ code: null, signal: null, stdout: "", stderr: err.message, timedOut: false, durationMs: 0 }));
+    const result = await runCommand(config.machine.scale_up_command, commandEnvironment(config, { kind: "scale_up", count }));
     const output = summariseOutput(result.stdout, result.stderr, config.secrets);
     if (result.code === 0) {
       record.instances = parseRunInstancesOutput(result.stdout).map((i) => ({ instanceId: i.instanceId, ...(i.privateAddress ? { privateAddress: i.privateAddress } : {}) }));
@@ -364,14 +375,10 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     state.drains.push(record);
     const lastBefore = state.lastScaleDownAt;
     state.lastScaleDownAt = at;
-    try {
-      await persist();
-    } catch (err) {
+    await saveOrUndo(`not scaling down ${name}`, () => {
       state.drains = state.drains.filter((d) => d !== record);
       state.lastScaleDownAt = lastBefore;
-      event("drain_not_recorded", `not scaling down ${name}: the decision could not be recorded in ${store.file} (${(err as Error).message}); nothing runs without a record`, {}, "error");
-      throw err;
-    }
+    });
     event("scale_down", `draining ${name} for ${config.scaling.drain_seconds} s, then terminating it: ${reason}`, { drain: record.id, node: name, manual });
     await startDrain(record);
   };
@@ -393,13 +400,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     }
     record.status = "terminating";
     await persist();
-    const result = await runner
-      .run(config.machine.scale_down_command, {
-        env: commandEnvironment(config, { kind: "scale_down", instanceId: record.instanceId, nodeName: record.node, nodeAddress: record.address }),
-        cwd: config.dir,
-        timeoutMs: config.machine.command_timeout * 1000,
-      })
-      .catch((err: Error) => ({ code: null, signal: null, stdout: "", stderr: err.message, timedOut: false, durationMs: 0 }));
+    const result = await runCommand(config.machine.scale_down_command, commandEnvironment(config, { kind: "scale_down", instanceId: record.instanceId, nodeName: record.node, nodeAddress: record.address }));
     const output = summariseOutput(result.stdout, result.stderr, config.secrets);
     if (result.code === 0) {
       failures.down = 0;
