@@ -279,8 +279,10 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     const open = state.launches.filter((l) => isOpenLaunch(l) && waitingFor(l) > 0);
     if (open.length === 0) return false;
     // Matched by instance id or address when the command printed run-instances JSON, else by any new node.
-    const exact = open.find((l) => l.instances.some((i) => (hello.instance_id !== undefined && i.instanceId === hello.instance_id) || i.privateAddress === hello.address));
-    const record = exact ?? open.find((l) => l.instances.length === 0);
+    // An instance id is unique; an address may be shared (NAT, one host): ids first.
+    const byId = hello.instance_id === undefined ? undefined : open.find((l) => l.instances.some((i) => i.instanceId === hello.instance_id));
+    const byAddress = open.find((l) => l.instances.some((i) => i.privateAddress === hello.address));
+    const record = byId ?? byAddress ?? open.find((l) => l.instances.length === 0);
     if (!record) return false;
     record.nodes.push(hello.name);
     // A node arrived: launches work, so the failure backoff starts over.
