@@ -1,6 +1,6 @@
 /**
  * Packaging: the tarball `npm pack` makes installs globally on its own (every workspace package
- * is bundled), and the installed command finds its shipped ini and template.
+ * is bundled), and the installed command finds its shipped ini, template and systemd units.
  */
 import { promises as fs } from "node:fs";
 import path from "node:path";
@@ -12,7 +12,7 @@ afterEach(() => scope.cleanup());
 
 const npmQuiet = ["--no-audit", "--no-fund", "--loglevel=error"];
 
-test("npm pack, npm install -g --prefix, then the installed autoscaler runs --help and init", { timeout: 180_000 }, async () => {
+test("npm pack, npm install -g --prefix, then the installed autoscaler runs --help, init and install-service --dry-run", { timeout: 180_000 }, async () => {
   const packDir = await scope.tempDir("autoscaler-pack-");
   const prefix = await scope.tempDir("autoscaler-prefix-");
   const work = await scope.tempDir("autoscaler-work-");
@@ -40,4 +40,10 @@ test("npm pack, npm install -g --prefix, then the installed autoscaler runs --he
   const shippedIni = await fs.readFile(path.join(REPO_ROOT, "etc", "autoscaler.ini"), "utf8");
   expect((await fs.readFile(ini, "utf8")).replace(/^token = .*$/m, "token =")).toBe(shippedIni);
   expect((await fs.stat(path.join(work, "hosts.d"))).isDirectory()).toBe(true);
+
+  for (const role of ["agent", "master"]) {
+    const unit = await runProcess(bin, ["install-service", role, "--dry-run"], { cwd: work });
+    expect(unit.code, unit.stderr).toBe(0);
+    expect(unit.stdout).toBe(await fs.readFile(path.join(REPO_ROOT, "etc", "systemd", `autoscaler-${role}.service`), "utf8"));
+  }
 });

@@ -128,6 +128,56 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
       (argv) => setAction(async () => (await import("./commands/control.js")).runControl(io, withGlobals(argv), "resume")),
     )
     .command(
+      "demo",
+      "the whole loop on this machine: HAProxy, SSH, a master and web nodes that scale up under load and back down",
+      (y) =>
+        y
+          .option("duration", { type: "number", default: 150, describe: "seconds until it ends by itself (at least 30)" })
+          .option("ssh", { choices: ["auto", "sshd", "embedded"] as const, default: "auto" as const, describe: "the SSH endpoint: OpenSSH's sshd, or an embedded one (auto: sshd when usable)" })
+          .option("keep", { type: "boolean", default: false, describe: "keep the demo's folder (configs, logs) instead of removing it" })
+          .check((a) => {
+            if (!Number.isFinite(a.duration) || a.duration < 30 || a.duration > 3600) throw new Error(`--duration ${a.duration} is not valid; expected 30 to 3600 seconds`);
+            return true;
+          })
+          .example("$0 demo", "watch a cluster grow under load and shrink back (about 2.5 minutes)"),
+      (argv) => setAction(async () => (await import("./demo/run-demo.js")).runDemo(io, { duration: argv.duration, ssh: argv.ssh, keep: argv.keep })),
+    )
+    .command({
+      command: "demo-node <action> <dir>",
+      describe: false,
+      builder: (y) => y.positional("action", { choices: ["launch", "terminate"] as const, demandOption: true }).positional("dir", { type: "string", demandOption: true }),
+      handler: (argv) => setAction(async () => (await import("./demo/node-launcher.js")).runDemoNode(argv.action, argv.dir, io.env, io.stdout, io.stderr)),
+    })
+    .command({
+      command: "demo-web",
+      describe: false,
+      builder: (y) =>
+        y
+          .option("name", { type: "string", demandOption: true })
+          .option("address", { type: "string", default: "127.0.0.1" })
+          .option("port", { type: "number", demandOption: true })
+          .option("pid-file", { type: "string", demandOption: true })
+          .option("work-ms", { type: "number", default: 4 }),
+      handler: (argv) =>
+        setAction(async () => {
+          await (await import("./demo/web.js")).runDemoWeb({ name: argv.name, address: argv.address, port: argv.port, pidFile: argv.pidFile, workMs: argv.workMs });
+          return 0;
+        }),
+    })
+    .command(
+      "install-service <role>",
+      "write the systemd unit of the agent or the master (--dry-run prints it)",
+      (y) =>
+        y
+          .positional("role", { choices: ["agent", "master"] as const, describe: "which daemon's unit" })
+          .option("dry-run", { type: "boolean", default: false, describe: "print the unit and write nothing" })
+          .option("unit-dir", { type: "string", describe: "write the unit here (default /etc/systemd/system)", requiresArg: true })
+          .option("force", { type: "boolean", default: false, describe: "replace a unit file that differs from the shipped one" })
+          .example("$0 install-service master", "write /etc/systemd/system/autoscaler-master.service")
+          .example("$0 install-service agent --dry-run", "print the agent's unit"),
+      (argv) => setAction(async () => (await import("./commands/install-service.js")).runInstallService(io, withGlobals(argv) as never)),
+    )
+    .command(
       "authorize-key <pubkey-file>",
       "print the authorized_keys line that lets a node key reach only the master's port",
       (y) =>

@@ -310,7 +310,10 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
     applier,
     scaler: running,
     async stop() {
+      // No new decisions; a scale command already running finishes and its outcome is saved
+      // (within command_timeout), so a restart finds it recorded rather than "unknown".
       running.stop();
+      await running.idle();
       clearInterval(sweep);
       clearInterval(resyncTimer);
       applier.stop();
