@@ -45,6 +45,8 @@ export interface RunOptions {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
+  /** Written to the program's standard input, which is then closed (default: no standard input). */
+  input?: string;
 }
 
 /** Run the real CLI (`bin/autoscaler.js`) with no standard input. */
@@ -52,18 +54,19 @@ export function runCli(args: string[], options: RunOptions = {}): Promise<CliRes
   return runProcess(process.execPath, [CLI, ...args], options);
 }
 
-/** Run any program with no standard input and collect its output; killed (by its pid) after `timeoutMs` (30 s). */
+/** Run any program (with no standard input unless `input` is given) and collect its output; killed (by its pid) after `timeoutMs` (30 s). */
 export function runProcess(file: string, args: string[], options: RunOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     });
+    if (options.input !== undefined) child.stdin!.end(options.input);
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    child.stdout!.on("data", (b: Buffer) => (stdout += b.toString()));
+    child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
     const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 30_000);
     child.on("error", reject);
     child.on("close", (code) => {
