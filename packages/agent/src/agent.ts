@@ -71,7 +71,9 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
   try {
     knownHostsText = await fs.readFile(config.haproxy.known_hosts, "utf8");
   } catch (err) {
-    if (errnoCode(err) !== "ENOENT") throw err;
+    if (errnoCode(err) !== "ENOENT") {
+      throw new AutoscalerError("AUTOSCALER_CONFIG_INVALID", `cannot read ${config.haproxy.known_hosts} (haproxy.known_hosts): ${(err as Error).message}; it must be readable by the agent's user (the unit runs as autoscaler: chown autoscaler: ${config.haproxy.known_hosts})`, { exitCode: EXIT_CONFIG });
+    }
     logger.warn("known_hosts file not found: every proxy's host key will be refused until it is added", { file: config.haproxy.known_hosts });
   }
   const knownHosts = parseKnownHosts(knownHostsText);

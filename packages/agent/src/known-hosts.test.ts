@@ -3,7 +3,7 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { fingerprint, keyTypeOf, knownHostsName, parseKnownHosts, patternsMatch, verifyHostKey } from "./known-hosts.js";
+import { fingerprint, hostKeyAlgorithms, keyTypeOf, knownHostsName, parseKnownHosts, patternsMatch, verifyHostKey } from "./known-hosts.js";
 
 let dir: string;
 let keyA: { blob: Buffer; line: string; fp: string };
@@ -77,6 +77,20 @@ describe("verifyHostKey", () => {
     expect(v.message).toContain(fingerprint(keyB.blob));
     expect(v.message).toContain("line 2");
     expect(v.message).toContain(`[proxy]:2222 ${keyB.line}`);
+  });
+
+  test("a key of another type than the one trusted is 'not in' the file, not 'CHANGED', and the client asks for the trusted type first", () => {
+    const file = path.join(dir, "ecdsa_key");
+    execFileSync("ssh-keygen", ["-q", "-t", "ecdsa", "-N", "", "-f", file]);
+    const ecdsaLine = execFileSync("cat", [`${file}.pub`]).toString().trim().split(" ").slice(0, 2).join(" ");
+    const lines = parseKnownHosts(`[proxy]:2222 ${ecdsaLine}\n`);
+    const v = verifyHostKey(lines, "kh", "proxy", 2222, keyA.blob);
+    expect(v).toMatchObject({ ok: false, reason: "unknown" });
+    if (!v.ok) expect(v.message).toMatch(/trusts only a key of another type \(ecdsa-sha2-nistp256\)/);
+    expect(hostKeyAlgorithms(lines, "proxy", 2222)[0]).toBe("ecdsa-sha2-nistp256");
+    expect(hostKeyAlgorithms(lines, "proxy", 2222)).toHaveLength(7);
+    expect(hostKeyAlgorithms(parseKnownHosts(`[proxy]:2222 ${keyA.line}\n`), "proxy", 2222)[0]).toBe("ssh-ed25519");
+    expect(hostKeyAlgorithms([], "proxy", 2222)[0]).toBe("ssh-ed25519");
   });
 
   test("an unknown host is refused with the line that would trust it", () => {

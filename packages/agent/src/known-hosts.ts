@@ -90,8 +90,17 @@ export function verifyHostKey(lines: KnownHostLine[], file: string, host: string
   const trusted = forHost.filter((l) => l.marker === "");
   if (trusted.some((l) => l.key.equals(blob))) return { ok: true };
   const check = `check it on the proxy with: ssh-keygen -lf /etc/ssh/ssh_host_${type.replace(/^ssh-|^ecdsa-sha2-nistp\d+$/, (m) => (m.startsWith("ecdsa") ? "ecdsa" : ""))}_key.pub`;
-  if (trusted.length > 0) {
-    const lineNos = trusted.map((l) => l.line).join(", ");
+  const sameType = trusted.filter((l) => keyTypeOf(l.key) === type);
+  if (trusted.length > 0 && sameType.length === 0) {
+    const others = [...new Set(trusted.map((l) => keyTypeOf(l.key)))].join(", ");
+    return {
+      ok: false,
+      reason: "unknown",
+      message: `the host key of ${name} is not in ${file}: it presented ${type} ${fp}, and ${file} trusts only a key of another type (${others}) for it. To trust this one too, ${check}, then add this line to ${file}: ${trustLine}`,
+    };
+  }
+  if (sameType.length > 0) {
+    const lineNos = sameType.map((l) => l.line).join(", ");
     return {
       ok: false,
       reason: "changed",
@@ -103,4 +112,19 @@ export function verifyHostKey(lines: KnownHostLine[], file: string, host: string
     reason: "unknown",
     message: `the host key of ${name} is not in ${file}: it presented ${type} ${fp}. To trust it, ${check}, then add this line to ${file}: ${trustLine}`,
   };
+}
+
+/** The host key algorithms a client may ask for, in ssh2's default order. */
+const HOST_KEY_ALGORITHMS = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
+
+/**
+ * The host key algorithms to offer a proxy, those of the keys known_hosts trusts for it first
+ * (as OpenSSH does), so a proxy whose ECDSA or RSA key is trusted presents that one rather
+ * than an ed25519 key the file does not have.
+ */
+export function hostKeyAlgorithms(lines: KnownHostLine[], host: string, port: number): string[] {
+  const name = knownHostsName(host, port);
+  const types = new Set(lines.filter((l) => l.marker === "" && patternsMatch(l.patterns, name)).map((l) => keyTypeOf(l.key)));
+  const preferred = [...types].flatMap((t) => (t === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [t])).filter((a) => HOST_KEY_ALGORITHMS.includes(a));
+  return [...preferred, ...HOST_KEY_ALGORITHMS.filter((a) => !preferred.includes(a))];
 }

@@ -5,7 +5,7 @@
  */
 import type { Duplex } from "node:stream";
 import { Client } from "ssh2";
-import { verifyHostKey, type HostKeyVerdict, type KnownHostLine } from "./known-hosts.js";
+import { hostKeyAlgorithms, verifyHostKey, type HostKeyVerdict, type KnownHostLine } from "./known-hosts.js";
 
 /** Where and how to connect. */
 export interface TunnelTarget {
@@ -68,6 +68,7 @@ export function openTunnel(t: TunnelTarget): Promise<Tunnel> {
       port: t.sshPort,
       username: t.username,
       privateKey: t.privateKey,
+      algorithms: { serverHostKey: hostKeyAlgorithms(t.knownHosts, t.host, t.sshPort) as never },
       hostVerifier: (key: Buffer) => {
         const v = verifyHostKey(t.knownHosts, t.knownHostsFile, t.host, t.sshPort, key);
         if (!v.ok) refusal = v;

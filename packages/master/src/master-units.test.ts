@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { parseConfig, type ApplyResult, type Logger } from "@autoscaler/shared";
 import { createApplier } from "./applier.js";
 import { createRegistry } from "./registry.js";
-import { resolveRole } from "./role.js";
+import { resolveRole, resolveRoleResolving } from "./role.js";
 import { tokensMatch } from "./server.js";
 import { buildStatus, windowAverage } from "./status.js";
 
@@ -34,6 +34,23 @@ describe("resolveRole", () => {
     const r = resolveRole(config(servers, role), new Set(["10.0.0.10", "proxy-a", "127.0.0.1"]));
     expect(r.role).toBe(expected);
     expect(r.why.length).toBeGreaterThan(10);
+  });
+});
+
+describe("resolveRoleResolving", () => {
+  const config = (servers: string, role = "auto") =>
+    parseConfig(`[master]\ntoken = ${"t".repeat(32)}\nrole = ${role}\n[haproxy]\nservers = ${servers}\n`, "/x/a.ini", { home: "/root" }).config!;
+  const me = new Set(["10.0.0.10", "proxy-a", "127.0.0.1"]);
+  const lookup = async (host: string) => ({ "proxy.internal": ["10.0.0.10"], "other.internal": ["10.0.0.11"] })[host] ?? [];
+  test.each([
+    ["a DNS name that resolves to this machine decides, and says why", "proxy.internal, 10.0.0.11", "auto", "decider", /proxy\.internal.*resolves to 10\.0\.0\.10/],
+    ["a DNS name that resolves elsewhere follows", "other.internal, 10.0.0.10", "auto", "follower", /not this machine/],
+    ["a name that does not resolve follows", "nowhere.internal", "auto", "follower", /not this machine/],
+    ["an explicit role is never second-guessed by DNS", "proxy.internal", "follower", "follower", /role = follower/],
+  ])("%s", async (_what, servers, role, expected, why) => {
+    const r = await resolveRoleResolving(config(servers, role), me, lookup);
+    expect(r.role).toBe(expected);
+    expect(r.why).toMatch(why);
   });
 });
 

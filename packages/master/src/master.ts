@@ -12,7 +12,7 @@ import { controlSocketPath, startControlServer } from "./control.js";
 import { createEventLog } from "./events.js";
 import { createMetrics, startMetricsServer } from "./metrics.js";
 import { createRegistry, type Registry } from "./registry.js";
-import { resolveRole } from "./role.js";
+import { resolveRoleResolving } from "./role.js";
 import { startScaler, type Scaler } from "./scaler.js";
 import { startAgentServer } from "./server.js";
 import { createStateStore } from "./state-store.js";
@@ -81,7 +81,7 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
   let template: string | undefined;
 
   const events = createEventLog(now);
-  const role = resolveRole(config);
+  const role = await resolveRoleResolving(config);
   const registry = createRegistry({
     nodeTimeoutMs: config.scaling.node_timeout * 1000,
     forgetAfterMs: config.scaling.forget_after * 1000,

@@ -136,6 +136,8 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   const decider = deps.role === "decider";
   const state: DurableState = await store.load();
   const failures = { up: 0, down: 0 };
+  /** The cooldown each action replaced, put back when its command fails (in memory: a restart keeps the cooldown). */
+  const cooldownBefore = new Map<string, number | undefined>();
   const actions = { launches: 0, launch_failures: 0, launch_timeouts: 0, terminations: 0, terminate_failures: 0 };
   const blocked: { up?: number; down?: number } = {};
   const inFlight = new Set<Promise<unknown>>();
@@ -245,6 +247,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       state.launches = state.launches.filter((l) => l !== record);
       state.lastScaleUpAt = lastBefore;
     });
+    cooldownBefore.set(record.id, lastBefore);
     return record;
   };
 
@@ -256,6 +259,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     const result = await runCommand(config.machine.scale_up_command, commandEnvironment(config, { kind: "scale_up", count }));
     const output = summariseOutput(result.stdout, result.stderr, config.secrets);
     if (result.code === 0) {
+      cooldownBefore.delete(record.id);
       record.instances = parseRunInstancesOutput(result.stdout).map((i) => ({ instanceId: i.instanceId, ...(i.privateAddress ? { privateAddress: i.privateAddress } : {}) }));
       if (record.status === "running") record.status = record.nodes.length >= expected(record) ? "done" : "pending";
       if (record.status === "done") record.finishedAt = now();
@@ -266,6 +270,9 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       record.finishedAt = now();
       record.error = `${describeExit(result)}${output ? `: ${output}` : ""}`.slice(0, 4000);
       actions.launch_failures++;
+      // A launch that did not happen starts no cooldown: only the failure backoff holds the next one.
+      if (state.lastScaleUpAt === record.decidedAt) state.lastScaleUpAt = cooldownBefore.get(record.id);
+      cooldownBefore.delete(record.id);
       failures.up++;
       blocked.up = now() + failureBackoffMs(failures.up);
       event("launch_failed", `launch command failed (${describeExit(result)}); no automatic launch for ${Math.round(failureBackoffMs(failures.up) / 1000)} s${output ? `: ${output}` : ""}`, { launch: record.id, exit_code: result.code }, "error");
@@ -381,6 +388,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       state.drains = state.drains.filter((d) => d !== record);
       state.lastScaleDownAt = lastBefore;
     });
+    cooldownBefore.set(record.id, lastBefore);
     event("scale_down", `draining ${name} for ${config.scaling.drain_seconds} s, then terminating it: ${reason}`, { drain: record.id, node: name, manual });
     await startDrain(record);
   };
@@ -405,6 +413,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     const result = await runCommand(config.machine.scale_down_command, commandEnvironment(config, { kind: "scale_down", instanceId: record.instanceId, nodeName: record.node, nodeAddress: record.address }));
     const output = summariseOutput(result.stdout, result.stderr, config.secrets);
     if (result.code === 0) {
+      cooldownBefore.delete(record.id);
       failures.down = 0;
       delete blocked.down;
       await finishTermination(record, `${record.node} terminated (instance ${record.instanceId || "unknown"})${output ? `: ${output}` : ""}`);
@@ -413,6 +422,8 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       record.finishedAt = now();
       record.error = `${describeExit(result)}${output ? `: ${output}` : ""}`.slice(0, 4000);
       actions.terminate_failures++;
+      if (state.lastScaleDownAt === record.decidedAt) state.lastScaleDownAt = cooldownBefore.get(record.id);
+      cooldownBefore.delete(record.id);
       failures.down++;
       blocked.down = now() + failureBackoffMs(failures.down);
       await persist();
