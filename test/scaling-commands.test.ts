@@ -81,6 +81,8 @@ test("a failing launch command is an event with its exit code and stderr (secret
   expect(failure.message).toMatch(/quota exceeded for key \[redacted\]/);
   expect(failure.message).not.toContain(secret);
   expect(await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).text()).toMatch(/^autoscaler_launch_failures_total 1$/m);
+  // A launch that failed starts no cooldown (300 s here): only the failure backoff holds the next.
+  expect(s.cooldown.scale_up_seconds).toBe(0);
   expect(proxy.master.log()).not.toContain(secret);
   expect(await fs.readFile(path.join(proxy.inst.dir, "state", "state.json"), "utf8")).not.toContain(secret);
   await sleep(1500);
