@@ -3,9 +3,11 @@
  *
  *   npm run bench                      # all of them (builds first)
  *   npx tsx bench/run.ts render        # one (or several) by name; only their sections are rewritten
+ *   SOAK_MINUTES=30 npx tsx bench/run.ts soak   # opt-in: run only when named
  *
  * Each section of BENCHMARKS.md sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`,
- * so a partial run replaces its own sections and keeps the others.
+ * so a partial run replaces its own sections and keeps the others. An opt-in benchmark (the
+ * soak) runs only when named and writes its own `<!-- NAME -->` section of another file.
  */
 import { execFileSync } from "node:child_process";
 import { promises as fs } from "node:fs";
@@ -14,7 +16,14 @@ import { cleanupAll, installSignalCleanup, machineInfo, REPO_ROOT, type BenchRes
 
 type Bench = { run: (log?: (s: string) => void) => Promise<BenchResult> };
 
-const BENCHES: Record<string, { title: string; load: () => Promise<Bench> }> = {
+interface Entry {
+  title: string;
+  load: () => Promise<Bench>;
+  /** Run only when named on the command line, and write the section `<!-- NAME -->` … `<!-- /NAME -->` of this file (at the repo root) instead of BENCHMARKS.md. */
+  optIn?: { file: string; fileTitle: string };
+}
+
+const BENCHES: Record<string, Entry> = {
   render: { title: "Render and compare vs haproxy -c", load: () => import("./render.js") },
   reload: { title: "generate --reload vs HAProxy's own check + reload", load: () => import("./reload.js") },
   "reload-under-load": { title: "Reloads under keep-alive load", load: () => import("./reload-under-load.js") },
@@ -23,8 +32,11 @@ const BENCHES: Record<string, { title: string; load: () => Promise<Bench> }> = {
   "master-load": { title: "Master under many agents", load: () => import("./master-load.js") },
   decision: { title: "Decision latency", load: () => import("./decision.js") },
   reaction: { title: "Reaction end to end", load: () => import("./reaction.js") },
+  soak: { title: "Soak", load: () => import("./soak.js"), optIn: { file: "RELIABILITY.md", fileTitle: "# Reliability" } },
 };
-const ORDER = Object.keys(BENCHES);
+const ALL = Object.keys(BENCHES);
+/** The benchmarks of BENCHMARKS.md: what a run without names runs. */
+const ORDER = ALL.filter((n) => !BENCHES[n]!.optIn);
 const OUT = path.join(REPO_ROOT, "BENCHMARKS.md");
 
 function section(id: string, body: string): string {
@@ -49,6 +61,7 @@ async function header(): Promise<string> {
     "",
     "Rerun everything with `npm run bench` (builds first, then runs `bench/run.ts`), or one benchmark with",
     "`npx tsc -b && npx tsx bench/run.ts NAME`, NAME one of " + ORDER.map((n) => `\`${n}\``).join(", ") + "; that rewrites only its own section.",
+    "The soak (`SOAK_MINUTES=30 npx tsx bench/run.ts soak`) runs only when named and writes RELIABILITY.md.",
     "Everything runs on 127.0.0.1 in temp folders that are removed afterwards; every HAProxy, sshd, master, agent and CLI process started is stopped by its pid.",
     "`agent-footprint`, `registration`, `master-load`, `decision` and `reaction` also need OpenSSH's sshd and the user `autoscaler-test`, as the tests do (`bash .ci/run` sets both up).",
   ].join("\n");
@@ -59,10 +72,11 @@ async function main(): Promise<number> {
   const args = process.argv.slice(2);
   const unknown = args.filter((a) => !BENCHES[a]);
   if (unknown.length > 0) {
-    process.stderr.write(`unknown benchmark ${unknown.join(", ")}; expected one of ${ORDER.join(", ")}\n`);
+    process.stderr.write(`unknown benchmark ${unknown.join(", ")}; expected one of ${ALL.join(", ")}\n`);
     return 2;
   }
-  const chosen = args.length > 0 ? ORDER.filter((n) => args.includes(n)) : ORDER;
+  const chosen = args.length > 0 ? ALL.filter((n) => args.includes(n)) : ORDER;
+  const written = new Set<string>();
 
   let existing = "";
   try {
@@ -81,7 +95,14 @@ async function main(): Promise<number> {
       const result = await bench.run();
       process.stdout.write(`\n${result.text}\n`);
       process.stderr.write(`${name}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+      const optIn = BENCHES[name]!.optIn;
+      if (optIn) {
+        await writeMarkedSection(path.join(REPO_ROOT, optIn.file), optIn.fileTitle, name, result.markdown);
+        written.add(path.join(REPO_ROOT, optIn.file));
+        continue;
+      }
       sections.set(name, result.markdown);
+      written.add(OUT);
       // Write after each benchmark, so a later failure keeps what was measured.
       // A new header on a full run, or when the old one does not list every benchmark.
       const staleHeader = !sections.has("header") || ORDER.some((n) => !sections.get("header")!.includes(`\`${n}\``));
@@ -94,7 +115,7 @@ async function main(): Promise<number> {
   await cleanupAll();
   const left = haproxyLeft();
   if (left) process.stderr.write(`note: haproxy processes on this machine after the run (not necessarily ours):\n${left}\n`);
-  process.stderr.write(`all done in ${((performance.now() - started) / 1000).toFixed(1)} s; ${OUT} written\n`);
+  process.stderr.write(`all done in ${((performance.now() - started) / 1000).toFixed(1)} s; ${written.size > 0 ? [...written].join(", ") : "nothing"} written\n`);
   return failed > 0 ? 1 : 0;
 }
 
@@ -107,6 +128,14 @@ async function write(sections: Map<string, string>, newHeader: boolean): Promise
   const parts = ["header", ...ORDER].filter((id) => sections.has(id)).map((id) => section(id, sections.get(id)!));
   for (const id of ORDER) if (!sections.has(id)) parts.push(section(id, `## ${BENCHES[id]!.title}\n\nNot measured yet: run \`npx tsx bench/run.ts ${id}\`.`));
   await fs.writeFile(OUT, parts.join("\n\n") + "\n");
+}
+
+/** Replace the `<!-- id -->` … `<!-- /id -->` section of `file` (created with just `title` if missing), or append it; the rest of the file is kept. */
+async function writeMarkedSection(file: string, title: string, id: string, body: string): Promise<void> {
+  const text = await fs.readFile(file, "utf8").catch(() => `${title}\n`);
+  const block = `<!-- ${id} -->\n${body.trim()}\n<!-- /${id} -->`;
+  const marked = new RegExp(`<!-- ${id} -->\\n[\\s\\S]*?<!-- /${id} -->`);
+  await fs.writeFile(file, marked.test(text) ? text.replace(marked, () => block) : `${text.trimEnd()}\n\n${block}\n`);
 }
 
 function haproxyLeft(): string {

@@ -116,7 +116,10 @@ test("with a slow launch and max_nodes = 2, sustained load never launches past t
   expect((await cloud.launches()).length).toBe(2);
   const last = await status(proxy);
   expect(liveNames(last)).toEqual(["cloud-1", "cloud-2"]);
-  expect(last.last_decision?.reason).toMatch(/capped 1 → 0 by max_nodes \(2 of 2 backends or pending\)/);
+  // While hot at the cap the decision says why it launched nothing (a busy machine may let one
+  // reading dip under the threshold for a moment, so look over every status seen).
+  const reasons = seen.map((x) => x.last_decision?.reason ?? "");
+  expect(reasons.some((r) => /capped 1 → 0 by max_nodes \(2 of 2 backends or pending\)/.test(r)), reasons.join("\n")).toBe(true);
 });
 
 test("pause: a hot node launches nothing; a manual scale-up still works; resume lets the hot node scale up", async () => {

@@ -10,6 +10,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { makeInstallation, startHaproxy, type Installation } from "./haproxy.js";
 import { CLI, freePort, runCli, waitFor, type Scope } from "./process.js";
+import { KNOWN_AWS_SETTINGS, recordOutput, registerSecret } from "./secrets.js";
 import { makeKeyPair, startSshd, TEST_SSH_USER, type KeyPair, type Sshd } from "./sshd.js";
 
 /** A running daemon child with its collected output. */
@@ -35,6 +36,7 @@ export function startDaemon(scope: Scope, args: string[], options: DaemonOptions
   scope.track(child);
   child.stdout!.on("data", (b: Buffer) => (log += b.toString()));
   child.stderr!.on("data", (b: Buffer) => (log += b.toString()));
+  recordOutput(`the log of autoscaler ${args.join(" ").slice(0, 200)}`, () => log, scope);
   return {
     child,
     log: () => log,
@@ -74,6 +76,7 @@ export async function startProxy(scope: Scope, options: ProxyOptions = {}): Prom
   const masterPort = await freePort();
   const metricsPort = await freePort();
   const token = options.token ?? randomBytes(24).toString("base64url");
+  registerSecret(token, "a proxy's master.token");
   const inst = await makeInstallation(scope, [
     `master.listen=127.0.0.1:${masterPort}`,
     `master.metrics_listen=127.0.0.1:${metricsPort}`,
@@ -165,6 +168,7 @@ export async function startNode(scope: Scope, proxies: Proxy[], options: NodeOpt
   const first = proxies[0]!;
   const ini = path.join(dir, "autoscaler.ini");
   const settings = [
+    ...KNOWN_AWS_SETTINGS,
     `haproxy.servers=${proxies.map((p) => `${p.sshd.address}:${p.sshd.port}`).join(",")}`,
     `haproxy.ssh_command=ssh -i node_key ${TEST_SSH_USER}@$HOST`,
     "haproxy.known_hosts=known_hosts",

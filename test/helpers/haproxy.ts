@@ -8,6 +8,7 @@ import { promises as fs } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { freePort, runCli, waitFor, type Scope } from "./process.js";
+import { KNOWN_AWS_SETTINGS, registerSecret } from "./secrets.js";
 
 /** A test installation: its folder, ini, and the port HAProxy's frontend listens on. */
 export interface Installation {
@@ -29,6 +30,8 @@ export async function makeInstallation(scope: Scope, extraSettings: string[] = [
   const ini = path.join(dir, "autoscaler.ini");
   const frontendPort = await freePort();
   const settings = [
+    // The suite's known fake AWS keys (test/helpers/secrets.ts); a test's own settings come later and win.
+    ...KNOWN_AWS_SETTINGS,
     "haproxy.config=haproxy.cfg",
     "haproxy.master_socket=master.sock",
     "haproxy.reload_command=kill -USR2 $(cat haproxy.pid)",
@@ -40,6 +43,9 @@ export async function makeInstallation(scope: Scope, extraSettings: string[] = [
   ];
   const init = await runCli(["init", "--config", ini, ...settings.flatMap((s) => ["--set", s])]);
   if (init.code !== 0) throw new Error(`autoscaler init failed: ${init.stderr}`);
+  // init's random token, or the test's own: no output may show it.
+  const token = /^token = (.*)$/m.exec(await fs.readFile(ini, "utf8"))?.[1];
+  if (token) registerSecret(token, "an installation's master.token");
   await adaptTemplateForTest(path.join(dir, "haproxy.cfg.tmpl"), frontendPort, dir);
   return {
     dir,

@@ -28,6 +28,8 @@ export interface ProbeOptions {
   /** Stop waiting once what the master sent matches this (then close ourselves). */
   until?: RegExp;
   timeoutMs?: number;
+  /** Called once the TCP connection is up (before `data` is written). */
+  onConnect?: () => void;
 }
 
 /**
@@ -58,6 +60,7 @@ export function probeMaster(port: number, data: Buffer | string, options: ProbeO
     const timer = setTimeout(closeOurselves, timeoutMs);
     socket.on("connect", () => {
       localPort = socket.localPort ?? 0;
+      options.onConnect?.();
       socket.write(data, () => {
         if (!options.waitForClose && !options.until) closeOurselves();
       });

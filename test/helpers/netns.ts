@@ -217,3 +217,16 @@ export async function getFrom(address: string, port: number): Promise<string | u
     return undefined;
   }
 }
+
+/** The root-namespace end of a namespace's veth pair (the end on the bridge), as `createNetwork` names it. */
+export function rootVeth(ns: Namespace): string {
+  return `${ns.name}0`;
+}
+
+/**
+ * Set the bridge end of a namespace's veth down (a partition: the namespace loses the bridge and
+ * everything behind it, while its processes keep running and their sockets stay open) or up again.
+ */
+export async function setLink(ns: Namespace, state: "up" | "down"): Promise<void> {
+  await ip("link", "set", rootVeth(ns), state);
+}

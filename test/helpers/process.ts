@@ -9,6 +9,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { allowSecretsInOutput, checkRecordedOutputs, recordOutput } from "./secrets.js";
 
 /** The repository's root folder. */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -71,6 +72,7 @@ export function runProcess(file: string, args: string[], options: RunOptions = {
     child.on("error", reject);
     child.on("close", (code) => {
       clearTimeout(timer);
+      recordOutput(`the output of ${path.basename(file)} ${args.map((a) => (a === CLI ? "autoscaler" : a)).join(" ").slice(0, 200)}`, stdout + stderr);
       resolve({ code, stdout, stderr });
     });
   });
@@ -127,7 +129,15 @@ export class Scope {
     this.hooks.push(hook);
   }
 
-  /** Run the cleanup hooks, stop every process (SIGTERM, then SIGKILL after 3 s) and server, remove every folder. */
+  /** Let outputs checked at this scope's cleanup contain the suite's secrets (test/helpers/secrets.ts): only for a test that shows one on purpose. */
+  allowSecretsInOutput(): void {
+    allowSecretsInOutput(this);
+  }
+
+  /**
+   * Run the cleanup hooks, stop every process (SIGTERM, then SIGKILL after 3 s) and server, remove
+   * every folder; then fail when an output seen since the last check holds a secret of the suite.
+   */
   async cleanup(): Promise<void> {
     const hookErrors: unknown[] = [];
     for (const hook of this.hooks.splice(0).reverse()) {
@@ -168,6 +178,8 @@ export class Scope {
     this.servers.length = 0;
     this.dirs.length = 0;
     if (hookErrors.length > 0) throw hookErrors[0];
+    const leaks = checkRecordedOutputs(this);
+    if (leaks.length > 0) throw new Error(`a secret leaked into what the suite saw (test/helpers/secrets.ts):\n  ${leaks.join("\n  ")}`);
   }
 }
 

@@ -52,6 +52,7 @@ describe("decide", () => {
     ["no scale-down while a launch is pending", { ...state, pendingLaunches: 1 }, [node("a", 5), node("b", 5)], {}, /launch\(es\) pending/],
     ["no scale-down without a scale_down_command", state, [node("a", 5), node("b", 5)], { scaleDownEnabled: false }, /scale-down is off/],
     ["no scale-down when one node was above the down threshold once", state, [node("a", 5), node("b", (i) => (i === 17 ? 30 : 5))], {}, /within thresholds/],
+    ["no scale-down while a node is unreachable (it may be the busy one; the reachable ones may be all that serves)", state, [node("a", 5), node("b", 5), node("gone", 0, { live: false, unreachable: true, readings: [] })], {}, /no scale-down while gone is unreachable/],
     ["no scale-down while a live node lacks a full window (it may be the busy one)", state, [node("a", 5), node("b", 5), node("young", 90, { firstSeenAt: NOW - 10_000 })], {}, /not every live node/],
     ["scale-down cooldown holds", { ...state, lastScaleDownAt: NOW - 60_000 }, [node("a", 5), node("b", 5)], {}, /scale-down cooldown \(240 s left\)/],
     ["no automatic scale-down while another is in progress", { ...state, leaving: 1 }, [node("a", 5), node("b", 5)], { minNodes: 1 }, /already in progress/],

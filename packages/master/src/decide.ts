@@ -24,6 +24,8 @@ export interface NodeObservation {
   addedAt: number;
   /** Only nodes the autoscaler launched or that registered as agents may be scaled down. */
   removable: boolean;
+  /** An agent that was heard and has gone silent past node_timeout: its data is missing, not low. */
+  unreachable?: boolean;
   readings: readonly { at: number; cpu: number }[];
 }
 
@@ -130,6 +132,9 @@ export function decide(state: ScalingState, nodes: readonly NodeObservation[], p
   if (!policy.scaleDownEnabled) return { action: "none", reason: "within thresholds (scale-down is off: no scale_down_command)" };
   // Every live node must be known cold: one node without a full window could be the busy one.
   if (observed.length < live.length) return { action: "none", reason: "not every live node has data for the whole window" };
+  // An unreachable node could be the busy one too, and the reachable ones may be all that serves.
+  const silent = nodes.filter((n) => n.unreachable).map((n) => n.name);
+  if (silent.length > 0) return { action: "none", reason: `no scale-down while ${silent.join(", ")} ${silent.length === 1 ? "is" : "are"} unreachable (missing data)` };
   const cold =
     policy.mode === "instance"
       ? observed.every((o) => Math.max(...o.cpu) < policy.downThreshold)

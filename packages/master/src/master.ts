@@ -5,14 +5,16 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import chokidar from "chokidar";
-import { AutoscalerError, applyHaproxyConfig, applySettingsFromConfig, createHostsStore, readTemplate, renderHaproxyConfig, type CommandRunner, type Config, type HostEntry, type Logger } from "@autoscaler/shared";
+import { AutoscalerError, applySettingsFromConfig, createHostsStore, readTemplate, renderHaproxyConfig, type CommandRunner, type Config, type HostEntry, type Logger } from "@autoscaler/shared";
 import { type HelloMessage } from "@autoscaler/shared/protocol";
 import { createApplier, type Applier } from "./applier.js";
+import { applyWithOwnerNote, recoverApplyLeftovers } from "./apply-lock.js";
 import { controlSocketPath, startControlServer } from "./control.js";
 import { createEventLog } from "./events.js";
 import { createMetrics, startMetricsServer } from "./metrics.js";
 import { createRegistry, type Registry } from "./registry.js";
 import { resolveRoleResolving } from "./role.js";
+import { planReconfigure } from "./reconfigure.js";
 import { startScaler, type Scaler } from "./scaler.js";
 import { startAgentServer } from "./server.js";
 import { createStateStore } from "./state-store.js";
@@ -32,6 +34,12 @@ export interface RunningMaster {
   registry: Registry;
   applier: Applier;
   scaler: Scaler;
+  /**
+   * Swap in a reloaded ini (SIGHUP): [scaling], [machine], [aws] and most of [haproxy] apply now
+   * (an apply is scheduled, so a new server_line or template renders); keys only a restart can
+   * change keep their running value and are named in `needsRestart`; agent keys are `ignored`.
+   */
+  reconfigure(next: Config): { applied: string[]; needsRestart: string[]; ignored: string[] };
   stop(): Promise<void>;
 }
 
@@ -43,8 +51,10 @@ const HELLO_TIMEOUT_MS = 10_000;
 const MAX_CONNECTIONS = 4096;
 
 /** Start the master; resolves once it listens on every socket. */
-export async function startMaster(config: Config, deps: MasterDeps): Promise<RunningMaster> {
+export async function startMaster(initialConfig: Config, deps: MasterDeps): Promise<RunningMaster> {
   const { logger, now } = deps;
+  // `let`: `reconfigure` (SIGHUP) swaps in a reloaded config; every closure below reads it at use.
+  let config = initialConfig;
   const store = createHostsStore(config.hostsDir);
   await fs.mkdir(config.master.state_dir, { recursive: true, mode: 0o700 });
   await fs.mkdir(config.hostsDir, { recursive: true });
@@ -68,7 +78,8 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
     const base = path.basename(file);
     if (!base.endsWith(".json") || base.startsWith(".")) return false;
     const name = base.slice(0, -".json".length);
-    const entry = await store.read(name).catch((err: Error) => ({ file: base, message: err.message }));
+    // A name the store refuses (`web;x.json`) throws before any read: a problem only while the file is there.
+    const entry = await store.read(name).catch(async (err: Error) => ((await fs.access(file).then(() => true, () => false)) ? { file: base, message: err.message } : undefined));
     hostsByName.delete(name);
     problems.delete(base);
     if (entry && "message" in entry) problems.set(base, entry.message);
@@ -82,14 +93,16 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
 
   const events = createEventLog(now);
   const role = await resolveRoleResolving(config);
-  const registry = createRegistry({
+  // The registry reads its options at each call, so a reload updates them in place.
+  const registryOptions = {
     nodeTimeoutMs: config.scaling.node_timeout * 1000,
     forgetAfterMs: config.scaling.forget_after * 1000,
     keepMs: config.scaling.window * 1000 + 60_000,
-    isManual: (name) => hosts.some((h) => h.name === name && h.source === "manual"),
-  });
+    isManual: (name: string) => hosts.some((h) => h.name === name && h.source === "manual"),
+  };
+  const registry = createRegistry(registryOptions);
 
-  const settings = applySettingsFromConfig(config);
+  let settings = applySettingsFromConfig(config);
   let scaler: Scaler | undefined;
   const applier = createApplier({
     quietMs: APPLY_QUIET_MS,
@@ -101,7 +114,7 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
       if (result.reloaded) scaler?.afterReload();
     },
     apply: () =>
-      applyHaproxyConfig(
+      applyWithOwnerNote(
         settings,
         async () => {
           if (template === undefined) template = await readTemplate(config);
@@ -190,6 +203,8 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
     if (!scaler) throw new Error("the master is still starting; try again in a moment");
     return handleControl(req);
   });
+  // The only master on this state_dir now: clear what a predecessor killed mid-apply left.
+  await recoverApplyLeftovers(config.haproxy.config, logger);
   /** Remove a backend: out of memory first, then its file, then apply. */
   const removeHost = async (name: string) => {
     hostsByName.delete(name);
@@ -224,6 +239,8 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
   });
   const running = scaler;
 
+  // Read per connection, so a reload's node_timeout holds for the next connections.
+  const agentLimits = { maxConnections: MAX_CONNECTIONS, helloTimeoutMs: HELLO_TIMEOUT_MS, idleTimeoutMs: Math.max(60_000, config.scaling.node_timeout * 2000) };
   const agents = await startAgentServer(
     config.master.listen!.host,
     config.master.listen!.port,
@@ -245,7 +262,7 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
       },
       onSample: () => metrics.samples.inc(),
     },
-    { maxConnections: MAX_CONNECTIONS, helloTimeoutMs: HELLO_TIMEOUT_MS, idleTimeoutMs: Math.max(60_000, config.scaling.node_timeout * 2000) },
+    agentLimits,
   );
 
   const watcher = chokidar.watch([config.hostsDir, config.haproxy.template], {
@@ -309,6 +326,37 @@ export async function startMaster(config: Config, deps: MasterDeps): Promise<Run
     registry,
     applier,
     scaler: running,
+    reconfigure(next) {
+      const previous = config;
+      const plan = planReconfigure(previous, next);
+      const needsRestart = plan.needsRestart.map((r) => r.key);
+      for (const r of plan.needsRestart) {
+        logger.warn(`${r.key} changed in ${previous.file}, but only a restart applies it (${r.why}); the running master keeps its current value`, { event: "config_needs_restart", key: r.key });
+      }
+      config = plan.config;
+      if (plan.applied.length > 0) {
+        settings = applySettingsFromConfig(config);
+        registryOptions.nodeTimeoutMs = config.scaling.node_timeout * 1000;
+        registryOptions.forgetAfterMs = config.scaling.forget_after * 1000;
+        registryOptions.keepMs = config.scaling.window * 1000 + 60_000;
+        agentLimits.idleTimeoutMs = Math.max(60_000, config.scaling.node_timeout * 2000);
+        if (config.haproxy.template !== previous.haproxy.template) {
+          watcher.unwatch(previous.haproxy.template);
+          watcher.add(config.haproxy.template);
+        }
+        template = undefined; // read again (a new path, or edited along with the ini)
+        running.reconfigure(config);
+        applier.schedule("config reloaded");
+      }
+      // Key names only: a changed value may be a secret.
+      logger.info("config reloaded", { event: "config_reloaded", file: config.file, applied: plan.applied, needs_restart: needsRestart, ignored: plan.ignored });
+      const said = [
+        plan.applied.length > 0 ? `applied ${plan.applied.join(", ")}` : "nothing to apply",
+        needsRestart.length > 0 ? `needs a restart: ${needsRestart.join(", ")}` : "",
+      ].filter(Boolean);
+      events.add("config_reloaded", `config reloaded: ${said.join("; ")}`);
+      return { applied: plan.applied, needsRestart, ignored: plan.ignored };
+    },
     async stop() {
       // No new decisions; a scale command already running finishes and its outcome is saved
       // (within command_timeout), so a restart finds it recorded rather than "unknown".

@@ -87,6 +87,8 @@ export interface Scaler {
   status(): ScalerStatus;
   /** Wait for commands in flight (used by tests and on stop). */
   idle(): Promise<void>;
+  /** Swap in a reloaded config (SIGHUP): policy, commands, timeouts, AWS values, runtime socket and tick apply from now on. */
+  reconfigure(next: Config): void;
   stop(): void;
 }
 
@@ -131,8 +133,12 @@ export function policyFromConfig(config: Config): ScalingPolicy {
  * Throws (and the master refuses to start) when state.json cannot be read.
  */
 export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
-  const { config, store, registry, events, logger, runner, now } = deps;
-  const policy = policyFromConfig(config);
+  const { store, registry, events, logger, runner, now } = deps;
+  // `let`: a SIGHUP swaps in a reloaded config (see `reconfigure`); everything reads these at use.
+  let config = deps.config;
+  let policy = policyFromConfig(config);
+  /** Every server_line in use since start: a node's line in the live file may still have an older one. */
+  const serverLineFormats = new Set([config.haproxy.server_line]);
   const decider = deps.role === "decider";
   const state: DurableState = await store.load();
   const failures = { up: 0, down: 0 };
@@ -212,6 +218,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       out.push({
         name,
         live: record !== undefined && registry.stateOf(record, at) === "live",
+        unreachable: record !== undefined && registry.stateOf(record, at) === "unreachable",
         firstSeenAt,
         addedAt: Number.isFinite(added) ? added : firstSeenAt,
         removable: entry !== undefined && entry.source !== "manual",
@@ -330,12 +337,13 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
 
   // ---- drains ------------------------------------------------------------------------------
 
-  const runtimeSocket = config.haproxy.runtime_socket;
+  const runtimeSocket = () => config.haproxy.runtime_socket;
   const serverRef = (name: string) => `${config.haproxy.backend}/${name}`;
   const runtimeCommand = async (command: string): Promise<string | undefined> => {
-    if (!runtimeSocket) return "no runtime_socket";
+    const socket = runtimeSocket();
+    if (!socket) return "no runtime_socket";
     try {
-      const answer = (await sendCliCommand(runtimeSocket, command)).trim();
+      const answer = (await sendCliCommand(socket, command)).trim();
       return answer === "" ? undefined : answer;
     } catch (err) {
       return (err as Error).message;
@@ -350,10 +358,10 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   const startDrain = async (record: DrainRecord) => {
     const problem = await runtimeCommand(`set server ${serverRef(record.node)} state drain`);
     if (problem === undefined) {
-      logger.info("node drained through the runtime socket", { node: record.node, socket: runtimeSocket });
+      logger.info("node drained through the runtime socket", { node: record.node, socket: runtimeSocket() });
       return;
     }
-    if (runtimeSocket) logger.warn("runtime socket drain failed; taking the node out of the config instead", { node: record.node, problem });
+    if (runtimeSocket()) logger.warn("runtime socket drain failed; taking the node out of the config instead", { node: record.node, problem });
     configDrained.add(record.node);
     await deps.applyNow(`drain ${record.node}`);
   };
@@ -363,7 +371,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     const entry = hostByName(name);
     if (!entry) return true;
     const text = await fs.readFile(config.haproxy.config, "utf8").catch(() => "");
-    return !text.includes(renderServerLine(config.haproxy.server_line, entry).trim());
+    return ![...serverLineFormats].some((format) => text.includes(renderServerLine(format, entry).trim()));
   };
 
   const drain = async (name: string, reason: string, manual: boolean): Promise<void> => {
@@ -470,6 +478,9 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       // A node that registered while the master was down (and is in hosts.d now) fulfils its launch.
       for (const h of l.instances.length > 0 ? deps.hosts() : []) {
         if (l.nodes.includes(h.name) || waitingFor(l) === 0) continue;
+        // Never a hand-added host, a node older than the decision, or one another launch holds: they
+        // may share the instance's address (NAT, one host, a reused address) without being its node.
+        if (h.source === "manual" || !(Date.parse(h.addedAt) >= l.decidedAt) || state.launches.some((x) => x.nodes.includes(h.name))) continue;
         if (l.instances.some((i) => i.instanceId === h.instanceId || i.privateAddress === h.address)) {
           l.nodes.push(h.name);
           changed = true;
@@ -538,7 +549,8 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       ticking = false;
     }
   };
-  const timer = setInterval(() => void tick(), Math.max(100, config.master.interval * 1000));
+  const tickEvery = () => Math.max(100, config.master.interval * 1000);
+  let timer = setInterval(() => void tick(), tickEvery());
 
   const requireDecider = (what: string) => {
     if (!decider) throw new Error(`this master is a follower (only the decider runs ${what}); run it on the first proxy of [haproxy] servers, or set [master] role = decider there`);
@@ -549,7 +561,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     claimLaunch: (hello) => (decider ? claimLaunch(hello) : Promise.resolve(false)),
     excluded,
     afterReload() {
-      if (!runtimeSocket) return;
+      if (!runtimeSocket()) return;
       for (const d of state.drains) {
         if (d.status === "draining" && !configDrained.has(d.node)) void runtimeCommand(`set server ${serverRef(d.node)} state drain`);
       }
@@ -638,6 +650,16 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     async idle() {
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
       await saving;
+    },
+    reconfigure(next) {
+      const interval = tickEvery();
+      config = next;
+      policy = policyFromConfig(next);
+      serverLineFormats.add(next.haproxy.server_line);
+      if (tickEvery() !== interval && !stopped) {
+        clearInterval(timer);
+        timer = setInterval(() => void tick(), tickEvery());
+      }
     },
     stop() {
       stopped = true;

@@ -153,7 +153,9 @@ export async function startAgentServer(host: string, port: number, deps: ServerD
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen({ host, port, exclusive: true }, () => {
+    // A backlog as deep as the connection limit: a reconnect storm waits in the queue instead of
+    // being dropped and retried by the agents' TCP stacks.
+    server.listen({ host, port, exclusive: true, backlog: limits.maxConnections }, () => {
       server.off("error", reject);
       resolve();
     });

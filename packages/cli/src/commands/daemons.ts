@@ -1,5 +1,9 @@
-/** `master` and `agent`: the daemons, in the foreground, logging to stdout until SIGTERM or SIGINT. */
-import { createLogger, createShellRunner, type Logger } from "@autoscaler/shared";
+/**
+ * `master` and `agent`: the daemons, in the foreground, logging to stdout until SIGTERM or
+ * SIGINT. The master also takes SIGHUP: it reads the ini again and applies what it can.
+ */
+import { AutoscalerError, createLogger, createShellRunner, formatProblem, loadConfig, type Logger } from "@autoscaler/shared";
+import type { RunningMaster } from "@autoscaler/master";
 import { loadContext, type GlobalArgs } from "../context.js";
 import type { Io } from "../io.js";
 
@@ -23,16 +27,75 @@ function untilSignal(logger: Logger): Promise<string> {
   });
 }
 
-/** Run the master until a signal stops it. */
+/**
+ * SIGHUP: read the ini again with the same loader as at start. A bad ini changes nothing: each
+ * problem is logged (secret values are already redacted by the loader) and the running config
+ * stays. A good one goes to the master, which applies what it can and names what needs a restart.
+ * `secrets` is the logger's own list: the new ini's secrets join it before anything is logged.
+ */
+export async function reloadMasterConfig(io: Io, file: string, master: RunningMaster, logger: Logger, secrets: string[]): Promise<boolean> {
+  logger.info("SIGHUP: reading the config again", { file });
+  let loaded: Awaited<ReturnType<typeof loadConfig>>;
+  try {
+    loaded = await loadConfig(file, { home: io.env.HOME });
+  } catch (err) {
+    const details = err instanceof AutoscalerError ? err.details : [];
+    for (const problem of details) logger.error(problem, { event: "config_reload_refused", file });
+    logger.error(`${(err as Error).message.replace(/:$/, "")}; keeping the running config`, { event: "config_reload_refused", file, problems: details.length });
+    return false;
+  }
+  for (const s of loaded.config.secrets) if (!secrets.includes(s)) secrets.push(s);
+  for (const w of loaded.warnings) logger.warn(formatProblem(w), { file });
+  try {
+    master.reconfigure(loaded.config);
+  } catch (err) {
+    logger.error(`cannot apply the reloaded config: ${(err as Error).message}`, { event: "config_reload_failed", file });
+    return false;
+  }
+  return true;
+}
+
+/** Run the master until a signal stops it; SIGHUP reloads the ini. */
 export async function runMaster(io: Io, args: GlobalArgs, version: string): Promise<number> {
-  const ctx = await loadContext(io, args);
-  const logger = daemonLogger(io, args, ctx.config.secrets);
-  const { startMaster } = await import("@autoscaler/master");
-  const master = await startMaster(ctx.config, { logger, runner: createShellRunner(), now: () => Date.now(), version });
-  await untilSignal(logger);
-  await master.stop();
-  logger.info("master stopped");
-  return 0;
+  // SIGHUP's default action ends the process, so take it before anything else. Reloads run one
+  // at a time; one asked for while the master starts runs once it has started.
+  let started: { master: RunningMaster; logger: Logger; file: string; secrets: string[] } | undefined;
+  let stopping = false;
+  let hupWhileStarting = false;
+  let reloads = Promise.resolve();
+  const reload = (): void => {
+    if (!started) {
+      hupWhileStarting = true;
+      return;
+    }
+    const { master, logger, file, secrets } = started;
+    if (stopping) return logger.info("SIGHUP ignored: the master is stopping");
+    reloads = reloads
+      .then(() => reloadMasterConfig(io, file, master, logger, secrets))
+      .then(
+        () => undefined,
+        (err: Error) => logger.error(`config reload failed: ${err.message}`, { event: "config_reload_failed" }),
+      );
+  };
+  process.on("SIGHUP", reload);
+  try {
+    const ctx = await loadContext(io, args);
+    // The logger keeps this array: a reload adds the new ini's secrets, and none is ever dropped.
+    const secrets = [...ctx.config.secrets];
+    const logger = daemonLogger(io, args, secrets);
+    const { startMaster } = await import("@autoscaler/master");
+    const master = await startMaster(ctx.config, { logger, runner: createShellRunner(), now: () => Date.now(), version });
+    started = { master, logger, file: ctx.config.file, secrets };
+    if (hupWhileStarting) reload();
+    await untilSignal(logger);
+    stopping = true;
+    await reloads;
+    await master.stop();
+    logger.info("master stopped");
+    return 0;
+  } finally {
+    process.off("SIGHUP", reload);
+  }
 }
 
 /** Run the agent until a signal stops it. */

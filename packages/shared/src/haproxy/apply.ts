@@ -201,8 +201,14 @@ async function applyLocked(
   const changed = !reloadOnly;
   const done = async (confirmed: boolean | undefined, workerPid?: number): Promise<ApplyResult> => {
     if (settings.reloadedMarker) {
-      await fs.mkdir(path.dirname(settings.reloadedMarker), { recursive: true });
-      await writeFileAtomic(settings.reloadedMarker, digest + "\n", { mode: 0o644 });
+      // The reload happened: a marker that cannot be written (a full state_dir) only costs one
+      // extra reload later, so it is a warning, never a failed apply that would retry forever.
+      try {
+        await fs.mkdir(path.dirname(settings.reloadedMarker), { recursive: true });
+        await writeFileAtomic(settings.reloadedMarker, digest + "\n", { mode: 0o644 });
+      } catch (err) {
+        deps.logger.warn("HAProxy reloaded, but its marker could not be written; the next apply reloads once more", { file: settings.reloadedMarker, error: (err as Error).message });
+      }
     }
     timings.totalMs = performance.now() - t0;
     return { changed, checked: changed, reloaded: true, ...(reloadOnly ? { reloadOnly } : {}), confirmed, ...(workerPid !== undefined ? { workerPid } : {}), timings };

@@ -1,0 +1,765 @@
+/**
+ * Network faults (issue 6), each with its trials counted and its figures printed for
+ * RELIABILITY.md. Everything is real: sshd, HAProxy, masters, web apps and `autoscaler agent`
+ * processes, and network namespaces that the test makes and removes itself (helpers/netns.ts).
+ * Traffic goes only to loopback and to those namespaces.
+ *
+ * 1. A partition between nodes and their proxy (the bridge end of each node's veth set down for
+ *    twice node_timeout, then up), three trials: the nodes show unreachable, keep their hosts.d
+ *    entry and server line, nothing scales, and they are live again soon after the heal.
+ * 2. The first (deciding) proxy's sshd killed, with every connection it held, for 60 s under
+ *    load: the second proxy's HAProxy serves all nodes without a failed request, its master lists
+ *    them live, no launch runs; once sshd is back every agent reconnects and no launch repeats.
+ * 3. A burst: 100 agents connected through one sshd (the README's MaxStartups), sshd killed and
+ *    started again so all reconnect at once: all are back, and the registry is exact.
+ *
+ * Cost on two shared cores: about 30 s, 85 s (60 of them the outage, up to 30 more the agents'
+ * capped backoff) and 40–80 s (starting 100 agent processes, about 2 GiB PSS in all).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import { afterEach, expect, test } from "vitest";
+import { BACKOFF_CAP_MS } from "../packages/agent/src/agent.js";
+import { startDaemon, startProxy, type Daemon, type Proxy, type StatusJson } from "./helpers/cluster.js";
+import { canConnect, makeInstallation, serverLines, startHaproxy, type Installation } from "./helpers/haproxy.js";
+import { createNetwork, setLink, startNsProxy, type Namespace, type TestNetwork } from "./helpers/netns.js";
+import { freePort, runCli, Scope, snapshotDir, waitFor } from "./helpers/process.js";
+import { makeKeyPair, startSshd, TEST_SSH_USER } from "./helpers/sshd.js";
+
+const scope = new Scope();
+const networks: TestNetwork[] = [];
+afterEach(async () => {
+  try {
+    await scope.cleanup();
+  } finally {
+    for (const n of networks.splice(0)) await n.remove();
+  }
+});
+
+const CORES = os.availableParallelism();
+const round1 = (x: number) => Math.round(x * 10) / 10;
+
+// ---------------------------------------------------------------------------------------------
+// Reading a master
+
+/** The parts of the status document (`autoscaler status --json`) these tests read. */
+interface FaultStatus {
+  role: string;
+  nodes: { name: string; address: string; port: number; source: string; state: string; cpu_now: number | null; cpu_window: number | null; samples_in_window: number; last_seen_seconds_ago: number | null; connections: number }[];
+  capacity: { active: number; pending: number; leaving: number; desired: number; min: number; max: number };
+  last_decision: { action: string; reason: string } | null;
+  launches: { id: string; status: string; count: number; nodes: string[]; reason: string }[];
+  drains: { id: string; node: string; status: string; reason: string }[];
+  haproxy: { reloads: number; reload_failures: number };
+  events: { at: string; kind: string; message: string }[];
+}
+
+/**
+ * The status document, asked on the master's control socket: the same request and answer as
+ * `autoscaler status --json`, without a CLI process per poll (these tests poll many times a
+ * second), and a file, so it reaches a master inside a namespace too.
+ */
+function controlStatus(inst: Installation): Promise<FaultStatus> {
+  return new Promise((resolve, reject) => {
+    let answer = "";
+    const s = net.createConnection({ path: path.join(inst.dir, "state", "control.sock") });
+    s.setTimeout(3000, () => s.destroy(new Error("no answer on the control socket")));
+    s.on("connect", () => s.write(JSON.stringify({ cmd: "status" }) + "\n"));
+    s.on("data", (b: Buffer) => (answer += b.toString()));
+    s.on("error", reject);
+    s.on("close", (hadError) => {
+      if (hadError) return;
+      try {
+        const parsed = JSON.parse(answer) as { ok: boolean; result?: FaultStatus; error?: string };
+        if (!parsed.ok || !parsed.result) reject(new Error(`status refused: ${parsed.error}`));
+        else resolve(parsed.result);
+      } catch (err) {
+        reject(err as Error);
+      }
+    });
+  });
+}
+
+const nodeOf = (s: FaultStatus, name: string) => s.nodes.find((n) => n.name === name);
+const stateOf = (s: FaultStatus, name: string) => nodeOf(s, name)?.state;
+
+/** The backends the running HAProxy has (`show servers state` on its admin socket), with their operational state (0 down, 2 up). */
+function runningServers(inst: Installation): Promise<Map<string, number>> {
+  return new Promise((resolve, reject) => {
+    let answer = "";
+    const s = net.createConnection({ path: path.join(inst.dir, "admin.sock") });
+    s.setTimeout(3000, () => s.destroy(new Error("no answer on admin.sock")));
+    s.on("connect", () => s.end("show servers state autoscaler\n"));
+    s.on("data", (b: Buffer) => (answer += b.toString()));
+    s.on("error", reject);
+    s.on("close", (hadError) => {
+      if (hadError) return;
+      // Data lines: "be_id be_name srv_id srv_name srv_addr srv_op_state …"
+      const rows = answer.split("\n").filter((l) => /^\d+ autoscaler /.test(l)).map((l) => l.split(" "));
+      resolve(new Map(rows.map((r) => [r[3]!, Number(r[5])])));
+    });
+  });
+}
+
+/** Lines of a daemon's output that match `pattern`. */
+const countLines = (d: Daemon, pattern: RegExp) => d.log().split("\n").filter((l) => pattern.test(l)).length;
+
+/** The daemon's JSON log lines (it logs JSON when stdout is not a terminal) whose message is `msg`, with their time in ms since the epoch. */
+function logLines(d: Daemon, msg: string): { at: number; fields: Record<string, unknown> }[] {
+  return d
+    .log()
+    .split("\n")
+    .filter((l) => l.startsWith("{") && l.includes(msg))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((f) => f.msg === msg)
+    .map((fields) => ({ at: Date.parse(fields.time as string), fields }));
+}
+
+/** Every descendant of `pid` (children, grandchildren, …), read from /proc/<pid>/stat. */
+async function descendants(pid: number): Promise<number[]> {
+  const parentOf = new Map<number, number>();
+  for (const entry of await fs.readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await fs.readFile(`/proc/${entry}/stat`, "utf8");
+      // "pid (comm) state ppid …": comm may hold spaces and parentheses, so split after the last ")".
+      parentOf.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [child, parent] of parentOf) {
+      if (parent === p) {
+        out.push(child);
+        walk(child);
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/** Kill a proxy's sshd listener and every per-connection sshd under it (SIGKILL, by pid): sshd gone with all it held. */
+async function killSshdAndSessions(proxy: Proxy): Promise<number> {
+  const listener = proxy.sshd.pid();
+  const children = await descendants(listener);
+  proxy.sshd.kill("SIGKILL");
+  for (const pid of children) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone with its parent
+    }
+  }
+  return children.length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building the parts
+
+/** Cloud commands that start nothing and only count their runs (one line each in runs.log). */
+async function countingCommands(): Promise<{ settings: string[]; runs: () => Promise<string[]> }> {
+  const dir = await scope.tempDir("autoscaler-faults-cmd-");
+  const log = path.join(dir, "runs.log");
+  await fs.writeFile(path.join(dir, "up.sh"), `#!/bin/sh\necho "launch COUNT=$COUNT at $(date +%s%3N)" >> '${log}'\n`);
+  await fs.writeFile(path.join(dir, "down.sh"), `#!/bin/sh\necho "terminate NODE_NAME=$NODE_NAME at $(date +%s%3N)" >> '${log}'\n`);
+  return {
+    settings: [`machine.scale_up_command=sh '${dir}/up.sh'`, `machine.scale_down_command=sh '${dir}/down.sh'`],
+    runs: async () => (await fs.readFile(log, "utf8").catch(() => "")).split("\n").filter(Boolean),
+  };
+}
+
+/**
+ * A proxy box in the root namespace whose sshd listens on `address` (the test network's bridge,
+ * so nodes in namespaces reach it and lose it when their link goes down), with HAProxy and the
+ * master on loopback: cluster.ts's startProxy, but not on 127.0.0.1.
+ */
+async function startBridgeProxy(address: string, settings: string[]): Promise<Proxy> {
+  const masterPort = await freePort();
+  const metricsPort = await freePort();
+  const token = randomBytes(24).toString("base64url");
+  const inst = await makeInstallation(scope, [`master.listen=127.0.0.1:${masterPort}`, `master.metrics_listen=127.0.0.1:${metricsPort}`, `master.token=${token}`, ...settings]);
+  const sshd = await startSshd(scope, { masterPort, address });
+  const gen = await inst.cli("generate");
+  if (gen.code !== 0) throw new Error(`generate failed: ${gen.stderr}`);
+  await startHaproxy(scope, inst);
+  const startMaster = async () => {
+    const d = startDaemon(scope, ["master", "--config", inst.ini, "--log-level", "debug"]);
+    await d.waitForLog(/master started/, 15_000);
+    return d;
+  };
+  const status = async () => {
+    const r = await inst.cli("status", "--json");
+    if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as StatusJson;
+  };
+  return { inst, sshd, masterPort, metricsPort, token, master: await startMaster(), startMaster, status };
+}
+
+/**
+ * A web app answering every request with `name`, writing its pid file once it listens. With
+ * `burnMs`, a worker thread is busy that many ms of every 100 ms: CPU the agent reads through
+ * `cpu_source = pid:` (a node "under load" without flooding the two cores with requests).
+ */
+async function startWebApp(name: string, address: string, port: number, pidFile: string, burnMs: number, wrap: string[]): Promise<ChildProcess> {
+  const script = `
+    require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid));
+    if (${burnMs} > 0) new (require("worker_threads").Worker)("setInterval(() => { const u = Date.now() + ${burnMs}; while (Date.now() < u) {} }, 100)", { eval: true });
+    require("http").createServer((q, r) => r.end(${JSON.stringify(name)})).listen(${port}, ${JSON.stringify(address)}, () => console.log("listening"));`;
+  const argv = [...wrap, process.execPath, "-e", script];
+  const web = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
+  scope.track(web);
+  await new Promise<void>((resolve, reject) => {
+    web.stdout!.once("data", () => resolve());
+    web.once("exit", (code) => reject(new Error(`web app ${name} exited with ${code}`)));
+  });
+  return web;
+}
+
+/** A test web node: a web app and a real agent, in a namespace or in the root namespace. */
+interface FaultNode {
+  name: string;
+  address: string;
+  port: number;
+  ns: Namespace | undefined;
+  agent: Daemon;
+}
+
+/**
+ * Start a node reporting to `proxies`, like cluster.ts's startNode, but with its web app and agent
+ * inside `ns` when given (so a link change partitions it) and an optional CPU burn.
+ */
+async function startFaultNode(proxies: Proxy[], o: { name: string; address: string; port: number; ns?: Namespace; burnMs?: number }): Promise<FaultNode> {
+  const dir = await scope.tempDir(`autoscaler-node-${o.name}-`);
+  const key = makeKeyPair(dir, "node_key");
+  for (const p of proxies) {
+    const line = await runCli(["authorize-key", key.publicFile, "--config", p.inst.ini]);
+    if (line.code !== 0) throw new Error(`authorize-key failed: ${line.stderr}`);
+    await fs.appendFile(p.sshd.authorizedKeysFile, line.stdout);
+  }
+  await fs.writeFile(path.join(dir, "known_hosts"), proxies.map((p) => p.sshd.knownHostsLine).join("\n") + "\n");
+  const ini = path.join(dir, "autoscaler.ini");
+  const settings = [
+    `haproxy.servers=${proxies.map((p) => `${p.sshd.address}:${p.sshd.port}`).join(",")}`,
+    `haproxy.ssh_command=ssh -i node_key ${TEST_SSH_USER}@$HOST`,
+    "haproxy.known_hosts=known_hosts",
+    `master.token=${proxies[0]!.token}`,
+    `master.listen=127.0.0.1:${proxies[0]!.masterPort}`,
+    "master.metrics_listen=",
+    "master.state_dir=state",
+    `agent.name=${o.name}`,
+    `agent.address=${o.address}`,
+    `agent.port=${o.port}`,
+    `agent.instance_id=i-${o.name}`,
+    "agent.interval=1",
+    "agent.cpu_source=pid:web.pid",
+  ];
+  const init = await runCli(["init", "--config", ini, ...settings.flatMap((s) => ["--set", s])]);
+  if (init.code !== 0) throw new Error(`node init failed: ${init.stderr}`);
+  const wrap = o.ns?.wrap ?? [];
+  await startWebApp(o.name, o.address, o.port, path.join(dir, "web.pid"), o.burnMs ?? 0, wrap);
+  const agent = startDaemon(scope, ["agent", "--config", ini, "--log-level", "debug"], { wrap, cwd: dir });
+  return { name: o.name, address: o.address, port: o.port, ns: o.ns, agent };
+}
+
+/** Change one `key = value` line of an installation's ini (keys used here appear once). */
+async function setIni(inst: Installation, key: string, value: string): Promise<void> {
+  const text = await fs.readFile(inst.ini, "utf8");
+  const pattern = new RegExp(`^${key} = .*$`, "m");
+  if (!pattern.test(text)) throw new Error(`no ${key} line in ${inst.ini}`);
+  await fs.writeFile(inst.ini, text.replace(pattern, `${key} = ${value}`));
+}
+
+/** Stop a proxy's master with SIGTERM (by pid), wait for it to exit, and start it again. */
+async function restartMaster(proxy: Proxy): Promise<void> {
+  const old = proxy.master.child;
+  const exited = new Promise((r) => old.once("exit", r));
+  process.kill(old.pid!, "SIGTERM");
+  await exited;
+  proxy.master = await proxy.startMaster();
+}
+
+/** A decision's reason with its figures left out, so the distinct kinds of reason can be listed. */
+const vague = (reason: string) => reason.replace(/\d+(\.\d+)?/g, "#");
+
+/** Print a table of trials (header + rows) for RELIABILITY.md. */
+function printTable(title: string, rows: Record<string, string | number>[]): void {
+  const keys = Object.keys(rows[0] ?? {});
+  const lines = [`| ${keys.join(" | ")} |`, `| ${keys.map(() => "---").join(" | ")} |`, ...rows.map((r) => `| ${keys.map((k) => String(r[k])).join(" | ")} |`)];
+  console.log(`${title}\n${lines.join("\n")}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Partition between nodes and the proxy
+
+const PARTITION_TRIALS = 3;
+const NODE_TIMEOUT_S = 3;
+const PARTITION_MS = 2 * NODE_TIMEOUT_S * 1000;
+/** The warm node burns this many ms of every 100 (30 % of one core), read through `cpu_source = pid:`. */
+const WARM_BURN_MS = 30;
+
+test(
+  `a partition between nodes and their proxy (link down ${PARTITION_MS / 1000} s, node_timeout ${NODE_TIMEOUT_S} s), ${PARTITION_TRIALS} trials: the nodes show unreachable, keep their hosts.d entry and server line, nothing scales; after the heal they are live within the backoff cap + 2 s`,
+  async () => {
+    const started = Date.now();
+    const net3 = await createNetwork(3);
+    networks.push(net3);
+    const [nsP1, nsP2, nsQ] = net3.namespaces as [Namespace, Namespace, Namespace];
+    // Temptations, each of which would act if missing data counted: min_nodes = 2 launches when
+    // the two unreachable nodes stop counting as backends; the threshold makes the idle node Q
+    // "cold", so only the warm node P1's readings hold a scale-down back, and P1 is cut off.
+    // Cooldowns are off, so nothing but the decision itself stands in the way.
+    // An eighth of the warm node's expected reading: it still clears it when other work halves its CPU share.
+    const downThreshold = Math.max(0.5, round1(WARM_BURN_MS / CORES / 8));
+    const cmds = await countingCommands();
+    const proxy = await startBridgeProxy(net3.hostAddress, [
+      ...cmds.settings,
+      "master.interval=0.2",
+      `scaling.node_timeout=${NODE_TIMEOUT_S}`,
+      "scaling.window=2",
+      "scaling.cooldown=0",
+      // 0 while the nodes come up (an empty hosts.d would make the master launch two), 2 below.
+      "scaling.min_nodes=0",
+      "scaling.max_nodes=10",
+      "scaling.scale_up_threshold=90",
+      `scaling.scale_down_threshold=${downThreshold}`,
+      "scaling.drain_seconds=1",
+      "haproxy.runtime_socket=admin.sock",
+    ]);
+    const status = () => controlStatus(proxy.inst);
+    const p1 = await startFaultNode([proxy], { name: "web-p1", address: nsP1.address, port: 8080, ns: nsP1, burnMs: WARM_BURN_MS });
+    const p2 = await startFaultNode([proxy], { name: "web-p2", address: nsP2.address, port: 8080, ns: nsP2 });
+    await startFaultNode([proxy], { name: "web-q", address: nsQ.address, port: 8080, ns: nsQ });
+    const cut = [p1, p2];
+    await waitFor("all three nodes registered", async () => (await status()).nodes.filter((n) => n.state === "live").length === 3, 20_000, 100);
+    // Now min_nodes = 2, by restarting the master on the edited ini: its hosts.d holds all three.
+    await setIni(proxy.inst, "min_nodes", "2");
+    await restartMaster(proxy);
+    const names = ["web-p1", "web-p2", "web-q"];
+    const hostsDir = path.join(proxy.inst.dir, "hosts.d");
+
+    /** All three live, heard in the last 1.5 s, P1 visibly warm over the window: the cluster at rest, held back from a scale-down by P1 alone. */
+    const settled = () =>
+      waitFor(
+        "all three nodes live and fresh, web-p1 warm over the window",
+        async () => {
+          const s = await status();
+          const fresh = names.every((n) => nodeOf(s, n)?.state === "live" && (nodeOf(s, n)?.last_seen_seconds_ago ?? 99) < 1.5 && (nodeOf(s, n)?.samples_in_window ?? 0) >= 2);
+          return fresh && (nodeOf(s, "web-p1")?.cpu_window ?? 0) >= downThreshold && s.last_decision?.reason === "within thresholds" ? s : undefined;
+        },
+        30_000,
+        100,
+      );
+    const atRest = await settled();
+    const restFigures = `web-p1 ${nodeOf(atRest, "web-p1")!.cpu_window} %, web-p2 ${nodeOf(atRest, "web-p2")!.cpu_window} %, web-q ${nodeOf(atRest, "web-q")!.cpu_window} % (scale-down below ${downThreshold} %)`;
+    const hostsBefore = await snapshotDir(hostsDir);
+    expect(Object.keys(hostsBefore).sort()).toEqual(names.map((n) => `${n}.json`));
+    const configBefore = await fs.readFile(proxy.inst.haproxyConfig, "utf8");
+    expect(serverLines(configBefore).map((l) => l.split(" ")[1])).toEqual(names);
+
+    const rows: Record<string, string | number>[] = [];
+    for (let trial = 1; trial <= PARTITION_TRIALS; trial++) {
+      await settled();
+      const connectedBefore = cut.map((n) => countLines(n.agent, /connected to the master/));
+      const downAt = Date.now();
+      for (const n of cut) await setLink(n.ns!, "down");
+
+      // Watch the whole partition: when each cut node turns unreachable, what the decider says.
+      const unreachableAt = new Map<string, number>();
+      const reasons = new Set<string>();
+      const qStates = new Set<string>();
+      let polls = 0;
+      while (Date.now() - downAt < PARTITION_MS && polls < 1000) {
+        polls++;
+        const s = await status();
+        for (const n of cut) if (stateOf(s, n.name) === "unreachable" && !unreachableAt.has(n.name)) unreachableAt.set(n.name, Date.now() - downAt);
+        if (s.last_decision) reasons.add(s.last_decision.reason);
+        qStates.add(stateOf(s, "web-q") ?? "absent");
+        await delay(200);
+      }
+      const during = await status();
+      const haproxyDuring = await runningServers(proxy.inst);
+      const runsDuring = await cmds.runs();
+      // Before the heal: entries and server lines all kept, the running HAProxy still has every backend.
+      for (const n of cut) expect(stateOf(during, n.name), `${n.name} in trial ${trial}`).toBe("unreachable");
+      const story = `decisions: ${[...reasons].join(" / ")}; commands: ${(await cmds.runs()).join(", ")}; events: ${during.events.map((e) => `${e.kind}: ${e.message}`).join(" | ")}`;
+      expect([...qStates], `web-q's states during partition ${trial}; ${story}`).toEqual(["live"]);
+      expect(await snapshotDir(hostsDir)).toEqual(hostsBefore);
+      expect(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).toBe(configBefore);
+      expect([...haproxyDuring.keys()].sort()).toEqual(names);
+      expect(runsDuring, `commands run during partition ${trial}; decisions: ${[...reasons].join(" / ")}`).toEqual([]);
+      expect(during.launches).toEqual([]);
+      expect(during.drains).toEqual([]);
+      expect(during.capacity).toMatchObject({ active: 1, pending: 0, leaving: 0, desired: 3 });
+
+      const upAt = Date.now();
+      for (const n of cut) await setLink(n.ns!, "up");
+      const liveAfter = new Map<string, number>();
+      await waitFor(
+        "the cut nodes to be live again",
+        async () => {
+          const s = await status();
+          for (const n of cut) if (stateOf(s, n.name) === "live" && !liveAfter.has(n.name)) liveAfter.set(n.name, Date.now() - upAt);
+          return liveAfter.size === cut.length;
+        },
+        BACKOFF_CAP_MS + 10_000,
+        100,
+      );
+      const reconnected = cut.map((n, i) => countLines(n.agent, /connected to the master/) - connectedBefore[i]!);
+      for (const n of cut) expect(liveAfter.get(n.name)!).toBeLessThanOrEqual(BACKOFF_CAP_MS + 2_000);
+      rows.push({
+        trial,
+        "link down (ms)": upAt - downAt,
+        "unreachable after (ms) p1 / p2": cut.map((n) => unreachableAt.get(n.name) ?? "-").join(" / "),
+        "HAProxy op state during (p1 / p2 / q)": names.map((n) => haproxyDuring.get(n)).join(" / "),
+        "live again after heal (ms) p1 / p2": cut.map((n) => liveAfter.get(n.name)).join(" / "),
+        "new SSH sessions": reconnected.join(" / "),
+        "commands run": runsDuring.length,
+        "decider said": [...new Set([...reasons].map(vague))].join("; "),
+      });
+    }
+    // And nothing ran afterwards either, once the nodes were back.
+    await delay(1000);
+    const end = await status();
+    expect(await cmds.runs()).toEqual([]);
+    expect(end.launches).toEqual([]);
+    expect(end.drains).toEqual([]);
+    printTable(`Partition (${PARTITION_TRIALS} trials; at rest: ${restFigures}; limit ${BACKOFF_CAP_MS + 2000} ms; test ${Math.round((Date.now() - started) / 1000)} s)`, rows);
+  },
+  150_000,
+);
+
+// ---------------------------------------------------------------------------------------------
+// 2. The deciding proxy's sshd gone for a minute under load
+
+/** How long the first proxy's sshd stays dead. The issue says minutes; the suite's 10-minute budget pays one. */
+const SSHD_OUTAGE_MS = 60_000;
+/** Each node under load burns this many ms of every 100 (20 % of one core; three of them cost 0.6 of a core). */
+const HOT_BURN_MS = 20;
+
+/** What a bounded request loop saw: every answer with its time, every failure with its reason. */
+interface LoopResult {
+  answers: { body: string; at: number }[];
+  failures: { reason: string; at: number }[];
+}
+
+/**
+ * `concurrency` loops of sequential GETs to address:port over keep-alive connections, with a gap
+ * after each, until `stop()` or `maxRequests` or `deadlineMs`. Nothing is retried.
+ */
+async function requestLoop(address: string, port: number, o: { concurrency: number; gapMs: number; maxRequests: number; deadlineMs: number; stop: () => boolean }): Promise<LoopResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: o.concurrency });
+  const result: LoopResult = { answers: [], failures: [] };
+  const deadline = Date.now() + o.deadlineMs;
+  let sent = 0;
+  const one = () =>
+    new Promise<string>((resolve, reject) => {
+      const req = http.get({ host: address, port, path: "/hit", agent }, (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (body += c));
+        res.on("end", () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}: ${body.slice(0, 80)}`))));
+        res.on("error", reject);
+      });
+      req.setTimeout(5000, () => req.destroy(new Error("no answer within 5 s")));
+      req.on("error", reject);
+    });
+  const loop = async () => {
+    while (!o.stop() && sent < o.maxRequests && Date.now() < deadline) {
+      sent++;
+      try {
+        result.answers.push({ body: await one(), at: Date.now() });
+      } catch (err) {
+        result.failures.push({ reason: (err as Error).message, at: Date.now() });
+      }
+      await delay(o.gapMs);
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: o.concurrency }, loop));
+  } finally {
+    agent.destroy();
+  }
+  return result;
+}
+
+test(
+  `the first proxy's sshd killed with every session for ${SSHD_OUTAGE_MS / 1000} s under load: the second proxy's HAProxy serves all three nodes with no failed request and its master lists them live; no launch runs; after sshd returns every agent reconnects within the backoff cap + 5 s and no launch ran twice`,
+  async () => {
+    const started = Date.now();
+    const net2 = await createNetwork(2);
+    networks.push(net2);
+    const [nsA, nsB] = net2.namespaces as [Namespace, Namespace];
+    const token = randomBytes(24).toString("base64url");
+    const servers = [nsA.address, nsB.address];
+    // Hot nodes (one in the window is enough to scale up in `instance` mode) and min_nodes = 4
+    // with three nodes: the decider launches once at start (COUNT=4, three of which the nodes
+    // claim as they register; one stays pending), then holds back only because unreachable nodes
+    // still count and the scale-up cooldown runs. The follower sees all of this and must never act.
+    const upThreshold = round1(HOT_BURN_MS / CORES / 4);
+    const settings = (cmds: string[]) => [...cmds, "master.interval=0.5", "scaling.node_timeout=5", "scaling.window=3", "scaling.min_nodes=4", "scaling.max_nodes=10", `scaling.scale_up_threshold=${upThreshold}`, `scaling.scale_down_threshold=${round1(upThreshold / 4)}`, "scaling.cooldown=300"];
+    const [cmdsA, cmdsB] = [await countingCommands(), await countingCommands()];
+    const [a, b] = await Promise.all([startNsProxy(scope, nsA, { token, servers, settings: settings(cmdsA.settings) }), startNsProxy(scope, nsB, { token, servers, settings: settings(cmdsB.settings) })]);
+    const names = ["web-1", "web-2", "web-3"];
+    const nodes: FaultNode[] = [];
+    for (const name of names) nodes.push(await startFaultNode([a, b], { name, address: net2.hostAddress, port: await freePort(), burnMs: HOT_BURN_MS }));
+    const labelA = `${nsA.address}:22`;
+    const connectedToA = (n: FaultNode) => n.agent.log().split("\n").filter((l) => l.includes("connected to the master") && l.includes(labelA)).length;
+
+    const allLive = (s: FaultStatus) => names.every((n) => stateOf(s, n) === "live");
+    await waitFor("both masters to list all three nodes live", async () => allLive(await controlStatus(a.inst)) && allLive(await controlStatus(b.inst)), 30_000, 200);
+    // The launch that was due: exactly one, on the decider, its nodes claimed by the registrations.
+    const launched = await waitFor("the decider's launch for min_nodes", async () => {
+      const s = await controlStatus(a.inst);
+      return s.launches.length === 1 && s.launches[0]!.nodes.length === 3 ? s : undefined;
+    }, 15_000, 200);
+    expect(launched.launches[0]).toMatchObject({ count: 4, status: "pending" });
+    expect(await cmdsA.runs()).toHaveLength(1);
+    // Load: a bounded request loop through the second proxy's HAProxy, for the whole outage.
+    let stopLoad = false;
+    const load = requestLoop(nsB.address, b.inst.frontendPort, { concurrency: 2, gapMs: 20, maxRequests: 20_000, deadlineMs: SSHD_OUTAGE_MS + 60_000, stop: () => stopLoad });
+    await waitFor("the decider to see a hot node", async () => /scale-up cooldown/.test((await controlStatus(a.inst)).last_decision?.reason ?? ""), 15_000, 200);
+    for (const p of [a, b]) {
+      await waitFor(`${p.inst.haproxyConfig} to hold all three nodes`, async () => serverLines(await fs.readFile(p.inst.haproxyConfig, "utf8")).map((l) => l.split(" ")[1]).join() === names.join(), 10_000, 100);
+    }
+    const configB = await fs.readFile(b.inst.haproxyConfig, "utf8");
+    const hostsB = await snapshotDir(path.join(b.inst.dir, "hosts.d"));
+    const hostsA = await snapshotDir(path.join(a.inst.dir, "hosts.d"));
+    // The reload that put the third node in finishes (and is counted) after the file is renamed: wait for the count to stay put.
+    const { reloads: reloadsB } = await waitFor(
+      "the follower's reload count to settle",
+      async () => {
+        const before = (await controlStatus(b.inst)).haproxy.reloads;
+        await delay(1000);
+        const now = (await controlStatus(b.inst)).haproxy.reloads;
+        return now === before ? { reloads: now } : undefined;
+      },
+      10_000,
+      0,
+    );
+    const connectedBefore = nodes.map(connectedToA);
+    const failedBefore = nodes.map((n) => countLines(n.agent, /cannot reach the master/));
+
+    const sessions = await killSshdAndSessions(a);
+    const downAt = Date.now();
+    expect(sessions).toBeGreaterThanOrEqual(3);
+    await waitFor("the decider to log all three agents disconnected", () => names.every((n) => a.master.log().split("\n").some((l) => l.includes("agent disconnected") && l.includes(`"node":"${n}"`))), 10_000, 50);
+
+    // The outage: every 2 s, the follower lists all three live and neither master ran a command.
+    const reasonsA = new Set<string>();
+    let checks = 0;
+    while (Date.now() - downAt < SSHD_OUTAGE_MS && checks < 100) {
+      checks++;
+      const [sa, sb] = [await controlStatus(a.inst), await controlStatus(b.inst)];
+      expect(names.map((n) => stateOf(sb, n)), `the follower's view ${Math.round((Date.now() - downAt) / 1000)} s into the outage`).toEqual(["live", "live", "live"]);
+      if (sa.last_decision) reasonsA.add(sa.last_decision.reason);
+      expect(await cmdsA.runs()).toHaveLength(1);
+      expect(await cmdsB.runs()).toEqual([]);
+      await delay(2000);
+    }
+    const upAt = Date.now();
+    const duringA = await controlStatus(a.inst);
+    expect(names.map((n) => stateOf(duringA, n))).toEqual(["unreachable", "unreachable", "unreachable"]);
+    expect(duringA.launches).toHaveLength(1);
+    // Both proxies kept every backend: the follower's HAProxy config never changed, nor either hosts.d.
+    expect(await fs.readFile(b.inst.haproxyConfig, "utf8")).toBe(configB);
+    expect((await controlStatus(b.inst)).haproxy.reloads).toBe(reloadsB);
+    expect(await snapshotDir(path.join(b.inst.dir, "hosts.d"))).toEqual(hostsB);
+    expect(await snapshotDir(path.join(a.inst.dir, "hosts.d"))).toEqual(hostsA);
+    const backoffs = nodes.map((n) => Math.max(...n.agent.log().split("\n").filter((l) => l.includes("reconnecting after backoff") && l.includes(labelA)).map((l) => (JSON.parse(l) as { ms: number }).ms)));
+    const attempts = nodes.map((n, i) => countLines(n.agent, /cannot reach the master/) - failedBefore[i]!);
+
+    await a.sshd.restart();
+    await waitFor("sshd in the first namespace to listen again", async () => canConnect(22, nsA.address), 10_000, 20);
+    const restartedAt = Date.now();
+    await waitFor("every agent to reconnect to the first proxy", () => nodes.every((n, i) => connectedToA(n) > connectedBefore[i]!), BACKOFF_CAP_MS + 10_000, 100);
+    // From each agent's own log line: when it was welcomed again, after sshd listened.
+    const backMs = nodes.map((n) => logLines(n.agent, "connected to the master").find((l) => l.fields.proxy === labelA && l.at > downAt)!.at - restartedAt);
+    await waitFor("the decider to list all three live again", async () => allLive(await controlStatus(a.inst)), 10_000, 100);
+    await delay(1500); // a few decision ticks with every node back and hot
+    stopLoad = true;
+    const traffic = await load;
+    const after = await controlStatus(a.inst);
+
+    const inOutage = traffic.answers.filter((x) => x.at >= downAt && x.at <= upAt);
+    const servedInOutage = Object.fromEntries(names.map((n) => [n, inOutage.filter((x) => x.body === n).length]));
+    expect(traffic.failures.map((f) => f.reason)).toEqual([]);
+    for (const n of names) expect(servedInOutage[n], `${n} served through the second proxy during the outage`).toBeGreaterThan(0);
+    for (const ms of backMs) expect(ms).toBeLessThanOrEqual(BACKOFF_CAP_MS + 5_000);
+    // No launch twice: the one launch is still the only one, on either proxy, and still waits for its fourth node.
+    expect(await cmdsA.runs()).toHaveLength(1);
+    expect(await cmdsB.runs()).toEqual([]);
+    expect(after.launches).toHaveLength(1);
+    expect(after.launches[0]).toMatchObject({ count: 4, status: "pending", nodes: [...launched.launches[0]!.nodes] });
+    expect((await controlStatus(b.inst)).launches).toEqual([]);
+
+    printTable(`sshd outage (1 trial; test ${Math.round((Date.now() - started) / 1000)} s)`, [
+      {
+        "sshd down (ms)": restartedAt - downAt,
+        "sessions killed": sessions,
+        "failed reconnects per agent": attempts.join(" / "),
+        "longest backoff reached (ms)": backoffs.join(" / "),
+        "back after sshd restart (ms)": backMs.join(" / "),
+        "requests via proxy 2 in outage (web-1/2/3)": names.map((n) => servedInOutage[n]).join(" / "),
+        "failed requests": traffic.failures.length,
+        "follower checks all live": `${checks}/${checks}`,
+        "launch runs (decider / follower)": `${(await cmdsA.runs()).length} / ${(await cmdsB.runs()).length}`,
+        "decider said during outage": [...new Set([...reasonsA].map(vague))].join("; "),
+        "decider said after": vague(after.last_decision?.reason ?? "-"),
+      },
+    ]);
+  },
+  180_000,
+);
+
+// ---------------------------------------------------------------------------------------------
+// 3. A burst of agents reconnecting through one sshd
+
+const BURST_AGENTS = 100;
+/** Agents started together, each batch waited for before the next (a staggered start, as nodes boot). */
+const START_BATCH = 10;
+
+/** The figures `/metrics` has: one sample's value. */
+async function metricValue(proxy: Proxy, series: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+  const line = text.split("\n").find((l) => l.startsWith(series + " "));
+  if (line === undefined) throw new Error(`no ${series} in /metrics`);
+  return Number(line.slice(series.length + 1));
+}
+
+/** A process's memory in MiB from /proc/<pid>/smaps_rollup: resident (RSS) and its proportional share of shared pages (PSS); 0 when it is gone. */
+async function memoryMiB(pid: number): Promise<{ rss: number; pss: number }> {
+  const text = await fs.readFile(`/proc/${pid}/smaps_rollup`, "utf8").catch(() => "");
+  const kB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+  return { rss: kB("Rss") / 1024, pss: kB("Pss") / 1024 };
+}
+
+test(
+  `${BURST_AGENTS} agents through one sshd (MaxStartups 200:30:400), sshd killed with every session and started again: all reconnect at once, all are back, and the master's registry, hosts.d and haproxy.cfg hold each exactly once`,
+  async () => {
+    const started = Date.now();
+    const proxy = await startProxy(scope, { settings: ["scaling.forget_after=600"] });
+    const httpStatus = async () => (await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/status`, { signal: AbortSignal.timeout(3000) })).json()) as FaultStatus;
+    const dir = await scope.tempDir("autoscaler-burst-");
+    const key = makeKeyPair(dir, "node_key");
+    const line = await runCli(["authorize-key", key.publicFile, "--config", proxy.inst.ini]);
+    expect(line.code, line.stderr).toBe(0);
+    await fs.appendFile(proxy.sshd.authorizedKeysFile, line.stdout);
+    await fs.writeFile(path.join(dir, "known_hosts"), proxy.sshd.knownHostsLine + "\n");
+
+    // One web app process serves every node: one HTTP server per node on its own port.
+    const names = Array.from({ length: BURST_AGENTS }, (_, i) => `burst-${String(i + 1).padStart(3, "0")}`);
+    const web = spawn(process.execPath, ["-e", `
+      const http = require("http");
+      const names = ${JSON.stringify(names)};
+      Promise.all(names.map((n) => new Promise((ok) => { const s = http.createServer((q, r) => r.end(n)); s.listen(0, "127.0.0.1", () => ok(s.address().port)); })))
+        .then((ports) => console.log(JSON.stringify(ports)));`], { stdio: ["ignore", "pipe", "inherit"] });
+    scope.track(web);
+    const ports = await new Promise<number[]>((resolve, reject) => {
+      let out = "";
+      web.stdout!.on("data", (b: Buffer) => {
+        out += b.toString();
+        if (out.endsWith("\n")) resolve(JSON.parse(out) as number[]);
+      });
+      web.once("exit", (code) => reject(new Error(`the web app exited with ${code}`)));
+    });
+
+    // One ini made by `autoscaler init`, copied per node with its own name and port.
+    const base = path.join(dir, "base.ini");
+    const settings = [
+      `haproxy.servers=${proxy.sshd.address}:${proxy.sshd.port}`,
+      `haproxy.ssh_command=ssh -i node_key ${TEST_SSH_USER}@$HOST`,
+      "haproxy.known_hosts=known_hosts",
+      `master.token=${proxy.token}`,
+      `master.listen=127.0.0.1:${proxy.masterPort}`,
+      "master.metrics_listen=",
+      "agent.name=burst-000",
+      "agent.address=127.0.0.1",
+      "agent.port=1",
+      "agent.instance_id=i-burst",
+      "agent.interval=1",
+      "agent.cpu_source=system",
+    ];
+    const init = await runCli(["init", "--config", base, ...settings.flatMap((s) => ["--set", s])]);
+    expect(init.code, init.stderr).toBe(0);
+    const baseText = await fs.readFile(base, "utf8");
+    const agents: Daemon[] = [];
+    const startAt = Date.now();
+    for (let i = 0; i < BURST_AGENTS; i += START_BATCH) {
+      const batch: Daemon[] = [];
+      for (let j = i; j < Math.min(i + START_BATCH, BURST_AGENTS); j++) {
+        const ini = path.join(dir, `${names[j]}.ini`);
+        await fs.writeFile(ini, baseText.replace(/^name = burst-000$/m, `name = ${names[j]}`).replace(/^port = 1$/m, `port = ${ports[j]}`).replace(/^instance_id = i-burst$/m, `instance_id = i-${names[j]}`), { mode: 0o600 });
+        // The agent unit's NODE_OPTIONS (etc/systemd/autoscaler-agent.service): a smaller young generation.
+        batch.push(startDaemon(scope, ["agent", "--config", ini, "--log-level", "info"], { env: { NODE_OPTIONS: "--max-semi-space-size=1" } }));
+      }
+      agents.push(...batch);
+      await waitFor(`agents ${i + 1}–${i + batch.length} to connect`, () => batch.every((d) => countLines(d, /connected to the master/) >= 1), 60_000, 100);
+    }
+    const startMs = Date.now() - startAt;
+    await waitFor(`all ${BURST_AGENTS} live in /status`, async () => (await httpStatus()).nodes.filter((n) => n.state === "live").length === BURST_AGENTS, 30_000, 200);
+    const memory = (await Promise.all(agents.map((d) => memoryMiB(d.child.pid!)))).reduce((x, y) => ({ rss: x.rss + y.rss, pss: x.pss + y.pss }), { rss: 0, pss: 0 });
+
+    const registrationsBefore = await metricValue(proxy, "autoscaler_registrations_total");
+    const connectedBefore = agents.map((d) => countLines(d, /connected to the master/));
+    const failedBefore = agents.map((d) => countLines(d, /cannot reach the master/));
+    const killedAt = Date.now();
+    const sessions = await killSshdAndSessions(proxy);
+    await proxy.sshd.restart(); // resolves once the new sshd accepts connections
+    const restartedAt = Date.now();
+    expect(sessions).toBeGreaterThanOrEqual(BURST_AGENTS);
+
+    // Every agent back: its own log says so (with the time it was welcomed), then the master's registry says so.
+    await waitFor(`all ${BURST_AGENTS} agents to reconnect`, () => agents.every((d, i) => countLines(d, /connected to the master/) > connectedBefore[i]!), BACKOFF_CAP_MS + 30_000, 200);
+    const backAt = agents.map((d) => logLines(d, "connected to the master").find((l) => l.at >= killedAt)!.at - killedAt);
+    const exact = await waitFor(
+      "the registry to hold every node once, live, with one connection and fresh samples",
+      async () => {
+        const s = await httpStatus();
+        const ok = s.nodes.length === BURST_AGENTS && s.nodes.every((n) => n.state === "live" && n.connections === 1 && (n.last_seen_seconds_ago ?? 99) < 2);
+        return ok && (await metricValue(proxy, "autoscaler_registrations_total")) - registrationsBefore >= BURST_AGENTS ? s : undefined;
+      },
+      30_000,
+      200,
+    );
+    const registryMs = Date.now() - killedAt;
+    const registrations = (await metricValue(proxy, "autoscaler_registrations_total")) - registrationsBefore;
+
+    expect(exact.nodes.map((n) => n.name)).toEqual(names);
+    expect(exact.nodes.map((n) => n.port)).toEqual(ports);
+    expect(new Set(exact.nodes.map((n) => n.name)).size).toBe(BURST_AGENTS);
+    expect((await fs.readdir(path.join(proxy.inst.dir, "hosts.d"))).sort()).toEqual(names.map((n) => `${n}.json`));
+    expect(serverLines(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).map((l) => l.split(" ")[1])).toEqual(names);
+    const retried = agents.filter((d, i) => countLines(d, /cannot reach the master/) > failedBefore[i]!).length;
+    const errors = new Set(agents.flatMap((d) => logLines(d, "cannot reach the master").filter((l) => l.at >= killedAt).map((l) => String(l.fields.error))));
+    const drops = proxy.sshd.log().split("\n").filter((l) => /drop connection|MaxStartups throttling/.test(l));
+    expect(drops).toEqual([]);
+    const sorted = [...backAt].sort((x, y) => x - y);
+    const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+    for (const ms of backAt) expect(ms - (restartedAt - killedAt)).toBeLessThanOrEqual(BACKOFF_CAP_MS + 2_000);
+
+    printTable(`Reconnect burst (1 trial of ${BURST_AGENTS} agents; test ${Math.round((Date.now() - started) / 1000)} s)`, [
+      {
+        agents: BURST_AGENTS,
+        "staggered start (ms)": startMs,
+        "agents' memory (MiB, sum of PSS / RSS)": `${Math.round(memory.pss)} / ${Math.round(memory.rss)}`,
+        "sessions killed": sessions,
+        "sshd listening again after kill (ms)": restartedAt - killedAt,
+        "agents back after kill (ms) p50 / p90 / max": `${pct(50)} / ${pct(90)} / ${sorted.at(-1)}`,
+        "registry exact after kill (ms)": registryMs,
+        "new registrations": registrations,
+        "agents that failed an attempt": `${retried}${errors.size > 0 ? ` (${[...errors].join("; ")})` : ""}`,
+        "sshd drops (MaxStartups)": drops.length,
+      },
+    ]);
+  },
+  150_000,
+);
