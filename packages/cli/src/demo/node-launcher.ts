@@ -29,7 +29,8 @@ export async function writeCloudConfig(dir: string, cloud: DemoCloudConfig): Pro
   await fs.writeFile(path.join(dir, CLOUD_FILE), JSON.stringify(cloud, null, 2));
 }
 
-function freePort(): Promise<number> {
+/** A free TCP port on 127.0.0.1 (the kernel's pick, released at once). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once("error", reject);

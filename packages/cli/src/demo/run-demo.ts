@@ -10,12 +10,11 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { promises as fs } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import type { MasterStatus } from "@autoscaler/master";
 import type { Io } from "../io.js";
-import { listDemoNodes, stopPids, writeCloudConfig } from "./node-launcher.js";
+import { freePort, listDemoNodes, stopPids, writeCloudConfig } from "./node-launcher.js";
 import { makeKeyPair, sshdUnusable, startEmbedded, startSshd, stopChild, waitListening, type SshEndpoint } from "./ssh-endpoint.js";
 import { renderFrame, type DemoView } from "./view.js";
 
@@ -39,17 +38,6 @@ const WORK_MS = 4;
 const LOAD_STEPS_CORES = [0.7, 1.2] as const;
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Run the CLI itself (init, generate, authorize-key) and return stdout; throws with stderr on failure. */
 function cli(cliPath: string, args: string[]): string {
