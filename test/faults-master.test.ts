@@ -662,7 +662,9 @@ test("a launch still waiting for its node when the master is killed is not fulfi
   scope.track(spawn(process.execPath, [TCP_NODE, "node", dir], { stdio: "ignore" }));
   const done = await waitFor("the launch to take late-1", async () => (await readState(box)).launches.find((l) => l.id === pending.id && l.status === "done"));
   expect(done.nodes).toEqual(["late-1"]);
-  expect(JSON.parse(await fs.readFile(path.join(box.inst.dir, "hosts.d", "late-1.json"), "utf8"))).toMatchObject({ source: "launched", instance_id: instanceId });
+  // The claim is saved before the node's hosts.d entry is written: wait for the entry.
+  const entry = await waitFor("late-1's hosts.d entry", async () => fs.readFile(path.join(box.inst.dir, "hosts.d", "late-1.json"), "utf8").catch(() => undefined));
+  expect(JSON.parse(entry)).toMatchObject({ source: "launched", instance_id: instanceId });
 });
 
 test("a master SIGKILLed in the middle of an apply leaves its lock and staged file; the next master removes both and applies at once, not after the lock goes stale (60 s)", async () => {

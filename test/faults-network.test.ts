@@ -441,7 +441,8 @@ test(
 // 2. The deciding proxy's sshd gone for a minute under load
 
 /** How long the first proxy's sshd stays dead. The issue says minutes; the suite's 10-minute budget pays one. */
-const SSHD_OUTAGE_MS = 60_000;
+/** 60 s in the suite (its budget); `AUTOSCALER_SSHD_OUTAGE_S=180 npx vitest run test/faults-network.test.ts` runs minutes. */
+const SSHD_OUTAGE_MS = Math.min(600, Math.max(10, Number(process.env.AUTOSCALER_SSHD_OUTAGE_S ?? "60") || 60)) * 1000;
 /** Each node under load burns this many ms of every 100 (20 % of one core; three of them cost 0.6 of a core). */
 const HOT_BURN_MS = 20;
 
@@ -556,7 +557,7 @@ test(
     // The outage: every 2 s, the follower lists all three live and neither master ran a command.
     const reasonsA = new Set<string>();
     let checks = 0;
-    while (Date.now() - downAt < SSHD_OUTAGE_MS && checks < 100) {
+    while (Date.now() - downAt < SSHD_OUTAGE_MS && checks < SSHD_OUTAGE_MS / 1000) {
       checks++;
       const [sa, sb] = [await controlStatus(a.inst), await controlStatus(b.inst)];
       expect(names.map((n) => stateOf(sb, n)), `the follower's view ${Math.round((Date.now() - downAt) / 1000)} s into the outage`).toEqual(["live", "live", "live"]);
@@ -617,7 +618,7 @@ test(
       },
     ]);
   },
-  180_000,
+  SSHD_OUTAGE_MS + 120_000,
 );
 
 // ---------------------------------------------------------------------------------------------
