@@ -294,6 +294,20 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       .catch((err: Error) => logger.warn("cannot resync hosts.d", { error: err.message }));
   }, 60_000);
   watcher.on("error", (err) => logger.warn("file watcher error", { error: (err as Error).message }));
+  // A file added while the watcher makes its first scan counts as "initial" and is ignored, so
+  // wait for the scan, then read hosts.d once more: nothing added around start-up is missed.
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 10_000);
+    watcher.once("ready", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  {
+    const before = snapshot();
+    await resync().catch((err: Error) => logger.warn("cannot resync hosts.d", { error: err.message }));
+    if (snapshot() !== before) applier.schedule("hosts.d changed while the master started");
+  }
 
   const sweep = setInterval(() => {
     for (const gone of registry.sweep(now())) {
