@@ -7,7 +7,7 @@
 import { promises as fs } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { afterEach, expect, test } from "vitest";
+import { afterEach, expect, test, vi } from "vitest";
 import { createCloud, type Cloud } from "./helpers/cloud.js";
 import { getThrough, startProxy, type Proxy } from "./helpers/cluster.js";
 import { serverLines } from "./helpers/haproxy.js";
@@ -16,6 +16,9 @@ import { Scope, waitFor } from "./helpers/process.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
+// A burn shares the cores with the rest of the suite: a window may restart when a reading dips,
+// so these tests get room beyond the default minute (each takes 15–25 s on a quiet machine).
+vi.setConfig({ testTimeout: 120_000 });
 
 interface Status {
   capacity: { active: number; pending: number; leaving: number; desired: number; min: number; max: number };
@@ -68,9 +71,9 @@ test("a node held above the threshold for the window makes the master launch exa
   expect(first.nodes.find((n) => n.name === "cloud-1")?.source).toBe("launched");
 
   // A real CPU burn on cloud-1 (one busy thread), measured by its agent through pid:.
-  await cloud.burn(true, "cloud-1", 1);
+  await cloud.burn(true, "cloud-1");
   const burnStarted = Date.now();
-  await waitFor("cloud-2 live", async () => liveNames(await status(proxy)).includes("cloud-2"), 30_000, 200);
+  await waitFor("cloud-2 live", async () => liveNames(await status(proxy)).includes("cloud-2"), 45_000, 200);
   const launches = await cloud.launches();
   expect(launches.map((l) => l.count)).toEqual([1, 1]);
   // The scale-up waited for a whole window of hot readings, and for the cooldown of the first launch.
@@ -101,7 +104,7 @@ test("a node held above the threshold for the window makes the master launch exa
 test("with a slow launch and max_nodes = 2, sustained load never launches past the cap while launches are pending", async () => {
   const { proxy, cloud } = await cloudProxy(["scaling.min_nodes=1", "scaling.max_nodes=2", "scaling.cooldown=0"], { delayMs: 5000 });
   await waitFor("cloud-1 live", async () => liveNames(await status(proxy)).includes("cloud-1"), 30_000, 200);
-  await cloud.burn(true, "cloud-1", 1);
+  await cloud.burn(true, "cloud-1");
   // Watch capacity while the second (slow) launch is pending and after: never past max_nodes.
   const seen: Status[] = [];
   const deadline = Date.now() + 16_000;
@@ -126,7 +129,7 @@ test("pause: a hot node launches nothing; a manual scale-up still works; resume 
   const { proxy, cloud } = await cloudProxy(["scaling.min_nodes=1", "scaling.cooldown=0"]);
   await waitFor("cloud-1 live", async () => liveNames(await status(proxy)).includes("cloud-1"), 30_000, 200);
   expect((await proxy.inst.cli("pause")).code).toBe(0);
-  await cloud.burn(true, "cloud-1", 1);
+  await cloud.burn(true, "cloud-1");
   await waitFor("cloud-1 to read hot", async () => ((await status(proxy)).nodes.find((n) => n.name === "cloud-1")?.cpu_now ?? 0) >= 30, 10_000, 200);
   await sleep(5000); // more than a window of hot readings
   expect((await cloud.launches()).length).toBe(1);
@@ -137,9 +140,9 @@ test("pause: a hot node launches nothing; a manual scale-up still works; resume 
   await waitFor("cloud-2 live", async () => liveNames(await status(proxy)).includes("cloud-2"), 30_000, 200);
   expect((await cloud.launches()).length).toBe(2);
 
-  await cloud.burn(true, "cloud-1", 1);
+  await cloud.burn(true, "cloud-1");
   expect((await proxy.inst.cli("resume")).code).toBe(0);
-  await waitFor("an automatic launch after resume", async () => (await cloud.launches()).length === 3, 20_000, 200);
+  await waitFor("an automatic launch after resume", async () => (await cloud.launches()).length === 3, 45_000, 200);
   expect((await status(proxy)).launches.at(-1)).toMatchObject({ manual: false });
 });
 
