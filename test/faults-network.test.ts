@@ -29,7 +29,7 @@ import { BACKOFF_CAP_MS } from "../packages/agent/src/agent.js";
 import { startDaemon, startProxy, type Daemon, type Proxy, type StatusJson } from "./helpers/cluster.js";
 import { canConnect, makeInstallation, serverLines, startHaproxy, type Installation } from "./helpers/haproxy.js";
 import { createNetwork, setLink, startNsProxy, type Namespace, type TestNetwork } from "./helpers/netns.js";
-import { freePort, runCli, Scope, snapshotDir, waitFor } from "./helpers/process.js";
+import { descendants, freePort, runCli, Scope, snapshotDir, waitFor } from "./helpers/process.js";
 import { makeKeyPair, startSshd, TEST_SSH_USER } from "./helpers/sshd.js";
 
 const scope = new Scope();
@@ -121,31 +121,6 @@ function logLines(d: Daemon, msg: string): { at: number; fields: Record<string, 
     .map((fields) => ({ at: Date.parse(fields.time as string), fields }));
 }
 
-/** Every descendant of `pid` (children, grandchildren, …), read from /proc/<pid>/stat. */
-async function descendants(pid: number): Promise<number[]> {
-  const parentOf = new Map<number, number>();
-  for (const entry of await fs.readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = await fs.readFile(`/proc/${entry}/stat`, "utf8");
-      // "pid (comm) state ppid …": comm may hold spaces and parentheses, so split after the last ")".
-      parentOf.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number) => {
-    for (const [child, parent] of parentOf) {
-      if (parent === p) {
-        out.push(child);
-        walk(child);
-      }
-    }
-  };
-  walk(pid);
-  return out;
-}
 
 /** Kill a proxy's sshd listener and every per-connection sshd under it (SIGKILL, by pid): sshd gone with all it held. */
 async function killSshdAndSessions(proxy: Proxy): Promise<number> {

@@ -5,7 +5,7 @@ import { afterEach, expect, test } from "vitest";
 import { BACKOFF_CAP_MS } from "../packages/agent/src/agent.js";
 import { getThrough, startNode, startProxy, type Daemon, type Proxy, type TestNode } from "./helpers/cluster.js";
 import { canConnect } from "./helpers/haproxy.js";
-import { Scope, snapshotDir, waitFor } from "./helpers/process.js";
+import { descendants, Scope, snapshotDir, waitFor } from "./helpers/process.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
@@ -13,32 +13,6 @@ afterEach(() => scope.cleanup());
 /** Lines of a daemon's output that match `pattern`. */
 const count = (d: Daemon, pattern: RegExp) => d.log().split("\n").filter((l) => pattern.test(l)).length;
 
-/** Every descendant of `pid` (children, grandchildren, …), read from /proc/<pid>/stat. */
-async function descendants(pid: number): Promise<number[]> {
-  const parentOf = new Map<number, number>();
-  for (const entry of await fs.readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = await fs.readFile(`/proc/${entry}/stat`, "utf8");
-      // "pid (comm) state ppid …": comm may hold spaces and parentheses, so split after the last ")".
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      parentOf.set(Number(entry), ppid);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number) => {
-    for (const [child, parent] of parentOf) {
-      if (parent === p) {
-        out.push(child);
-        walk(child);
-      }
-    }
-  };
-  walk(pid);
-  return out;
-}
 
 /** Both nodes live in `status --json`, each with a sample newer than two seconds. */
 async function bothLive(proxy: Proxy, names: string[]) {
