@@ -68,7 +68,8 @@ test("a node held above the threshold for the window makes the master launch exa
   expect(first.launches).toHaveLength(1);
   expect(first.launches[0]).toMatchObject({ status: "done", count: 1, nodes: ["cloud-1"] });
   expect(first.launches[0]!.reason).toMatch(/below min_nodes: 0 backends or pending < 1/);
-  expect(first.nodes.find((n) => n.name === "cloud-1")?.source).toBe("launched");
+  // The launch's claim is saved before the node's hosts.d entry is written: wait for the entry.
+  await waitFor("cloud-1's entry as launched", async () => (await status(proxy)).nodes.find((n) => n.name === "cloud-1")?.source === "launched", 10_000, 100);
 
   // A real CPU burn on cloud-1 (one busy thread), measured by its agent through pid:.
   await cloud.burn(true, "cloud-1");
