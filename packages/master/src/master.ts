@@ -295,19 +295,16 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   }, 60_000);
   watcher.on("error", (err) => logger.warn("file watcher error", { error: (err as Error).message }));
   // A file added while the watcher makes its first scan counts as "initial" and is ignored, so
-  // wait for the scan, then read hosts.d once more: nothing added around start-up is missed.
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, 10_000);
-    watcher.once("ready", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-  {
+  // read hosts.d once more when the scan is done: nothing added around start-up is missed. This
+  // does not hold up the start (the scan can take seconds on a busy machine).
+  watcher.once("ready", () => {
     const before = snapshot();
-    await resync().catch((err: Error) => logger.warn("cannot resync hosts.d", { error: err.message }));
-    if (snapshot() !== before) applier.schedule("hosts.d changed while the master started");
-  }
+    resync()
+      .then(() => {
+        if (snapshot() !== before) applier.schedule("hosts.d changed while the master started");
+      })
+      .catch((err: Error) => logger.warn("cannot resync hosts.d", { error: err.message }));
+  });
 
   const sweep = setInterval(() => {
     for (const gone of registry.sweep(now())) {
