@@ -17,7 +17,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
-import { getThrough, startDaemon, startNode, startProxy, type Proxy } from "./helpers/cluster.js";
+import { startDaemon, startNode, startProxy, type Proxy } from "./helpers/cluster.js";
 import { serverLines } from "./helpers/haproxy.js";
 import { fetchText, hostsDir, jsonLogLines, probeMaster, type ProbeResult } from "./helpers/hostile.js";
 import { runLoad } from "./helpers/load.js";
@@ -376,8 +376,9 @@ describe("config injection", () => {
     await waitFor("the planted terminate to run", async () => (await fs.readFile(out, "utf8")).split("--\n").length === 3, 10_000, 50);
     expect((await fs.readFile(out, "utf8")).split("--\n")[1]).toBe(`${hostileId}\nghost-1\n${hostileAddress}\n`);
     await expect(fs.access(marker)).rejects.toThrow();
-    const drains = (await status(proxy)).drains;
-    expect(drains.find((d) => d.node === "ghost-1")).toMatchObject({ status: "done", instance_id: hostileId });
+    // The script has written its lines; the master marks the drain done once the script exits.
+    const planted = await waitFor("the planted drain to be done", async () => (await status(proxy)).drains.find((d) => d.node === "ghost-1" && d.status === "done"), 10_000, 50);
+    expect(planted).toMatchObject({ status: "done", instance_id: hostileId });
   });
 });
 
