@@ -143,7 +143,12 @@ test("pause: a hot node launches nothing; a manual scale-up still works; resume 
 
   await cloud.burn(true, "cloud-1");
   expect((await proxy.inst.cli("resume")).code).toBe(0);
-  await waitFor("an automatic launch after resume", async () => (await cloud.launches()).length === 3, 45_000, 200);
+  await waitFor("an automatic launch after resume", async () => {
+    if ((await cloud.launches()).length === 3) return true;
+    // Thrown, so a timeout says what the master saw last.
+    const s = await status(proxy);
+    throw new Error(`last decision "${s.last_decision?.reason}"; cpu ${s.nodes.map((n) => `${n.name}=${n.cpu_now}`).join(" ")}; launches ${s.launches.map((l) => l.status).join(",")}`);
+  }, 45_000, 200);
   expect((await status(proxy)).launches.at(-1)).toMatchObject({ manual: false });
 });
 
