@@ -1,13 +1,41 @@
 import { defineConfig } from "vitest/config";
 
+/**
+ * Files that take the whole machine: they run alone, one at a time, after every other file has
+ * finished (sequence.groupOrder), so tests that read a CPU burn are never starved by them.
+ */
+const ALONE = ["test/faults-burst.test.ts"];
+
+const shared = {
+  testTimeout: 60_000,
+  hookTimeout: 60_000,
+  pool: "forks" as const,
+};
+
 export default defineConfig({
   test: {
-    include: ["packages/*/src/**/*.test.ts", "test/**/*.test.ts"],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-    pool: "forks",
-    // Two cores: integration files spawn HAProxy and CLIs; two at a time keeps timings honest.
-    maxWorkers: 2,
     reporters: ["default"],
+    projects: [
+      {
+        test: {
+          ...shared,
+          name: "suite",
+          include: ["packages/*/src/**/*.test.ts", "test/**/*.test.ts"],
+          exclude: ["**/node_modules/**", ...ALONE],
+          // Two cores: integration files spawn HAProxy and CLIs; two at a time keeps timings honest.
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        test: {
+          ...shared,
+          name: "alone",
+          include: ALONE,
+          maxWorkers: 1,
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
   },
 });

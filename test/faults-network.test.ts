@@ -10,11 +10,10 @@
  * 2. The first (deciding) proxy's sshd killed, with every connection it held, for 60 s under
  *    load: the second proxy's HAProxy serves all nodes without a failed request, its master lists
  *    them live, no launch runs; once sshd is back every agent reconnects and no launch repeats.
- * 3. A burst: 100 agents connected through one sshd (the README's MaxStartups), sshd killed and
- *    started again so all reconnect at once: all are back, and the registry is exact.
  *
- * Cost on two shared cores: about 30 s, 85 s (60 of them the outage, up to 30 more the agents'
- * capped backoff) and 40–80 s (starting 100 agent processes, about 2 GiB PSS in all).
+ * The third network fault, a burst of 100 agents reconnecting through one sshd, is
+ * faults-burst.test.ts (it runs alone). Cost on two shared cores: about 30 s and 85 s (60 of
+ * them the outage, up to 30 more the agents' capped backoff).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -26,10 +25,11 @@ import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, expect, test } from "vitest";
 import { BACKOFF_CAP_MS } from "../packages/agent/src/agent.js";
-import { startDaemon, startProxy, type Daemon, type Proxy, type StatusJson } from "./helpers/cluster.js";
+import { startDaemon, type Daemon, type Proxy, type StatusJson } from "./helpers/cluster.js";
+import { countLines, killSshdAndSessions, logLines, printTable, type FaultStatus } from "./helpers/faults.js";
 import { canConnect, makeInstallation, serverLines, startHaproxy, type Installation } from "./helpers/haproxy.js";
 import { createNetwork, setLink, startNsProxy, type Namespace, type TestNetwork } from "./helpers/netns.js";
-import { descendants, freePort, runCli, Scope, snapshotDir, waitFor } from "./helpers/process.js";
+import { freePort, runCli, Scope, snapshotDir, waitFor } from "./helpers/process.js";
 import { makeKeyPair, startSshd, TEST_SSH_USER } from "./helpers/sshd.js";
 
 const scope = new Scope();
@@ -47,18 +47,6 @@ const round1 = (x: number) => Math.round(x * 10) / 10;
 
 // ---------------------------------------------------------------------------------------------
 // Reading a master
-
-/** The parts of the status document (`autoscaler status --json`) these tests read. */
-interface FaultStatus {
-  role: string;
-  nodes: { name: string; address: string; port: number; source: string; state: string; cpu_now: number | null; cpu_window: number | null; samples_in_window: number; last_seen_seconds_ago: number | null; connections: number }[];
-  capacity: { active: number; pending: number; leaving: number; desired: number; min: number; max: number };
-  last_decision: { action: string; reason: string } | null;
-  launches: { id: string; status: string; count: number; nodes: string[]; reason: string }[];
-  drains: { id: string; node: string; status: string; reason: string }[];
-  haproxy: { reloads: number; reload_failures: number };
-  events: { at: string; kind: string; message: string }[];
-}
 
 /**
  * The status document, asked on the master's control socket: the same request and answer as
@@ -105,36 +93,6 @@ function runningServers(inst: Installation): Promise<Map<string, number>> {
       resolve(new Map(rows.map((r) => [r[3]!, Number(r[5])])));
     });
   });
-}
-
-/** Lines of a daemon's output that match `pattern`. */
-const countLines = (d: Daemon, pattern: RegExp) => d.log().split("\n").filter((l) => pattern.test(l)).length;
-
-/** The daemon's JSON log lines (it logs JSON when stdout is not a terminal) whose message is `msg`, with their time in ms since the epoch. */
-function logLines(d: Daemon, msg: string): { at: number; fields: Record<string, unknown> }[] {
-  return d
-    .log()
-    .split("\n")
-    .filter((l) => l.startsWith("{") && l.includes(msg))
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
-    .filter((f) => f.msg === msg)
-    .map((fields) => ({ at: Date.parse(fields.time as string), fields }));
-}
-
-
-/** Kill a proxy's sshd listener and every per-connection sshd under it (SIGKILL, by pid): sshd gone with all it held. */
-async function killSshdAndSessions(proxy: Proxy): Promise<number> {
-  const listener = proxy.sshd.pid();
-  const children = await descendants(listener);
-  proxy.sshd.kill("SIGKILL");
-  for (const pid of children) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone with its parent
-    }
-  }
-  return children.length;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,13 +222,6 @@ async function restartMaster(proxy: Proxy): Promise<void> {
 
 /** A decision's reason with its figures left out, so the distinct kinds of reason can be listed. */
 const vague = (reason: string) => reason.replace(/\d+(\.\d+)?/g, "#");
-
-/** Print a table of trials (header + rows) for RELIABILITY.md. */
-function printTable(title: string, rows: Record<string, string | number>[]): void {
-  const keys = Object.keys(rows[0] ?? {});
-  const lines = [`| ${keys.join(" | ")} |`, `| ${keys.map(() => "---").join(" | ")} |`, ...rows.map((r) => `| ${keys.map((k) => String(r[k])).join(" | ")} |`)];
-  console.log(`${title}\n${lines.join("\n")}`);
-}
 
 // ---------------------------------------------------------------------------------------------
 // 1. Partition between nodes and the proxy
@@ -594,148 +545,4 @@ test(
     ]);
   },
   SSHD_OUTAGE_MS + 120_000,
-);
-
-// ---------------------------------------------------------------------------------------------
-// 3. A burst of agents reconnecting through one sshd
-
-const BURST_AGENTS = 100;
-/** Agents started together, each batch waited for before the next (a staggered start, as nodes boot). */
-const START_BATCH = 10;
-
-/** The figures `/metrics` has: one sample's value. */
-async function metricValue(proxy: Proxy, series: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
-  const line = text.split("\n").find((l) => l.startsWith(series + " "));
-  if (line === undefined) throw new Error(`no ${series} in /metrics`);
-  return Number(line.slice(series.length + 1));
-}
-
-/** A process's memory in MiB from /proc/<pid>/smaps_rollup: resident (RSS) and its proportional share of shared pages (PSS); 0 when it is gone. */
-async function memoryMiB(pid: number): Promise<{ rss: number; pss: number }> {
-  const text = await fs.readFile(`/proc/${pid}/smaps_rollup`, "utf8").catch(() => "");
-  const kB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
-  return { rss: kB("Rss") / 1024, pss: kB("Pss") / 1024 };
-}
-
-test(
-  `${BURST_AGENTS} agents through one sshd (MaxStartups 200:30:400), sshd killed with every session and started again: all reconnect at once, all are back, and the master's registry, hosts.d and haproxy.cfg hold each exactly once`,
-  async () => {
-    const started = Date.now();
-    const proxy = await startProxy(scope, { settings: ["scaling.forget_after=600"] });
-    const httpStatus = async () => (await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/status`, { signal: AbortSignal.timeout(3000) })).json()) as FaultStatus;
-    const dir = await scope.tempDir("autoscaler-burst-");
-    const key = makeKeyPair(dir, "node_key");
-    const line = await runCli(["authorize-key", key.publicFile, "--config", proxy.inst.ini]);
-    expect(line.code, line.stderr).toBe(0);
-    await fs.appendFile(proxy.sshd.authorizedKeysFile, line.stdout);
-    await fs.writeFile(path.join(dir, "known_hosts"), proxy.sshd.knownHostsLine + "\n");
-
-    // One web app process serves every node: one HTTP server per node on its own port.
-    const names = Array.from({ length: BURST_AGENTS }, (_, i) => `burst-${String(i + 1).padStart(3, "0")}`);
-    const web = spawn(process.execPath, ["-e", `
-      const http = require("http");
-      const names = ${JSON.stringify(names)};
-      Promise.all(names.map((n) => new Promise((ok) => { const s = http.createServer((q, r) => r.end(n)); s.listen(0, "127.0.0.1", () => ok(s.address().port)); })))
-        .then((ports) => console.log(JSON.stringify(ports)));`], { stdio: ["ignore", "pipe", "inherit"] });
-    scope.track(web);
-    const ports = await new Promise<number[]>((resolve, reject) => {
-      let out = "";
-      web.stdout!.on("data", (b: Buffer) => {
-        out += b.toString();
-        if (out.endsWith("\n")) resolve(JSON.parse(out) as number[]);
-      });
-      web.once("exit", (code) => reject(new Error(`the web app exited with ${code}`)));
-    });
-
-    // One ini made by `autoscaler init`, copied per node with its own name and port.
-    const base = path.join(dir, "base.ini");
-    const settings = [
-      `haproxy.servers=${proxy.sshd.address}:${proxy.sshd.port}`,
-      `haproxy.ssh_command=ssh -i node_key ${TEST_SSH_USER}@$HOST`,
-      "haproxy.known_hosts=known_hosts",
-      `master.token=${proxy.token}`,
-      `master.listen=127.0.0.1:${proxy.masterPort}`,
-      "master.metrics_listen=",
-      "agent.name=burst-000",
-      "agent.address=127.0.0.1",
-      "agent.port=1",
-      "agent.instance_id=i-burst",
-      "agent.interval=1",
-      "agent.cpu_source=system",
-    ];
-    const init = await runCli(["init", "--config", base, ...settings.flatMap((s) => ["--set", s])]);
-    expect(init.code, init.stderr).toBe(0);
-    const baseText = await fs.readFile(base, "utf8");
-    const agents: Daemon[] = [];
-    const startAt = Date.now();
-    for (let i = 0; i < BURST_AGENTS; i += START_BATCH) {
-      const batch: Daemon[] = [];
-      for (let j = i; j < Math.min(i + START_BATCH, BURST_AGENTS); j++) {
-        const ini = path.join(dir, `${names[j]}.ini`);
-        await fs.writeFile(ini, baseText.replace(/^name = burst-000$/m, `name = ${names[j]}`).replace(/^port = 1$/m, `port = ${ports[j]}`).replace(/^instance_id = i-burst$/m, `instance_id = i-${names[j]}`), { mode: 0o600 });
-        // The agent unit's NODE_OPTIONS (etc/systemd/autoscaler-agent.service): a smaller young generation.
-        batch.push(startDaemon(scope, ["agent", "--config", ini, "--log-level", "info"], { env: { NODE_OPTIONS: "--max-semi-space-size=1" } }));
-      }
-      agents.push(...batch);
-      await waitFor(`agents ${i + 1}–${i + batch.length} to connect`, () => batch.every((d) => countLines(d, /connected to the master/) >= 1), 60_000, 100);
-    }
-    const startMs = Date.now() - startAt;
-    await waitFor(`all ${BURST_AGENTS} live in /status`, async () => (await httpStatus()).nodes.filter((n) => n.state === "live").length === BURST_AGENTS, 30_000, 200);
-    const memory = (await Promise.all(agents.map((d) => memoryMiB(d.child.pid!)))).reduce((x, y) => ({ rss: x.rss + y.rss, pss: x.pss + y.pss }), { rss: 0, pss: 0 });
-
-    const registrationsBefore = await metricValue(proxy, "autoscaler_registrations_total");
-    const connectedBefore = agents.map((d) => countLines(d, /connected to the master/));
-    const failedBefore = agents.map((d) => countLines(d, /cannot reach the master/));
-    const killedAt = Date.now();
-    const sessions = await killSshdAndSessions(proxy);
-    await proxy.sshd.restart(); // resolves once the new sshd accepts connections
-    const restartedAt = Date.now();
-    expect(sessions).toBeGreaterThanOrEqual(BURST_AGENTS);
-
-    // Every agent back: its own log says so (with the time it was welcomed), then the master's registry says so.
-    await waitFor(`all ${BURST_AGENTS} agents to reconnect`, () => agents.every((d, i) => countLines(d, /connected to the master/) > connectedBefore[i]!), BACKOFF_CAP_MS + 30_000, 200);
-    const backAt = agents.map((d) => logLines(d, "connected to the master").find((l) => l.at >= killedAt)!.at - killedAt);
-    const exact = await waitFor(
-      "the registry to hold every node once, live, with one connection and fresh samples",
-      async () => {
-        const s = await httpStatus();
-        const ok = s.nodes.length === BURST_AGENTS && s.nodes.every((n) => n.state === "live" && n.connections === 1 && (n.last_seen_seconds_ago ?? 99) < 2);
-        return ok && (await metricValue(proxy, "autoscaler_registrations_total")) - registrationsBefore >= BURST_AGENTS ? s : undefined;
-      },
-      30_000,
-      200,
-    );
-    const registryMs = Date.now() - killedAt;
-    const registrations = (await metricValue(proxy, "autoscaler_registrations_total")) - registrationsBefore;
-
-    expect(exact.nodes.map((n) => n.name)).toEqual(names);
-    expect(exact.nodes.map((n) => n.port)).toEqual(ports);
-    expect(new Set(exact.nodes.map((n) => n.name)).size).toBe(BURST_AGENTS);
-    expect((await fs.readdir(path.join(proxy.inst.dir, "hosts.d"))).sort()).toEqual(names.map((n) => `${n}.json`));
-    expect(serverLines(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).map((l) => l.split(" ")[1])).toEqual(names);
-    const retried = agents.filter((d, i) => countLines(d, /cannot reach the master/) > failedBefore[i]!).length;
-    const errors = new Set(agents.flatMap((d) => logLines(d, "cannot reach the master").filter((l) => l.at >= killedAt).map((l) => String(l.fields.error))));
-    const drops = proxy.sshd.log().split("\n").filter((l) => /drop connection|MaxStartups throttling/.test(l));
-    expect(drops).toEqual([]);
-    const sorted = [...backAt].sort((x, y) => x - y);
-    const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-    for (const ms of backAt) expect(ms - (restartedAt - killedAt)).toBeLessThanOrEqual(BACKOFF_CAP_MS + 2_000);
-
-    printTable(`Reconnect burst (1 trial of ${BURST_AGENTS} agents; test ${Math.round((Date.now() - started) / 1000)} s)`, [
-      {
-        agents: BURST_AGENTS,
-        "staggered start (ms)": startMs,
-        "agents' memory (MiB, sum of PSS / RSS)": `${Math.round(memory.pss)} / ${Math.round(memory.rss)}`,
-        "sessions killed": sessions,
-        "sshd listening again after kill (ms)": restartedAt - killedAt,
-        "agents back after kill (ms) p50 / p90 / max": `${pct(50)} / ${pct(90)} / ${sorted.at(-1)}`,
-        "registry exact after kill (ms)": registryMs,
-        "new registrations": registrations,
-        "agents that failed an attempt": `${retried}${errors.size > 0 ? ` (${[...errors].join("; ")})` : ""}`,
-        "sshd drops (MaxStartups)": drops.length,
-      },
-    ]);
-  },
-  150_000,
 );
