@@ -26,9 +26,9 @@ import type net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { createHostsStore, loadConfig, renderFromFiles, showProc, type ProcTable } from "@autoscaler/shared";
-import { startDaemon, startProxy, type Daemon, type Proxy } from "../test/helpers/cluster.js";
+import { agentSettings, startDaemon, startProxy, type Daemon, type Proxy } from "../test/helpers/cluster.js";
 import { runCli } from "../test/helpers/process.js";
-import { makeKeyPair, TEST_SSH_USER } from "../test/helpers/sshd.js";
+import { makeKeyPair } from "../test/helpers/sshd.js";
 import {
   type BenchResult,
   type Resources,
@@ -197,21 +197,7 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     await fs.appendFile(proxy.sshd.authorizedKeysFile, line.stdout);
     await fs.writeFile(path.join(nodeDir, "known_hosts"), proxy.sshd.knownHostsLine + "\n");
     const baseIni = path.join(nodeDir, "base.ini");
-    const settings = [
-      `haproxy.servers=${proxy.sshd.address}:${proxy.sshd.port}`,
-      `haproxy.ssh_command=ssh -i node_key ${TEST_SSH_USER}@$HOST`,
-      "haproxy.known_hosts=known_hosts",
-      `master.token=${proxy.token}`,
-      `master.listen=127.0.0.1:${proxy.masterPort}`,
-      "master.metrics_listen=",
-      "master.state_dir=state",
-      "agent.name=bench-00",
-      "agent.address=127.0.0.1",
-      "agent.port=1",
-      "agent.instance_id=i-bench-00",
-      "agent.interval=1",
-      "agent.cpu_source=system",
-    ];
+    const settings = agentSettings([proxy], { name: "bench-00", address: "127.0.0.1", port: 1, instanceId: "i-bench-00", cpuSource: "system" });
     const init = await runCli(["init", "--config", baseIni, ...settings.flatMap((s) => ["--set", s])]);
     if (init.code !== 0) throw new Error(`node init failed: ${init.stderr}`);
     const base = await fs.readFile(baseIni, "utf8");

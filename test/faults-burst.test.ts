@@ -13,11 +13,11 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { BACKOFF_CAP_MS } from "../packages/agent/src/agent.js";
-import { startDaemon, startProxy, type Daemon, type Proxy } from "./helpers/cluster.js";
+import { agentSettings, startDaemon, startProxy, type Daemon, type Proxy } from "./helpers/cluster.js";
 import { countLines, killSshdAndSessions, logLines, printTable, type FaultStatus } from "./helpers/faults.js";
 import { serverLines } from "./helpers/haproxy.js";
 import { runCli, Scope, waitFor } from "./helpers/process.js";
-import { makeKeyPair, TEST_SSH_USER } from "./helpers/sshd.js";
+import { makeKeyPair } from "./helpers/sshd.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
@@ -73,20 +73,7 @@ test(
 
     // One ini made by `autoscaler init`, copied per node with its own name and port.
     const base = path.join(dir, "base.ini");
-    const settings = [
-      `haproxy.servers=${proxy.sshd.address}:${proxy.sshd.port}`,
-      `haproxy.ssh_command=ssh -i node_key ${TEST_SSH_USER}@$HOST`,
-      "haproxy.known_hosts=known_hosts",
-      `master.token=${proxy.token}`,
-      `master.listen=127.0.0.1:${proxy.masterPort}`,
-      "master.metrics_listen=",
-      "agent.name=burst-000",
-      "agent.address=127.0.0.1",
-      "agent.port=1",
-      "agent.instance_id=i-burst",
-      "agent.interval=1",
-      "agent.cpu_source=system",
-    ];
+    const settings = agentSettings([proxy], { name: "burst-000", address: "127.0.0.1", port: 1, instanceId: "i-burst", cpuSource: "system" });
     const init = await runCli(["init", "--config", base, ...settings.flatMap((s) => ["--set", s])]);
     expect(init.code, init.stderr).toBe(0);
     const baseText = await fs.readFile(base, "utf8");

@@ -149,6 +149,29 @@ export async function startWebApp(scope: Scope, name: string, address: string, p
 }
 
 /**
+ * The `--set` values of a node's ini that reports to `proxies` (the first one's token and
+ * master port), with its key as `node_key` and its known_hosts as `known_hosts` beside the ini.
+ */
+export function agentSettings(proxies: Proxy[], agent: { name: string; address: string; port: number; instanceId?: string; cpuSource: string }): string[] {
+  const first = proxies[0]!;
+  return [
+    `haproxy.servers=${proxies.map((p) => `${p.sshd.address}:${p.sshd.port}`).join(",")}`,
+    `haproxy.ssh_command=ssh -i node_key ${TEST_SSH_USER}@$HOST`,
+    "haproxy.known_hosts=known_hosts",
+    `master.token=${first.token}`,
+    `master.listen=127.0.0.1:${first.masterPort}`,
+    "master.metrics_listen=",
+    "master.state_dir=state",
+    `agent.name=${agent.name}`,
+    `agent.address=${agent.address}`,
+    `agent.port=${agent.port}`,
+    `agent.instance_id=${agent.instanceId ?? `i-${agent.name}`}`,
+    "agent.interval=1",
+    `agent.cpu_source=${agent.cpuSource}`,
+  ];
+}
+
+/**
  * Start a node reporting to `proxies`: a key pair (authorised on each proxy with the line
  * `authorize-key` prints), known_hosts with each proxy's host key, a web app, and the agent.
  */
@@ -165,23 +188,10 @@ export async function startNode(scope: Scope, proxies: Proxy[], options: NodeOpt
     }
   }
   await fs.writeFile(path.join(dir, "known_hosts"), proxies.map((p) => p.sshd.knownHostsLine).join("\n") + "\n");
-  const first = proxies[0]!;
   const ini = path.join(dir, "autoscaler.ini");
   const settings = [
     ...KNOWN_AWS_SETTINGS,
-    `haproxy.servers=${proxies.map((p) => `${p.sshd.address}:${p.sshd.port}`).join(",")}`,
-    `haproxy.ssh_command=ssh -i node_key ${TEST_SSH_USER}@$HOST`,
-    "haproxy.known_hosts=known_hosts",
-    `master.token=${first.token}`,
-    `master.listen=127.0.0.1:${first.masterPort}`,
-    "master.metrics_listen=",
-    "master.state_dir=state",
-    `agent.name=${options.name}`,
-    `agent.address=${address}`,
-    `agent.port=${webPort}`,
-    `agent.instance_id=i-${options.name}`,
-    "agent.interval=1",
-    `agent.cpu_source=pid:web.pid`,
+    ...agentSettings(proxies, { name: options.name, address, port: webPort, cpuSource: "pid:web.pid" }),
     ...(options.settings ?? []),
   ];
   const init = await runCli(["init", "--config", ini, ...settings.flatMap((s) => ["--set", s])]);
