@@ -99,6 +99,7 @@ interface Status {
   last_decision: { action: string; reason: string } | null;
   haproxy: { applies: number; reloads: number; reload_failures: number; check_failures: number; last_error: { code: string; message: string; details: string[] } | null };
   events: { kind: string; message: string }[];
+  actions: { not_recorded: number };
 }
 
 async function status(box: Box): Promise<Status> {
@@ -837,10 +838,14 @@ test("with state_dir on a full file system the master records nothing, runs noth
       .log()
       .split("\n")
       .filter((l) => l.startsWith("{") && (JSON.parse(l) as { event?: string }).event === "not_recorded");
-  await waitFor("three automatic decisions refused", () => refusals().length >= 3, 10_000, 20);
-  expect(JSON.parse(refusals()[0]!)).toMatchObject({ level: "error", event: "not_recorded" });
+  // A refusal every tick (0.2 s), but one log line and one event: the same refusal is logged again only once a minute.
+  await waitFor("five automatic decisions refused", async () => (await status(b)).actions.not_recorded >= 5, 10_000, 50);
+  expect(refusals()).toHaveLength(1);
+  expect(JSON.parse(refusals()[0]!)).toMatchObject({ level: "error", event: "not_recorded", refused: 1 });
   expect(JSON.parse(refusals()[0]!).msg).toMatch(/^not launching 1 node\(s\): the decision could not be recorded in .*state\.json \(ENOSPC.*\); nothing runs without a record$/);
+  expect(await metrics(b)).toMatch(/^autoscaler_decisions_not_recorded_total ([5-9]|\d\d+)$/m);
   const auto = await status(b);
+  expect(auto.events.filter((e) => e.kind === "not_recorded")).toHaveLength(1);
   expect(auto.last_decision?.action).toBe("scale_up");
   expect(auto.last_decision?.reason).toMatch(/below min_nodes/);
   expect(auto.capacity.pending).toBe(0);
@@ -851,7 +856,7 @@ test("with state_dir on a full file system the master records nothing, runs noth
   // Space returns: the next decision is recorded and its launch runs exactly once.
   await fs.rm(filler);
   await waitFor("the launch to run", async () => (await runs()).length > 0, 5_000, 20);
-  const refusedTotal = refusals().length;
+  const refusedTotal = (await status(b)).actions.not_recorded;
   await sleep(1500);
   expect(await runs()).toEqual(["COUNT=1"]);
   const state = JSON.parse(await fs.readFile(path.join(stateDir, "state.json"), "utf8")) as StateFile & { launches: (LaunchRecord & { reason: string })[] };
@@ -860,7 +865,11 @@ test("with state_dir on a full file system the master records nothing, runs noth
   expect(state.launches[0]!.reason).toMatch(/below min_nodes/);
   const after = await status(b);
   expect(after.capacity.pending).toBe(1);
-  expect(refusals().length, "no refusal once space returned").toBe(refusedTotal);
+  expect((await status(b)).actions.not_recorded, "no refusal once space returned").toBe(refusedTotal);
+  expect(refusals()).toHaveLength(1);
+  // The first save that works says how many decisions were refused before it.
+  const recorded = after.events.find((e) => e.kind === "recorded");
+  expect(recorded?.message).toMatch(new RegExp(`^decisions are recorded in .*state\\.json again \\(${refusedTotal} refused while it could not be written\\)$`));
   expect(b.master.child.exitCode).toBeNull();
   console.log(`faults-master: full state_dir: ${refusedTotal} automatic decisions refused (one per tick) before space returned; then 1 launch`);
 }, 60_000);

@@ -92,6 +92,7 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
   fromStatus("autoscaler_launch_timeouts_total", "Launches whose nodes did not register within launch_timeout", (s) => s.actions.launch_timeouts);
   fromStatus("autoscaler_terminations_total", "Nodes terminated by this master", (s) => s.actions.terminations);
   fromStatus("autoscaler_terminate_failures_total", "Terminate commands that failed", (s) => s.actions.terminate_failures);
+  fromStatus("autoscaler_decisions_not_recorded_total", "Decisions refused because state_dir could not be written (nothing ran)", (s) => s.actions.not_recorded);
   return { registry, samples, refused, registrations };
 }
 

@@ -66,7 +66,7 @@ export interface ScalerStatus {
   cooldown: { scale_up_seconds: number; scale_down_seconds: number };
   last_decision: { at: string; action: string; reason: string } | null;
   /** Counts since this master started. */
-  actions: { launches: number; launch_failures: number; launch_timeouts: number; terminations: number; terminate_failures: number };
+  actions: { launches: number; launch_failures: number; launch_timeouts: number; terminations: number; terminate_failures: number; not_recorded: number };
   launches: { id: string; status: string; count: number; nodes: string[]; instances: string[]; decided_at: string; finished_at: string | null; manual: boolean; reason: string; note: string | null; error: string | null }[];
   drains: { id: string; node: string; instance_id: string; status: string; decided_at: string; drain_until: string; finished_at: string | null; manual: boolean; reason: string; note: string | null; error: string | null }[];
 }
@@ -99,6 +99,8 @@ export function failureBackoffMs(consecutiveFailures: number): number {
 }
 
 const KEEP_FINISHED = 20;
+/** How often a refusal to act without a record (a state_dir that cannot be written) is logged again while it repeats. */
+const NOT_RECORDED_REPEAT_MS = 60_000;
 const newId = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
 const iso = (t: number) => new Date(t).toISOString();
 const isOpenLaunch = (l: LaunchRecord) => l.status === "running" || l.status === "pending";
@@ -144,7 +146,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   const failures = { up: 0, down: 0 };
   /** The cooldown each action replaced, put back when its command fails (in memory: a restart keeps the cooldown). */
   const cooldownBefore = new Map<string, number | undefined>();
-  const actions = { launches: 0, launch_failures: 0, launch_timeouts: 0, terminations: 0, terminate_failures: 0 };
+  const actions = { launches: 0, launch_failures: 0, launch_timeouts: 0, terminations: 0, terminate_failures: 0, not_recorded: 0 };
   const blocked: { up?: number; down?: number } = {};
   const inFlight = new Set<Promise<unknown>>();
   const terminating = new Set<string>();
@@ -178,14 +180,37 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     state.drains = trim(state.drains, isOpenDrain);
   };
 
-  /** Save a decision before its command runs; when the save fails, undo it in memory, say so, and throw: nothing runs without a record. */
+  /**
+   * Save a decision before its command runs; when the save fails, undo it in memory, say so, and
+   * throw: nothing runs without a record. A state_dir that stays unwritable (a full disk) would
+   * refuse a decision every tick, so a refusal like the last one is logged again only once a
+   * minute, with how many there were; the first save that works again says so.
+   */
+  const refusals = { streak: 0, since: 0, reportedAt: 0, last: "" };
   const saveOrUndo = async (what: string, undo: () => void): Promise<void> => {
     try {
       await persist();
     } catch (err) {
       undo();
-      event("not_recorded", `${what}: the decision could not be recorded in ${store.file} (${(err as Error).message}); nothing runs without a record`, {}, "error");
+      actions.not_recorded++;
+      const at = now();
+      if (refusals.streak === 0) refusals.since = at;
+      refusals.streak++;
+      const message = `${what}: the decision could not be recorded in ${store.file} (${(err as Error).message}); nothing runs without a record`;
+      if (refusals.streak === 1 || message !== refusals.last || at - refusals.reportedAt >= NOT_RECORDED_REPEAT_MS) {
+        const repeated = refusals.streak > 1 ? ` (${refusals.streak} decisions refused since ${new Date(refusals.since).toISOString()})` : "";
+        event("not_recorded", message + repeated, { refused: refusals.streak }, "error");
+        refusals.reportedAt = at;
+        refusals.last = message;
+      } else {
+        logger.debug(message, { event: "not_recorded", refused: refusals.streak });
+      }
       throw err;
+    }
+    if (refusals.streak > 0) {
+      event("recorded", `decisions are recorded in ${store.file} again (${refusals.streak} refused while it could not be written)`, { refused: refusals.streak });
+      refusals.streak = 0;
+      refusals.last = "";
     }
   };
 

@@ -113,7 +113,7 @@ export function buildStatus(i: StatusInputs): MasterStatus {
     paused: i.scaling?.paused ?? false,
     cooldown: i.scaling?.cooldown ?? { scale_up_seconds: 0, scale_down_seconds: 0 },
     last_decision: i.scaling?.last_decision ?? null,
-    actions: i.scaling?.actions ?? { launches: 0, launch_failures: 0, launch_timeouts: 0, terminations: 0, terminate_failures: 0 },
+    actions: i.scaling?.actions ?? { launches: 0, launch_failures: 0, launch_timeouts: 0, terminations: 0, terminate_failures: 0, not_recorded: 0 },
     launches: i.scaling?.launches ?? [],
     drains: i.scaling?.drains ?? [],
     haproxy: {
