@@ -6,7 +6,8 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { afterEach, expect, test } from "vitest";
-import { startProxy, type Proxy } from "./helpers/cluster.js";
+import { startNode, startProxy, type Daemon, type Proxy } from "./helpers/cluster.js";
+import { serverLines } from "./helpers/haproxy.js";
 import { Scope, waitFor } from "./helpers/process.js";
 
 const scope = new Scope();
@@ -163,4 +164,57 @@ test("a follower refuses scale commands and names the decider's rule; a corrupt 
   expect(run.code).not.toBe(0);
   expect(run.stderr + run.stdout).toMatch(/not valid JSON; refusing to start rather than forget launches/);
   expect(await fs.readFile(stateFile, "utf8")).toBe("{ half a file");
+});
+
+/** Stop a daemon with SIGTERM (by pid) and wait for it to exit. */
+async function stopDaemon(d: Daemon): Promise<void> {
+  if (d.child.exitCode !== null || d.child.signalCode !== null) return;
+  const exited = new Promise((r) => d.child.once("exit", r));
+  d.child.kill("SIGTERM");
+  await exited;
+}
+
+test("a node this master terminated cannot register again while it shuts down, even after a master restart; a new instance with the same name and address can", async () => {
+  // A terminate that returns at once, as `aws ec2 terminate-instances` does: the node's agent
+  // keeps running for a while, as a real instance does while it shuts down.
+  const cloud = await scope.tempDir("autoscaler-terminate-");
+  await fs.writeFile(path.join(cloud, "terminate.sh"), `#!/bin/sh\necho "$INSTANCE_ID" >> "${cloud}/terminations.log"\n`);
+  const proxy = await startProxy(scope, {
+    settings: [`machine.scale_down_command=sh '${cloud}/terminate.sh'`, "master.interval=0.2", "scaling.min_nodes=0", "scaling.drain_seconds=0"],
+  });
+  expect((await proxy.inst.cli("pause")).code).toBe(0);
+  const a = await startNode(scope, [proxy], { name: "web-a", address: "127.0.0.21" });
+  await a.agent.waitForLog(/connected to the master/, 20_000);
+  const b = await startNode(scope, [proxy], { name: "web-b", address: "127.0.0.22" });
+  await b.agent.waitForLog(/connected to the master/, 20_000);
+  const hostsFiles = async () => (await fs.readdir(path.join(proxy.inst.dir, "hosts.d"))).sort();
+  const configNames = async () => serverLines(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).map((l) => l.split(" ")[1]);
+  await waitFor("both nodes in hosts.d", async () => (await hostsFiles()).join() === "web-a.json,web-b.json", 10_000, 100);
+
+  // Scale down by one: the oldest, web-a, is terminated; its agent carries on.
+  const down = await proxy.inst.cli("scale-down", "1");
+  expect(down.code, down.stderr).toBe(0);
+  await waitFor("web-a terminated and out of hosts.d", async () => (await hostsFiles()).join() === "web-b.json", 10_000, 100);
+  expect((await fs.readFile(path.join(cloud, "terminations.log"), "utf8")).split("\n").filter(Boolean)).toEqual(["i-web-a"]);
+  expect(a.agent.child.exitCode).toBeNull();
+
+  // The master restarts: both agents reconnect. web-b is back; web-a is refused with the reason.
+  await stopDaemon(proxy.master);
+  proxy.master = await proxy.startMaster();
+  await waitFor("web-a's reconnect refused", () => /the master refused this node: instance i-web-a was terminated \d+ s ago by this master/.test(a.agent.log()), 40_000, 200);
+  await waitFor("web-b live again", async () => (await proxy.status()).nodes.some((n) => n.name === "web-b" && n.state === "live"), 40_000, 200);
+  expect(proxy.master.log()).toMatch(/agent connection closed: instance i-web-a was terminated/);
+  const metrics = await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).text();
+  expect(metrics).toMatch(/^autoscaler_connections_refused_total\{reason="terminated"\} [1-9]\d*$/m);
+  expect(await hostsFiles()).toEqual(["web-b.json"]);
+  expect(await configNames()).toEqual(["web-b"]);
+  expect((await proxy.status()).nodes.map((n) => n.name)).toEqual(["web-b"]);
+
+  // A new instance that got the same address and name (as AWS hostnames follow the address) registers.
+  await stopDaemon(a.agent);
+  await fs.writeFile(a.ini, (await fs.readFile(a.ini, "utf8")).replace(/^instance_id = i-web-a$/m, "instance_id = i-web-a2"));
+  a.agent = a.startAgent();
+  await waitFor("the new web-a in hosts.d", async () => (await hostsFiles()).join() === "web-a.json,web-b.json", 40_000, 200);
+  expect(JSON.parse(await fs.readFile(path.join(proxy.inst.dir, "hosts.d", "web-a.json"), "utf8"))).toMatchObject({ address: "127.0.0.21", instance_id: "i-web-a2" });
+  await waitFor("HAProxy's config to hold both", async () => (await configNames()).join() === "web-a,web-b", 10_000, 100);
 });

@@ -256,6 +256,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
         metrics.registrations.inc();
         events.add("registered", `${hello.name} (${hello.address}:${hello.port}) ${isNew ? "registered" : "reconnected"}`);
       },
+      admit: (hello) => running.admit(hello),
       onRefused: (reason, detail) => {
         metrics.refused.inc({ reason });
         events.add("refused", `agent connection refused (${reason}): ${detail}`);

@@ -77,6 +77,11 @@ export interface Scaler {
   tick(): Promise<void>;
   /** Called when a node registers that hosts.d did not have: claims a pending launch and says whether it did. */
   claimLaunch(hello: HelloMessage): Promise<boolean>;
+  /**
+   * Whether a hello may register: a message when it comes from a node this master terminated
+   * (or is terminating) within forget_after, so a node shutting down is not put back in service.
+   */
+  admit(hello: HelloMessage): string | undefined;
   /** Names that must be left out of haproxy.cfg (nodes drained without a runtime socket, or about to be terminated). */
   excluded(): ReadonlySet<string>;
   /** HAProxy was reloaded: a new worker forgot runtime drains, so send them again. */
@@ -477,6 +482,29 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     event("terminated", message, { drain: record.id, node: record.node });
   };
 
+  /**
+   * The same node as a scale-down's: the same instance id when both have one (a new instance may
+   * reuse a terminated one's address, and its name when names come from the hostname), else the
+   * same name and address.
+   */
+  const sameNode = (d: DrainRecord, hello: HelloMessage) =>
+    d.instanceId && hello.instance_id ? d.instanceId === hello.instance_id : d.node === hello.name && d.address === hello.address;
+  const admit = (hello: HelloMessage): string | undefined => {
+    const at = now();
+    const keepMs = config.scaling.forget_after * 1000;
+    const d = state.drains.find((x) => (x.status === "terminating" || (x.status === "done" && at - (x.finishedAt ?? 0) < keepMs)) && sameNode(x, hello));
+    if (!d) return undefined;
+    // A launch whose command has returned and that waits for this instance, or for any new node
+    // (no run-instances JSON), may be bringing it back: a warm pool's start-instances reuses ids.
+    const awaited = state.launches.some(
+      (l) => l.status === "pending" && waitingFor(l) > 0 && l.decidedAt > (d.finishedAt ?? d.decidedAt) && (l.instances.length === 0 || (hello.instance_id !== undefined && l.instances.some((i) => i.instanceId === hello.instance_id))),
+    );
+    if (awaited) return undefined;
+    const what = d.instanceId ? `instance ${d.instanceId}` : `${d.node} at ${d.address}`;
+    const when = d.status === "terminating" ? "is being terminated" : `was terminated ${Math.max(0, Math.round((at - (d.finishedAt ?? at)) / 1000))} s ago`;
+    return `${what} ${when} by this master (scale-down ${d.id}); a node shutting down is not put back in service (a new node needs its own instance id; this holds for forget_after, ${config.scaling.forget_after} s)`;
+  };
+
   const advanceDrains = (at: number) => {
     for (const d of state.drains) {
       if (d.status !== "draining" || at < d.drainUntil || terminating.has(d.id)) continue;
@@ -584,6 +612,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   return {
     tick,
     claimLaunch: (hello) => (decider ? claimLaunch(hello) : Promise.resolve(false)),
+    admit: (hello) => (decider ? admit(hello) : undefined),
     excluded,
     afterReload() {
       if (!runtimeSocket()) return;

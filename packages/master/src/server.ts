@@ -25,6 +25,7 @@ export type RefusalReason =
   | "token"
   | "name_taken"
   | "name_manual"
+  | "terminated"
   | "too_many_connections"
   | "idle"
   | "internal";
@@ -39,6 +40,8 @@ export interface ServerDeps {
   now: () => number;
   /** Called for a hello the registry accepted: write hosts.d and schedule an apply. May refuse by throwing. */
   onRegistered: (hello: HelloMessage, isNew: boolean) => Promise<void>;
+  /** Asked before a hello is registered: a message refuses it (a node this master terminated). */
+  admit?: (hello: HelloMessage) => string | undefined;
   onRefused: (reason: RefusalReason, detail: string) => void;
   onSample: () => void;
 }
@@ -112,6 +115,8 @@ export async function startAgentServer(host: string, port: number, deps: ServerD
         if (!tokensMatch(msg.token, deps.token)) {
           return refuse("token", "token refused (it does not match [master] token)", { name: msg.name, address: msg.address }, true);
         }
+        const notAdmitted = deps.admit?.(msg);
+        if (notAdmitted !== undefined) return refuse("terminated", notAdmitted, { name: msg.name, address: msg.address }, true);
         const res = deps.registry.register(msg, deps.now());
         if (!res.ok) {
           return refuse(res.reason === "NAME_TAKEN" ? "name_taken" : "name_manual", res.message, { name: msg.name, address: msg.address }, true);
