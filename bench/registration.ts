@@ -26,9 +26,8 @@ import type net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { createHostsStore, loadConfig, renderFromFiles, showProc, type ProcTable } from "@autoscaler/shared";
-import { agentSettings, startDaemon, startProxy, type Daemon, type Proxy } from "../test/helpers/cluster.js";
+import { agentSettings, startDaemon, startProxy, trustProxies, type Daemon, type Proxy } from "../test/helpers/cluster.js";
 import { runCli } from "../test/helpers/process.js";
-import { makeKeyPair } from "../test/helpers/sshd.js";
 import {
   type BenchResult,
   type Resources,
@@ -191,11 +190,7 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
 
     // One node key, authorised once; one base ini, copied per trial with its name and port.
     const nodeDir = await res.tempDir("autoscaler-bench-node-");
-    const key = makeKeyPair(nodeDir, "node_key");
-    const line = await runCli(["authorize-key", key.publicFile, "--config", proxy.inst.ini]);
-    if (line.code !== 0) throw new Error(`authorize-key failed: ${line.stderr}`);
-    await fs.appendFile(proxy.sshd.authorizedKeysFile, line.stdout);
-    await fs.writeFile(path.join(nodeDir, "known_hosts"), proxy.sshd.knownHostsLine + "\n");
+    await trustProxies(nodeDir, [proxy]);
     const baseIni = path.join(nodeDir, "base.ini");
     const settings = agentSettings([proxy], { name: "bench-00", address: "127.0.0.1", port: 1, instanceId: "i-bench-00", cpuSource: "system" });
     const init = await runCli(["init", "--config", baseIni, ...settings.flatMap((s) => ["--set", s])]);

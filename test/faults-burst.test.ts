@@ -13,11 +13,10 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { BACKOFF_CAP_MS } from "../packages/agent/src/agent.js";
-import { agentSettings, startDaemon, startProxy, type Daemon, type Proxy } from "./helpers/cluster.js";
+import { agentSettings, startDaemon, startProxy, trustProxies, type Daemon, type Proxy } from "./helpers/cluster.js";
 import { countLines, killSshdAndSessions, logLines, printTable, type FaultStatus } from "./helpers/faults.js";
 import { serverLines } from "./helpers/haproxy.js";
 import { runCli, Scope, waitFor } from "./helpers/process.js";
-import { makeKeyPair } from "./helpers/sshd.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
@@ -48,11 +47,7 @@ test(
     const proxy = await startProxy(scope, { settings: ["scaling.forget_after=600"] });
     const httpStatus = async () => (await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/status`, { signal: AbortSignal.timeout(3000) })).json()) as FaultStatus;
     const dir = await scope.tempDir("autoscaler-burst-");
-    const key = makeKeyPair(dir, "node_key");
-    const line = await runCli(["authorize-key", key.publicFile, "--config", proxy.inst.ini]);
-    expect(line.code, line.stderr).toBe(0);
-    await fs.appendFile(proxy.sshd.authorizedKeysFile, line.stdout);
-    await fs.writeFile(path.join(dir, "known_hosts"), proxy.sshd.knownHostsLine + "\n");
+    await trustProxies(dir, [proxy]);
 
     // One web app process serves every node: one HTTP server per node on its own port.
     const names = Array.from({ length: BURST_AGENTS }, (_, i) => `burst-${String(i + 1).padStart(3, "0")}`);

@@ -25,12 +25,12 @@ import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, expect, test } from "vitest";
 import { BACKOFF_CAP_MS } from "../packages/agent/src/agent.js";
-import { startDaemon, type Daemon, type Proxy, type StatusJson } from "./helpers/cluster.js";
+import { agentSettings, startDaemon, trustProxies, type Daemon, type Proxy, type StatusJson } from "./helpers/cluster.js";
 import { countLines, killSshdAndSessions, logLines, printTable, type FaultStatus } from "./helpers/faults.js";
-import { canConnect, makeInstallation, serverLines, startHaproxy, type Installation } from "./helpers/haproxy.js";
+import { canConnect, makeInstallation, serverLines, showServersState, startHaproxy, type Installation } from "./helpers/haproxy.js";
 import { createNetwork, setLink, startNsProxy, type Namespace, type TestNetwork } from "./helpers/netns.js";
 import { freePort, runCli, Scope, snapshotDir, waitFor } from "./helpers/process.js";
-import { makeKeyPair, startSshd, TEST_SSH_USER } from "./helpers/sshd.js";
+import { startSshd } from "./helpers/sshd.js";
 
 const scope = new Scope();
 const networks: TestNetwork[] = [];
@@ -76,24 +76,6 @@ function controlStatus(inst: Installation): Promise<FaultStatus> {
 
 const nodeOf = (s: FaultStatus, name: string) => s.nodes.find((n) => n.name === name);
 const stateOf = (s: FaultStatus, name: string) => nodeOf(s, name)?.state;
-
-/** The backends the running HAProxy has (`show servers state` on its admin socket), with their operational state (0 down, 2 up). */
-function runningServers(inst: Installation): Promise<Map<string, number>> {
-  return new Promise((resolve, reject) => {
-    let answer = "";
-    const s = net.createConnection({ path: path.join(inst.dir, "admin.sock") });
-    s.setTimeout(3000, () => s.destroy(new Error("no answer on admin.sock")));
-    s.on("connect", () => s.end("show servers state autoscaler\n"));
-    s.on("data", (b: Buffer) => (answer += b.toString()));
-    s.on("error", reject);
-    s.on("close", (hadError) => {
-      if (hadError) return;
-      // Data lines: "be_id be_name srv_id srv_name srv_addr srv_op_state …"
-      const rows = answer.split("\n").filter((l) => /^\d+ autoscaler /.test(l)).map((l) => l.split(" "));
-      resolve(new Map(rows.map((r) => [r[3]!, Number(r[5])])));
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // Building the parts
@@ -172,29 +154,9 @@ interface FaultNode {
  */
 async function startFaultNode(proxies: Proxy[], o: { name: string; address: string; port: number; ns?: Namespace; burnMs?: number }): Promise<FaultNode> {
   const dir = await scope.tempDir(`autoscaler-node-${o.name}-`);
-  const key = makeKeyPair(dir, "node_key");
-  for (const p of proxies) {
-    const line = await runCli(["authorize-key", key.publicFile, "--config", p.inst.ini]);
-    if (line.code !== 0) throw new Error(`authorize-key failed: ${line.stderr}`);
-    await fs.appendFile(p.sshd.authorizedKeysFile, line.stdout);
-  }
-  await fs.writeFile(path.join(dir, "known_hosts"), proxies.map((p) => p.sshd.knownHostsLine).join("\n") + "\n");
+  await trustProxies(dir, proxies);
   const ini = path.join(dir, "autoscaler.ini");
-  const settings = [
-    `haproxy.servers=${proxies.map((p) => `${p.sshd.address}:${p.sshd.port}`).join(",")}`,
-    `haproxy.ssh_command=ssh -i node_key ${TEST_SSH_USER}@$HOST`,
-    "haproxy.known_hosts=known_hosts",
-    `master.token=${proxies[0]!.token}`,
-    `master.listen=127.0.0.1:${proxies[0]!.masterPort}`,
-    "master.metrics_listen=",
-    "master.state_dir=state",
-    `agent.name=${o.name}`,
-    `agent.address=${o.address}`,
-    `agent.port=${o.port}`,
-    `agent.instance_id=i-${o.name}`,
-    "agent.interval=1",
-    "agent.cpu_source=pid:web.pid",
-  ];
+  const settings = agentSettings(proxies, { name: o.name, address: o.address, port: o.port, cpuSource: "pid:web.pid" });
   const init = await runCli(["init", "--config", ini, ...settings.flatMap((s) => ["--set", s])]);
   if (init.code !== 0) throw new Error(`node init failed: ${init.stderr}`);
   const wrap = o.ns?.wrap ?? [];
@@ -312,7 +274,7 @@ test(
         await delay(200);
       }
       const during = await status();
-      const haproxyDuring = await runningServers(proxy.inst);
+      const haproxyDuring = new Map((await showServersState(proxy.inst.dir)).map((r) => [r.name, r.opState]));
       const runsDuring = await cmds.runs();
       // Before the heal: entries and server lines all kept, the running HAProxy still has every backend.
       for (const n of cut) expect(stateOf(during, n.name), `${n.name} in trial ${trial}`).toBe("unreachable");

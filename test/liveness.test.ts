@@ -1,9 +1,8 @@
 import { existsSync, promises as fs } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { getThrough, startNode, startProxy, type Proxy, type StatusJson } from "./helpers/cluster.js";
-import { canConnect, serverLines } from "./helpers/haproxy.js";
+import { canConnect, serverLines, showServersState } from "./helpers/haproxy.js";
 import { Scope, startBackend, snapshotDir, waitFor } from "./helpers/process.js";
 
 const scope = new Scope();
@@ -22,21 +21,7 @@ const serversOf = async (proxy: Proxy) => serverLines(await fs.readFile(proxy.in
 const hasServer = async (proxy: Proxy, name: string) => (await serversOf(proxy)).some((l) => l.startsWith(`server ${name} `));
 
 /** The backends the running HAProxy serves, from its admin socket (`show servers state`), not from the file. */
-function runningServers(proxy: Proxy): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    let answer = "";
-    const s = net.createConnection({ path: path.join(proxy.inst.dir, "admin.sock") });
-    s.setTimeout(3000, () => s.destroy(new Error("no answer on admin.sock")));
-    s.on("connect", () => s.end("show servers state autoscaler\n"));
-    s.on("data", (b: Buffer) => (answer += b.toString()));
-    s.on("error", reject);
-    s.on("close", (hadError) => {
-      if (hadError) return;
-      // Data lines: "be_id be_name srv_id srv_name srv_addr …"
-      resolve(answer.split("\n").filter((l) => /^\d+ autoscaler /.test(l)).map((l) => l.split(" ")[3]!).sort());
-    });
-  });
-}
+const runningServers = async (proxy: Proxy) => (await showServersState(proxy.inst.dir)).map((r) => r.name).sort();
 
 /** The JSON lines of a daemon's log (the master logs JSON when stdout is not a terminal). */
 function jsonLines(log: string): Record<string, unknown>[] {

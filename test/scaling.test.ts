@@ -5,12 +5,11 @@
  * the cloud is fake. CPU figures are percent of all of this machine's cores.
  */
 import { promises as fs } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { afterEach, expect, test, vi } from "vitest";
 import { createCloud, type Cloud } from "./helpers/cloud.js";
 import { getThrough, startProxy, type Proxy } from "./helpers/cluster.js";
-import { serverLines } from "./helpers/haproxy.js";
+import { serverLines, showServersState } from "./helpers/haproxy.js";
 import { runLoad } from "./helpers/load.js";
 import { Scope, waitFor } from "./helpers/process.js";
 
@@ -156,21 +155,8 @@ test("pause: a hot node launches nothing; a manual scale-up still works; resume 
   expect(after[2]!.reason).toMatch(/scale-up: node cloud-1 at [\d.]+ % ≥ 30 % for 3 s/);
 });
 
-/** The admin state of `name` on the running HAProxy (`show servers state`: srv_admin_state, 0x08 is drain). */
-function adminState(proxy: Proxy, name: string): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    let answer = "";
-    const s = net.createConnection({ path: path.join(proxy.inst.dir, "admin.sock") });
-    s.setTimeout(2000, () => s.destroy());
-    s.on("connect", () => s.end("show servers state autoscaler\n"));
-    s.on("data", (b: Buffer) => (answer += b.toString()));
-    s.on("error", () => resolve(undefined));
-    s.on("close", () => {
-      const line = answer.split("\n").find((l) => l.split(" ")[3] === name);
-      resolve(line ? Number(line.split(" ")[6]) : undefined);
-    });
-  });
-}
+/** The admin state of `name` on the running HAProxy (`show servers state`: srv_admin_state, 0x08 is drain); undefined when it cannot say. */
+const adminState = async (proxy: Proxy, name: string) => (await showServersState(proxy.inst.dir).catch(() => [])).find((r) => r.name === name)?.adminState;
 
 test.each([
   ["through HAProxy's runtime socket", true],

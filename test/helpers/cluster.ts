@@ -172,15 +172,13 @@ export function agentSettings(proxies: Proxy[], agent: { name: string; address: 
 }
 
 /**
- * Start a node reporting to `proxies`: a key pair (authorised on each proxy with the line
- * `authorize-key` prints), known_hosts with each proxy's host key, a web app, and the agent.
+ * A node's side of the SSH trust with `proxies`, in `dir`: a key pair `node_key`, authorised on
+ * each proxy (unless `authorize` is false) with the line `authorize-key` prints, and
+ * `known_hosts` with each proxy's host key.
  */
-export async function startNode(scope: Scope, proxies: Proxy[], options: NodeOptions): Promise<TestNode> {
-  const dir = await scope.tempDir(`autoscaler-node-${options.name}-`);
-  const address = options.address ?? "127.0.0.1";
-  const webPort = await freePort();
+export async function trustProxies(dir: string, proxies: Proxy[], authorize = true): Promise<KeyPair> {
   const key = makeKeyPair(dir, "node_key");
-  if (options.authorize !== false) {
+  if (authorize) {
     for (const p of proxies) {
       const line = await runCli(["authorize-key", key.publicFile, "--config", p.inst.ini]);
       if (line.code !== 0) throw new Error(`authorize-key failed: ${line.stderr}`);
@@ -188,6 +186,18 @@ export async function startNode(scope: Scope, proxies: Proxy[], options: NodeOpt
     }
   }
   await fs.writeFile(path.join(dir, "known_hosts"), proxies.map((p) => p.sshd.knownHostsLine).join("\n") + "\n");
+  return key;
+}
+
+/**
+ * Start a node reporting to `proxies`: a key pair (authorised on each proxy with the line
+ * `authorize-key` prints), known_hosts with each proxy's host key, a web app, and the agent.
+ */
+export async function startNode(scope: Scope, proxies: Proxy[], options: NodeOptions): Promise<TestNode> {
+  const dir = await scope.tempDir(`autoscaler-node-${options.name}-`);
+  const address = options.address ?? "127.0.0.1";
+  const webPort = await freePort();
+  const key = await trustProxies(dir, proxies, options.authorize !== false);
   const ini = path.join(dir, "autoscaler.ini");
   const settings = [
     ...KNOWN_AWS_SETTINGS,

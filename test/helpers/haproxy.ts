@@ -153,3 +153,30 @@ export function serverLines(configText: string, backend = "autoscaler"): string[
   }
   return out;
 }
+
+/** One backend of the running HAProxy, as `show servers state` gives it. */
+export interface RunningServer {
+  name: string;
+  /** srv_op_state: 0 down, 2 up. */
+  opState: number;
+  /** srv_admin_state: a bit field; 0x08 is drain. */
+  adminState: number;
+}
+
+/** The servers of the `autoscaler` backend that the running HAProxy has, asked on the installation's admin socket (`<dir>/admin.sock`), not read from the file. */
+export function showServersState(dir: string): Promise<RunningServer[]> {
+  return new Promise((resolve, reject) => {
+    let answer = "";
+    const s = net.createConnection({ path: path.join(dir, "admin.sock") });
+    s.setTimeout(3000, () => s.destroy(new Error("no answer on admin.sock")));
+    s.on("connect", () => s.end("show servers state autoscaler\n"));
+    s.on("data", (b: Buffer) => (answer += b.toString()));
+    s.on("error", reject);
+    s.on("close", (hadError) => {
+      if (hadError) return;
+      // Data lines: "be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state …"
+      const rows = answer.split("\n").filter((l) => /^\d+ autoscaler /.test(l)).map((l) => l.split(" "));
+      resolve(rows.map((r) => ({ name: r[3]!, opState: Number(r[5]), adminState: Number(r[6]) })));
+    });
+  });
+}
