@@ -70,3 +70,13 @@ export async function writeFileAtomic(target: string, data: string | Buffer, opt
   }
   await syncDir(path.dirname(target));
 }
+
+/** A file's bytes, or undefined when it does not exist (any other error is thrown). */
+export async function readIfExists(file: string): Promise<Buffer | undefined> {
+  try {
+    return await fs.readFile(file);
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return undefined;
+    throw err;
+  }
+}

@@ -1,7 +1,7 @@
 /** `autoscaler install-service agent|master`: write the shipped systemd unit, or print it with --dry-run. */
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { AutoscalerError, errnoCode, resolveConfigPath, writeFileAtomic } from "@autoscaler/shared";
+import { AutoscalerError, errnoCode, readIfExists, resolveConfigPath, writeFileAtomic } from "@autoscaler/shared";
 import { findAsset } from "../assets.js";
 import type { GlobalArgs } from "../context.js";
 import type { Io } from "../io.js";
@@ -22,15 +22,6 @@ export interface InstallServiceArgs extends GlobalArgs {
   dryRun?: boolean;
   unitDir?: string;
   force?: boolean;
-}
-
-async function readIfExists(file: string): Promise<Buffer | undefined> {
-  try {
-    return await fs.readFile(file);
-  } catch (err) {
-    if (errnoCode(err) === "ENOENT") return undefined;
-    throw err;
-  }
 }
 
 /** What to do once the unit is in place. */

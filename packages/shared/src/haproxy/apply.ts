@@ -19,9 +19,9 @@ import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import lockfile from "proper-lockfile";
-import { syncDir, tempPathFor, writeAndSync, writeFileAtomic } from "../atomic-write.js";
+import { readIfExists, syncDir, tempPathFor, writeAndSync, writeFileAtomic } from "../atomic-write.js";
 import { describeExit, type CommandResult, type CommandRunner } from "../command-runner.js";
-import { AutoscalerError, errnoCode } from "../errors.js";
+import { AutoscalerError } from "../errors.js";
 import type { Config } from "../config/load.js";
 import type { Logger } from "../logger.js";
 import { judgeReload, showProc, type ProcTable } from "./master-cli.js";
@@ -101,15 +101,6 @@ export function haproxyErrorLines(result: CommandResult, staged: string, target:
     }
   }
   return lines;
-}
-
-async function readIfExists(file: string): Promise<Buffer | undefined> {
-  try {
-    return await fs.readFile(file);
-  } catch (err) {
-    if (errnoCode(err) === "ENOENT") return undefined;
-    throw err;
-  }
 }
 
 async function modeOf(file: string): Promise<number> {
