@@ -51,10 +51,20 @@ export function openTunnel(t: TunnelTarget): Promise<Tunnel> {
       reject(refusal ? new HostKeyError(refusal) : err);
     };
     client.on("ready", () => {
+      // ssh2 has no timeout of its own for a channel the server never answers: one that does not
+      // open within readyTimeoutMs ends this attempt, as a handshake that never completes does.
+      const opening = setTimeout(() => {
+        fail(new Error(`the proxy did not open the tunnel to ${t.masterHost}:${t.masterPort} within ${t.readyTimeoutMs} ms`));
+        client.destroy();
+      }, t.readyTimeoutMs);
       client.forwardOut("127.0.0.1", 0, t.masterHost, t.masterPort, (err, stream) => {
+        clearTimeout(opening);
         if (err) return fail(new Error(`the proxy refused the tunnel to ${t.masterHost}:${t.masterPort}: ${err.message}`));
+        if (settled) return stream.destroy();
         settled = true;
         stream.on("close", () => client.end());
+        // A write to a channel that is closing emits "error"; the "close" that follows ends the tunnel.
+        stream.on("error", () => client.end());
         resolve({ stream, close: () => client.end(), closed });
       });
     });
