@@ -80,7 +80,7 @@ test(
         const ini = path.join(dir, `${names[j]}.ini`);
         await fs.writeFile(ini, baseText.replace(/^name = burst-000$/m, `name = ${names[j]}`).replace(/^port = 1$/m, `port = ${ports[j]}`).replace(/^instance_id = i-burst$/m, `instance_id = i-${names[j]}`), { mode: 0o600 });
         // The agent unit's NODE_OPTIONS (etc/systemd/autoscaler-agent.service): a smaller young generation.
-        batch.push(startDaemon(scope, ["agent", "--config", ini, "--log-level", "info"], { env: { NODE_OPTIONS: "--max-semi-space-size=1" } }));
+        batch.push(startDaemon(scope, ["agent", "--config", ini, "--log-level", "debug"], { env: { NODE_OPTIONS: "--max-semi-space-size=1" } }));
       }
       agents.push(...batch);
       await waitFor(`agents ${i + 1}–${i + batch.length} to connect`, () => batch.every((d) => countLines(d, /connected to the master/) >= 1), 60_000, 100);
@@ -99,7 +99,19 @@ test(
     expect(sessions).toBeGreaterThanOrEqual(BURST_AGENTS);
 
     // Every agent back: its own log says so (with the time it was welcomed), then the master's registry says so.
-    await waitFor(`all ${BURST_AGENTS} agents to reconnect`, () => agents.every((d, i) => countLines(d, /connected to the master/) > connectedBefore[i]!), BACKOFF_CAP_MS + 30_000, 200);
+    await waitFor(
+      `all ${BURST_AGENTS} agents to reconnect`,
+      () => {
+        const missing = agents.map((d, i) => ({ d, i })).filter(({ d, i }) => countLines(d, /connected to the master/) <= connectedBefore[i]!);
+        if (missing.length === 0) return true;
+        // On a timeout, say which agents are not back and what they last logged.
+        const lines = missing.slice(0, 5).map(({ d, i }) => `${names[i]} (pid ${d.child.pid}, ${d.child.exitCode === null ? "running" : `exited ${d.child.exitCode}`}): ${d.log().trim().split("\n").slice(-4).join(" | ")}`);
+        const tail = (text: string) => text.trim().split("\n").slice(-5).join(" | ");
+        throw new Error(`${missing.length} not back (sshd listening again ${Date.now() - restartedAt} ms ago); ${lines.join("; ")}; sshd: ${tail(proxy.sshd.log())}; master: ${tail(proxy.master.log())}`);
+      },
+      BACKOFF_CAP_MS + 30_000,
+      200,
+    );
     const backAt = agents.map((d) => logLines(d, "connected to the master").find((l) => l.at >= killedAt)!.at - killedAt);
     const exact = await waitFor(
       "the registry to hold every node once, live, with one connection and fresh samples",
