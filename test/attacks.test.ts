@@ -19,7 +19,7 @@ import path from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 import { startDaemon, startNode, startProxy, type Proxy } from "./helpers/cluster.js";
 import { serverLines } from "./helpers/haproxy.js";
-import { fetchText, hostsDir, jsonLogLines, probeMaster, type ProbeResult } from "./helpers/hostile.js";
+import { closedByPeer, fetchText, hostsDir, jsonLogLines, probeMaster, refusedByReason, type ProbeResult } from "./helpers/hostile.js";
 import { runLoad } from "./helpers/load.js";
 import { runCli, runProcess, Scope, startBackend, waitFor } from "./helpers/process.js";
 import { KNOWN_AWS_SECRET_KEY, registerSecret } from "./helpers/secrets.js";
@@ -39,21 +39,7 @@ function hello(fields: Record<string, unknown>): string {
 
 /** The reasons the master logged for closing connections, by our local port. */
 function reasonsByPeer(proxy: Proxy): Map<number, string[]> {
-  const out = new Map<number, string[]>();
-  for (const l of jsonLogLines(proxy.master.log())) {
-    if (!String(l.msg).startsWith("agent connection closed")) continue;
-    const port = Number(/^127\.0\.0\.1:(\d+)$/.exec(String(l.peer))?.[1]);
-    out.set(port, [...(out.get(port) ?? []), String(l.reason)]);
-  }
-  return out;
-}
-
-/** `autoscaler_connections_refused_total` by reason. */
-async function refusedMetric(proxy: Proxy): Promise<Record<string, number>> {
-  const text = await fetchText(`http://127.0.0.1:${proxy.metricsPort}/metrics`);
-  const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^autoscaler_connections_refused_total\{reason="([a-z_]+)"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
-  return out;
+  return new Map([...closedByPeer(proxy.master.log())].map(([port, closes]) => [port, closes.map((c) => c.reason)]));
 }
 
 /** What status --json holds that these tests read. */
@@ -173,7 +159,7 @@ describe("forged agents on the master's port", () => {
     const expected: Record<string, number> = {};
     for (const p of probes) expected[p.reason] = (expected[p.reason] ?? 0) + 1;
     for (const f of flood) expected[kinds[f.i % kinds.length]![0]] = (expected[kinds[f.i % kinds.length]![0]] ?? 0) + 1;
-    expect(await refusedMetric(proxy)).toEqual(expected);
+    expect(await refusedByReason(proxy.metricsPort)).toEqual(expected);
     expect(proxy.master.log()).not.toMatch(/too many connections|uncaught|unhandled/i);
     expect(proxy.master.log()).not.toMatch(/"msg":"agent registered"[^\n]*"node":"(flood-|forged-|manual-1)/);
 

@@ -9,9 +9,9 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import fc from "fast-check";
 import { afterEach, expect, test } from "vitest";
-import { getThrough, startNode, startProxy, type Proxy } from "./helpers/cluster.js";
+import { getThrough, startNode, startProxy } from "./helpers/cluster.js";
 import { serverLines } from "./helpers/haproxy.js";
-import { fetchText, floodMaster, hasNonBlankLine, hostsDir, jsonLogLines, probeMaster, type ProbeResult } from "./helpers/hostile.js";
+import { closedByPeer, floodMaster, hasNonBlankLine, hostsDir, jsonLogLines, probeMaster, refusedByReason, type ProbeResult } from "./helpers/hostile.js";
 import { Scope, startBackend, waitFor } from "./helpers/process.js";
 
 const scope = new Scope();
@@ -33,25 +33,6 @@ function hello(token: string, fields: Record<string, unknown> = {}): Record<stri
   };
 }
 const line = (v: unknown) => JSON.stringify(v) + "\n";
-
-/** Every "agent connection closed" line of the master's log, by peer port. */
-function closedByPeer(proxy: Proxy): Map<number, { reason: string; node?: string }[]> {
-  const out = new Map<number, { reason: string; node?: string }[]>();
-  for (const l of jsonLogLines(proxy.master.log())) {
-    if (!String(l.msg).startsWith("agent connection closed")) continue;
-    const port = Number(/^127\.0\.0\.1:(\d+)$/.exec(String(l.peer))?.[1]);
-    out.set(port, [...(out.get(port) ?? []), { reason: String(l.reason), ...(l.node ? { node: String(l.node) } : {}) }]);
-  }
-  return out;
-}
-
-/** The sum of `autoscaler_connections_refused_total` over every reason. */
-async function refusedTotal(proxy: Proxy): Promise<Record<string, number>> {
-  const text = await fetchText(`http://127.0.0.1:${proxy.metricsPort}/metrics`);
-  const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^autoscaler_connections_refused_total\{reason="([a-z_]+)"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
-  return out;
-}
 
 test("random bytes, a 10 MB line, wrong shapes, garbage after a valid hello and 500 idle connections: each bad connection is closed with a logged reason and the real nodes never notice", async () => {
   const proxy = await startProxy(scope);
@@ -155,9 +136,9 @@ test("random bytes, a 10 MB line, wrong shapes, garbage after a valid hello and 
 
   // Every connection the master closed has a logged reason, and the metric counted each one.
   const logged = await waitFor("a logged reason for every connection the master closed", () => {
-    const byPeer = closedByPeer(proxy);
+    const byPeer = closedByPeer(proxy.master.log());
     return mustBeLogged.every((m) => byPeer.get(m.probe.localPort)?.some((e) => m.reasons.includes(e.reason))) ? byPeer : undefined;
-  }, 10_000, 100).catch(() => closedByPeer(proxy));
+  }, 10_000, 100).catch(() => closedByPeer(proxy.master.log()));
   const missing = mustBeLogged.filter((m) => !logged.get(m.probe.localPort)?.some((e) => m.reasons.includes(e.reason))).map((m) => `${m.what} (port ${m.probe.localPort}: ${JSON.stringify(logged.get(m.probe.localPort))}, expected ${m.reasons.join("|")})`);
   expect(missing).toEqual([]);
   expect(logged.get(garbageAfter.localPort)).toContainEqual({ reason: "bad_json", node: "hostile-1" });
@@ -167,7 +148,7 @@ test("random bytes, a 10 MB line, wrong shapes, garbage after a valid hello and 
     expect(allClosedLines.some((l) => l.reason === reason), `a connection closed for ${reason}`).toBe(true);
   }
   expect(allClosedLines.filter((l) => !junkReasons.includes(String(l.reason)) && l.reason !== "name_taken").map((l) => l.reason)).toEqual([]);
-  const refused = await refusedTotal(proxy);
+  const refused = await refusedByReason(proxy.metricsPort);
   expect(Object.values(refused).reduce((x, y) => x + y, 0)).toBe(allClosedLines.length);
   expect(proxy.master.log()).not.toMatch(/too many connections|uncaught|unhandled/i);
 

@@ -189,6 +189,25 @@ export async function fetchText(url: string, timeoutMs = 3000): Promise<string> 
   return text;
 }
 
+/** Every "agent connection closed" line of a master's log, by the peer's (our probe's) local port: the reason, and the node when the master named one. */
+export function closedByPeer(masterLog: string): Map<number, { reason: string; node?: string }[]> {
+  const out = new Map<number, { reason: string; node?: string }[]>();
+  for (const l of jsonLogLines(masterLog)) {
+    if (!String(l.msg).startsWith("agent connection closed")) continue;
+    const port = Number(/^127\.0\.0\.1:(\d+)$/.exec(String(l.peer))?.[1]);
+    out.set(port, [...(out.get(port) ?? []), { reason: String(l.reason), ...(l.node ? { node: String(l.node) } : {}) }]);
+  }
+  return out;
+}
+
+/** `autoscaler_connections_refused_total` from a master's /metrics, by reason. */
+export async function refusedByReason(metricsPort: number): Promise<Record<string, number>> {
+  const text = await fetchText(`http://127.0.0.1:${metricsPort}/metrics`);
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^autoscaler_connections_refused_total\{reason="([a-z_]+)"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
+  return out;
+}
+
 /** The SHA256 fingerprint of a public key file, as the real `ssh-keygen -lf` prints it. */
 export function sshFingerprint(publicFile: string): string {
   const out = execFileSync("ssh-keygen", ["-lf", publicFile]).toString();
