@@ -21,6 +21,7 @@ import os from "node:os";
 import path from "node:path";
 import { startDaemon, startNode, startProxy, type Daemon } from "../test/helpers/cluster.js";
 import { CLI, REPO_ROOT as REPO, waitFor } from "../test/helpers/process.js";
+import type { MasterStatus } from "../test/helpers/status.js";
 import {
   type BenchResult,
   type Resources,
@@ -239,7 +240,7 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     await sleep(WARMUP_MS);
     const [m, b, rd] = await Promise.all([measure(agent.child.pid!, MEASURE_MS), measure(baseline.pid!, MEASURE_MS), measure(reader.pid!, MEASURE_MS)]);
     // The master really got the samples.
-    const st = (await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/status`)).json()) as { nodes: { name: string; cpu_now: number | null; samples_in_window: number; state: string }[] };
+    const st = (await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/status`)).json()) as MasterStatus;
     const seen = st.nodes.find((n) => n.name === "footprint");
     if (!seen || seen.state !== "live" || seen.cpu_now === null) throw new Error(`the master does not show the agent live with samples: ${JSON.stringify(seen)}`);
     agent.child.kill("SIGTERM");

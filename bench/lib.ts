@@ -9,7 +9,7 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Scope } from "../test/helpers/process.js";
+import { Scope, sleep } from "../test/helpers/process.js";
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = path.resolve(BENCH_DIR, "..");
@@ -97,7 +97,8 @@ export function textTable(head: string[], rows: (string | number)[][]): string {
 
 /* ---------------------------------------------------------------- processes */
 
-export const sleep = (millis: number) => new Promise<void>((r) => setTimeout(r, millis));
+/** The tests' one sleep (test/helpers/process.ts). */
+export { sleep };
 
 /** Spawn a command (no shell) and resolve with its exit code and output once it exits. */
 export function runCommand(

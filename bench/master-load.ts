@@ -35,6 +35,7 @@ import { startProxy, type Proxy } from "../test/helpers/cluster.js";
 import { serverLines } from "../test/helpers/haproxy.js";
 import { runCli } from "../test/helpers/process.js";
 import { makeKeyPair, TEST_SSH_USER } from "../test/helpers/sshd.js";
+import type { MasterStatus } from "../test/helpers/status.js";
 import {
   type BenchResult,
   type Resources,
@@ -373,7 +374,7 @@ async function runOne(res: Resources, run: Run, log: (s: string) => void): Promi
     }
     const cpu1 = await treeCpu(masterPid);
     const regLines = logLines(proxy.master.log()).slice(logFrom).filter((l) => l.msg === "haproxy applied" && l.t <= liveAt);
-    const st = JSON.parse(await getText(proxy.metricsPort, "/status")) as { nodes: { state: string }[] };
+    const st = JSON.parse(await getText(proxy.metricsPort, "/status")) as MasterStatus;
     const live = st.nodes.filter((n) => n.state === "live").length;
     if (live !== run.nodes) throw new Error(`the master shows ${live} of ${run.nodes} nodes live after registration`);
     log(`master-load ${run.label}: all ${run.nodes} welcomed after ${(allWelcomedMs / 1000).toFixed(1)} s, in HAProxy after ${((liveAt - wall0) / 1000).toFixed(1)} s; settling ${SETTLE_MS / 1000} s`);

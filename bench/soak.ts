@@ -23,10 +23,11 @@ import { promises as fs } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { startNode, startProxy, type Proxy, type StatusJson, type TestNode } from "../test/helpers/cluster.js";
+import { startNode, startProxy, type Proxy, type TestNode } from "../test/helpers/cluster.js";
 import { serverLines, showProc } from "../test/helpers/haproxy.js";
 import { runLoad } from "../test/helpers/load.js";
 import { startBackend, waitFor } from "../test/helpers/process.js";
+import type { MasterStatus } from "../test/helpers/status.js";
 import { type BenchResult, loadNote, machineInfo, mdTable, mib, ms, readProcCpu, readProcMemory, sleep, stats, textTable, withResources } from "./lib.js";
 
 const AGENTS = 20;
@@ -51,7 +52,7 @@ function soakMinutes(): number {
 }
 
 /** GET /status on the master's metrics port, on a fresh connection so no idle socket stays open in the master between samples. */
-function httpStatus(port: number): Promise<StatusJson & { haproxy: { applies: number; reloads: number; reload_failures: number; check_failures: number } }> {
+function httpStatus(port: number): Promise<MasterStatus> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: "127.0.0.1", port, path: "/status", agent: false, timeout: 5_000 }, (r) => {
       const chunks: Buffer[] = [];

@@ -19,15 +19,14 @@ import path from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 import { startDaemon, startNode, startProxy, type Proxy } from "./helpers/cluster.js";
 import { serverLines } from "./helpers/haproxy.js";
-import { closedByPeer, fetchText, hostsDir, jsonLogLines, probeMaster, refusedByReason, type ProbeResult } from "./helpers/hostile.js";
+import { closedByPeer, hostsDir, jsonLogLines, probeMaster, refusedByReason, type ProbeResult } from "./helpers/hostile.js";
 import { runLoad } from "./helpers/load.js";
-import { runCli, runProcess, Scope, startBackend, waitFor } from "./helpers/process.js";
+import { runCli, runProcess, Scope, sleep, startBackend, waitFor } from "./helpers/process.js";
 import { KNOWN_AWS_SECRET_KEY, registerSecret } from "./helpers/secrets.js";
+import { status } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A hello line: a valid one from `name`, with fields overridden (`undefined` drops a field). */
 function hello(fields: Record<string, unknown>): string {
@@ -40,17 +39,6 @@ function hello(fields: Record<string, unknown>): string {
 /** The reasons the master logged for closing connections, by our local port. */
 function reasonsByPeer(proxy: Proxy): Map<number, string[]> {
   return new Map([...closedByPeer(proxy.master.log())].map(([port, closes]) => [port, closes.map((c) => c.reason)]));
-}
-
-/** What status --json holds that these tests read. */
-interface Status {
-  nodes: { name: string; address: string; source: string; state: string; connections: number; last_seen_seconds_ago: number | null; instance_id: string | null }[];
-  haproxy: { applies: number; reloads: number; last_error: { message: string; details: string[] } | null };
-  launches: { status: string; instances: string[]; nodes: string[] }[];
-  drains: { node: string; instance_id: string; status: string }[];
-}
-async function status(proxy: Proxy): Promise<Status> {
-  return JSON.parse(await fetchText(`http://127.0.0.1:${proxy.metricsPort}/status`)) as Status;
 }
 
 /** Wait until the master has applied and reloaded everything it was asked to (no apply for 1.2 s, past the 800 ms ceiling); its counts then. */

@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { createCloud, isProcessOf, type Cloud } from "./helpers/cloud.js";
 import { getThrough, startProxy, type Proxy } from "./helpers/cluster.js";
-import { runCli, runProcess, Scope, waitFor } from "./helpers/process.js";
+import { runCli, runProcess, Scope, sleep, waitFor } from "./helpers/process.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
@@ -153,7 +153,7 @@ test("the cloud's knobs: fail exits 3 starting nothing, startNodes=false prints 
   const until = Date.now() + 3_000;
   while (Date.now() < until) {
     expect((await proxy.status()).nodes).toEqual([]);
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
 
   await cloud.setOptions({ terminateFail: true });

@@ -6,8 +6,10 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, promises as fs } from "node:fs";
+import path from "node:path";
 import { afterEach, expect, test } from "vitest";
-import { CLI, runCli, Scope, waitFor } from "./helpers/process.js";
+import { CLI, runCli, Scope, sleep, waitFor } from "./helpers/process.js";
+import { status, type MasterStatus } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
@@ -23,12 +25,6 @@ async function processesMentioning(text: string): Promise<number[]> {
   return out;
 }
 
-interface Status {
-  nodes: { name: string; state: string }[];
-  capacity: { active: number };
-  actions: { launches: number; terminations: number };
-}
-
 test("the demo scales up under its load and back down, HAProxy serves every node, and it leaves nothing behind", async () => {
   const child = spawn(process.execPath, [CLI, "demo", "--duration", "70"], { stdio: ["ignore", "pipe", "pipe"] });
   scope.track(child);
@@ -37,24 +33,23 @@ test("the demo scales up under its load and back down, HAProxy serves every node
   child.stderr!.on("data", (b: Buffer) => (out += b.toString()));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
 
-  const statusUrl = await waitFor("the master's status URL in the demo's output", () => /master status: (http:\/\/127\.0\.0\.1:\d+\/status)/.exec(out)?.[1], 30_000);
+  await waitFor("the master's status URL in the demo's output", () => /master status: (http:\/\/127\.0\.0\.1:\d+\/status)/.exec(out)?.[1], 30_000);
   const dir = /autoscaler demo in (\S+)/.exec(out)![1]!;
   expect(existsSync(dir)).toBe(true);
 
   // Follow the master while the demo runs: the most nodes live at once, and the last figures seen.
   let maxActive = 0;
-  let last: Status | undefined;
+  let last: MasterStatus | undefined;
   let code: number | null | undefined;
   void exited.then((c) => (code = c));
   while (code === undefined) {
     try {
-      const res = await fetch(statusUrl, { signal: AbortSignal.timeout(2000) });
-      last = (await res.json()) as Status;
+      last = await status({ stateDir: path.join(dir, "state") });
       maxActive = Math.max(maxActive, last.capacity.active);
     } catch {
       // the demo is ending
     }
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
   }
 
   expect(code, out).toBe(0);

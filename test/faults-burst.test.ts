@@ -14,9 +14,10 @@ import path from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { BACKOFF_CAP_MS } from "../packages/agent/src/agent.js";
 import { agentSettings, startDaemon, startProxy, trustProxies, type Daemon, type Proxy } from "./helpers/cluster.js";
-import { countLines, killSshdAndSessions, logLines, printTable, type FaultStatus } from "./helpers/faults.js";
+import { countLines, killSshdAndSessions, logLines, printTable } from "./helpers/faults.js";
 import { serverLines } from "./helpers/haproxy.js";
 import { runCli, Scope, waitFor } from "./helpers/process.js";
+import { status } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
@@ -45,7 +46,6 @@ test(
   async () => {
     const started = Date.now();
     const proxy = await startProxy(scope, { settings: ["scaling.forget_after=600"] });
-    const httpStatus = async () => (await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/status`, { signal: AbortSignal.timeout(3000) })).json()) as FaultStatus;
     const dir = await scope.tempDir("autoscaler-burst-");
     await trustProxies(dir, [proxy]);
 
@@ -86,7 +86,7 @@ test(
       await waitFor(`agents ${i + 1}–${i + batch.length} to connect`, () => batch.every((d) => countLines(d, /connected to the master/) >= 1), 60_000, 100);
     }
     const startMs = Date.now() - startAt;
-    await waitFor(`all ${BURST_AGENTS} live in /status`, async () => (await httpStatus()).nodes.filter((n) => n.state === "live").length === BURST_AGENTS, 30_000, 200);
+    await waitFor(`all ${BURST_AGENTS} live in the status`, async () => (await status(proxy)).nodes.filter((n) => n.state === "live").length === BURST_AGENTS, 30_000, 200);
     const memory = (await Promise.all(agents.map((d) => memoryMiB(d.child.pid!)))).reduce((x, y) => ({ rss: x.rss + y.rss, pss: x.pss + y.pss }), { rss: 0, pss: 0 });
 
     const registrationsBefore = await metricValue(proxy, "autoscaler_registrations_total");
@@ -116,7 +116,7 @@ test(
     const exact = await waitFor(
       "the registry to hold every node once, live, with one connection and fresh samples",
       async () => {
-        const s = await httpStatus();
+        const s = await status(proxy);
         const ok = s.nodes.length === BURST_AGENTS && s.nodes.every((n) => n.state === "live" && n.connections === 1 && (n.last_seen_seconds_ago ?? 99) < 2);
         return ok && (await metricValue(proxy, "autoscaler_registrations_total")) - registrationsBefore >= BURST_AGENTS ? s : undefined;
       },

@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { getThrough, startNode, startProxy } from "./helpers/cluster.js";
 import { hostsDir, startGatedWebApp } from "./helpers/hostile.js";
-import { freePort, Scope, waitFor } from "./helpers/process.js";
+import { freePort, Scope, sleep, waitFor } from "./helpers/process.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
@@ -35,7 +35,7 @@ test("a node whose health_url answers 503 is not registered during several agent
   const checksAtStart = app.healthChecks();
   const windowMs = 3500;
   const started = Date.now();
-  await new Promise((r) => setTimeout(r, windowMs));
+  await sleep(windowMs);
   expect(Date.now() - started).toBeGreaterThanOrEqual(windowMs);
   expect(app.healthChecks() - checksAtStart, "the agent kept re-checking /health").toBeGreaterThanOrEqual(2);
   expect(node.agent.log()).not.toMatch(/hello sent|connected to the master/);
@@ -58,7 +58,7 @@ test("a node whose health_url answers 503 is not registered during several agent
   expect(JSON.parse(entries["web-gated.json"]!)).toMatchObject({ name: "web-gated", address, port: appPort, source: "agent" });
 
   // The agent keeps re-checking: when /health fails again, its samples say so and status shows it.
-  const healthyOf = async () => ((await proxy.status()).nodes as unknown as { name: string; healthy: boolean | null }[]).find((n) => n.name === "web-gated")?.healthy;
+  const healthyOf = async () => (await proxy.status()).nodes.find((n) => n.name === "web-gated")?.healthy;
   await waitFor("status to show web-gated healthy", async () => (await healthyOf()) === true, 10_000, 200);
   await fs.rm(flag);
   await waitFor("status to show web-gated unhealthy", async () => (await healthyOf()) === false, 10_000, 200);

@@ -170,7 +170,7 @@ test("random bytes, a 10 MB line, wrong shapes, garbage after a valid hello and 
     ["web-b", "127.0.0.3", "agent"],
   ]);
   // hostile-1's connections were all closed by the master; the real nodes each keep their one tunnel.
-  const connections = Object.fromEntries((status.nodes as unknown as { name: string; connections: number }[]).map((n) => [n.name, n.connections]));
+  const connections = Object.fromEntries(status.nodes.map((n) => [n.name, n.connections]));
   expect(connections).toEqual({ "hostile-1": 0, "web-a": 1, "web-b": 1 });
   const seen = new Set<string>();
   await waitFor("HAProxy to serve web-a and web-b", async () => {

@@ -1,21 +1,15 @@
 import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
 import { afterEach, expect, test } from "vitest";
-import { getThrough, startNode, startProxy, type Proxy, type StatusJson } from "./helpers/cluster.js";
+import { getThrough, startNode, startProxy, type Proxy } from "./helpers/cluster.js";
 import { canConnect, serverLines, showServersState } from "./helpers/haproxy.js";
-import { Scope, startBackend, snapshotDir, waitFor } from "./helpers/process.js";
+import { Scope, sleep, startBackend, snapshotDir, waitFor } from "./helpers/process.js";
+import { status, type MasterStatus } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
 
-/** The master's status over its read-only HTTP `/status`: cheaper to poll than a CLI run. */
-async function httpStatus(proxy: Proxy): Promise<StatusJson> {
-  const res = await fetch(`http://127.0.0.1:${proxy.metricsPort}/status`, { signal: AbortSignal.timeout(2000) });
-  if (!res.ok) throw new Error(`/status answered ${res.status}`);
-  return (await res.json()) as StatusJson;
-}
-
-const node = (s: StatusJson, name: string) => s.nodes.find((n) => n.name === name);
+const node = (s: MasterStatus, name: string) => s.nodes.find((n) => n.name === name);
 const hostFile = (proxy: Proxy, name: string) => path.join(proxy.inst.dir, "hosts.d", `${name}.json`);
 const serversOf = async (proxy: Proxy) => serverLines(await fs.readFile(proxy.inst.haproxyConfig, "utf8"));
 const hasServer = async (proxy: Proxy, name: string) => (await serversOf(proxy)).some((l) => l.startsWith(`server ${name} `));
@@ -57,7 +51,7 @@ test(
     const a = await startNode(scope, [proxy], { name: "web-a", address: "127.0.0.2" });
     const b = await startNode(scope, [proxy], { name: "web-b", address: "127.0.0.3" });
     await waitFor("both nodes live with samples", async () => {
-      const s = await httpStatus(proxy);
+      const s = await status(proxy);
       return ["web-a", "web-b"].every((n) => node(s, n)?.state === "live" && node(s, n)?.cpu_now !== null);
     }, 20_000, 100);
     expect(await hasServer(proxy, "web-a")).toBe(true);
@@ -68,12 +62,12 @@ test(
     await exited;
     const stoppedAt = Date.now();
     await proxy.master.waitForLog(/agent disconnected.*"node":"web-a"/, 10_000);
-    const justDropped = await httpStatus(proxy);
+    const justDropped = await status(proxy);
     expect(node(justDropped, "web-a")?.state).toBe("live");
 
     // After node_timeout without samples: unreachable, entry and server line still there.
     const unreachable = await waitFor("web-a to show unreachable", async () => {
-      const s = await httpStatus(proxy);
+      const s = await status(proxy);
       return node(s, "web-a")?.state === "unreachable" ? s : undefined;
     }, 10_000, 50);
     const unreachableAfter = Date.now() - stoppedAt;
@@ -83,7 +77,7 @@ test(
     expect(await hasServer(proxy, "web-a")).toBe(true);
     expect(await runningServers(proxy)).toEqual(["manual-1", "web-a", "web-b"]);
     expect(node(unreachable, "web-b")?.state).toBe("live");
-    const viaCli = await proxy.status();
+    const viaCli = JSON.parse((await proxy.inst.cli("status", "--json")).stdout) as MasterStatus;
     expect(node(viaCli, "web-a")?.state).toBe("unreachable");
 
     // After forget_after: gone from status, hosts.d and haproxy.cfg, and never shown in between as
@@ -91,7 +85,7 @@ test(
     let lastSight = node(unreachable, "web-a")!;
     let configuredSightings = 0;
     await waitFor("web-a to be forgotten", async () => {
-      const seen = node(await httpStatus(proxy), "web-a");
+      const seen = node(await status(proxy), "web-a");
       if (seen?.state === "configured") configuredSightings++;
       else if (seen) lastSight = seen;
       return seen === undefined;
@@ -165,7 +159,7 @@ test("a registering node is served by HAProxy within a second of the master's \"
   const poll = (async () => {
     while (!stop && servedAt === undefined) {
       if ((await getThrough(proxy.inst.frontendPort)) === "web-r") servedAt = Date.now();
-      else await new Promise((r) => setTimeout(r, 10));
+      else await sleep(10);
     }
   })();
   try {
@@ -205,7 +199,7 @@ test("/metrics reports each node's CPU, live nodes, samples and reloads; /status
   await startNode(scope, [proxy], { name: "web-b", address: "127.0.0.3" });
   const base = `http://127.0.0.1:${proxy.metricsPort}`;
   await waitFor("both nodes reporting CPU", async () => {
-    const s = await httpStatus(proxy);
+    const s = await status(proxy);
     return s.nodes.filter((n) => n.state === "live" && n.cpu_now !== null).length === 2 && s.haproxy.reloads >= 1;
   }, 20_000, 100);
 
@@ -222,9 +216,9 @@ test("/metrics reports each node's CPU, live nodes, samples and reloads; /status
   expect(metric(text, "autoscaler_samples_received_total")).toBeGreaterThan(0);
   expect(metric(text, "autoscaler_haproxy_reloads_total")).toBeGreaterThanOrEqual(1);
 
-  const [overHttp, overCli] = [await (await fetch(`${base}/status`)).json(), await proxy.status()];
+  const [overHttp, overCli] = [await (await fetch(`${base}/status`)).json(), JSON.parse((await proxy.inst.cli("status", "--json")).stdout) as MasterStatus];
   expect(shape(overHttp)).toEqual(shape(overCli));
-  expect((overHttp as StatusJson).nodes.map((n) => [n.name, n.state])).toEqual(overCli.nodes.map((n) => [n.name, n.state]));
+  expect((overHttp as MasterStatus).nodes.map((n) => [n.name, n.state])).toEqual(overCli.nodes.map((n) => [n.name, n.state]));
 
   for (const url of [`${base}/metrics`, `${base}/status`]) {
     const post = await fetch(url, { method: "POST", body: "{}" });

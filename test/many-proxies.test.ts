@@ -53,8 +53,8 @@ test("one agent reports to two proxies in their own network namespaces: both HAP
   for (const s of [statusA, statusB]) {
     expect(s.nodes.map((n) => [n.name, n.address, n.port, n.source, n.state])).toEqual([["web-m", net.hostAddress, node.webPort, "agent", "live"]]);
   }
-  const reasonA = (statusA as unknown as { role_reason: string }).role_reason;
-  const reasonB = (statusB as unknown as { role_reason: string }).role_reason;
+  const reasonA = statusA.role_reason;
+  const reasonB = statusB.role_reason;
   expect(reasonA).toContain(nsA.address);
   expect(reasonB).toContain(nsA.address);
 });

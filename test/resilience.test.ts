@@ -1,11 +1,10 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, expect, test } from "vitest";
 import { BACKOFF_CAP_MS } from "../packages/agent/src/agent.js";
 import { getThrough, startNode, startProxy, type Daemon, type Proxy, type TestNode } from "./helpers/cluster.js";
 import { canConnect } from "./helpers/haproxy.js";
-import { descendants, Scope, snapshotDir, waitFor } from "./helpers/process.js";
+import { descendants, Scope, sleep, snapshotDir, waitFor } from "./helpers/process.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
@@ -121,7 +120,7 @@ test("a master killed with SIGKILL and started again leaves hosts.d byte-identic
       const body = await getThrough(proxy.inst.frontendPort);
       if (body) bodies.push(body);
       else failures++;
-      await delay(25);
+      await sleep(25);
     }
   })();
 

@@ -8,28 +8,11 @@ import path from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { startNode, startProxy, type Daemon, type Proxy } from "./helpers/cluster.js";
 import { serverLines } from "./helpers/haproxy.js";
-import { Scope, waitFor } from "./helpers/process.js";
+import { Scope, sleep, waitFor } from "./helpers/process.js";
+import { status } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
-
-/** What status --json holds about scaling. */
-interface ScalingStatus {
-  role: string;
-  capacity: { active: number; pending: number; leaving: number; desired: number; min: number; max: number };
-  paused: boolean;
-  cooldown: { scale_up_seconds: number; scale_down_seconds: number };
-  last_decision: { action: string; reason: string } | null;
-  launches: { id: string; status: string; count: number; nodes: string[]; reason: string; note: string | null; error: string | null; manual: boolean }[];
-  events: { kind: string; message: string }[];
-}
-
-async function scalingStatus(proxy: Proxy): Promise<ScalingStatus> {
-  const res = await fetch(`http://127.0.0.1:${proxy.metricsPort}/status`, { signal: AbortSignal.timeout(2000) });
-  return (await res.json()) as ScalingStatus;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A proxy (with its master) whose launch command is a script that logs each run with its COUNT, then does `body`. */
 async function proxyWithLaunch(settings: string[], body = ""): Promise<Proxy & { runs: () => Promise<string[]> }> {
@@ -44,7 +27,7 @@ test("below min_nodes the master launches once; a launch that never brings a nod
   // The first tick may come before the script was written (it then fails); restart so the count starts clean.
 
   const pending = await waitFor("a pending launch", async () => {
-    const s = await scalingStatus(proxy);
+    const s = await status(proxy);
     return s.launches.find((l) => l.status === "pending") ? s : undefined;
   });
   expect(pending.capacity).toMatchObject({ active: 0, pending: 1, desired: 1, min: 1 });
@@ -52,7 +35,7 @@ test("below min_nodes the master launches once; a launch that never brings a nod
   expect(await proxy.runs()).toEqual(["COUNT=1"]);
 
   const failed = await waitFor("the launch to time out", async () => {
-    const s = await scalingStatus(proxy);
+    const s = await status(proxy);
     return s.launches.find((l) => l.status === "failed") ? s : undefined;
   }, 8_000);
   expect(failed.launches[0]!.error).toMatch(/launch_timeout: 0 of 1 node\(s\) registered within 3 s/);
@@ -66,7 +49,7 @@ test("below min_nodes the master launches once; a launch that never brings a nod
   // Below min_nodes again, but a launch that brought nothing is followed by a 30 s backoff.
   await sleep(1500);
   expect(await proxy.runs()).toEqual(["COUNT=1"]);
-  expect((await scalingStatus(proxy)).last_decision?.reason).toMatch(/below min_nodes.*backoff/);
+  expect((await status(proxy)).last_decision?.reason).toMatch(/below min_nodes.*backoff/);
 });
 
 test("a failing launch command is an event with its exit code and stderr (secrets redacted), and is not retried before the backoff", async () => {
@@ -74,7 +57,7 @@ test("a failing launch command is an event with its exit code and stderr (secret
   const proxy = await proxyWithLaunch(["scaling.min_nodes=1", `aws.aws_secret_key=${secret}`], 'echo "quota exceeded for key $AWS_SECRET_ACCESS_KEY" >&2; exit 3');
 
   const s = await waitFor("a failed launch", async () => {
-    const st = await scalingStatus(proxy);
+    const st = await status(proxy);
     return st.launches.find((l) => l.status === "failed") ? st : undefined;
   });
   const failure = s.events.find((e) => e.kind === "launch_failed")!;
@@ -97,7 +80,7 @@ test("manual scale-up runs the command with COUNT, caps at max_nodes and says wh
   expect(up.stdout).toMatch(/launching 2 node\(s\): manual scale-up of 5 \(capped 5 → 2 by max_nodes \(0 of 2 backends or pending\)\)/);
   await waitFor("the launch script to run", async () => (await proxy.runs()).length === 1);
   expect(await proxy.runs()).toEqual(["COUNT=2"]);
-  const s = await scalingStatus(proxy);
+  const s = await status(proxy);
   expect(s.capacity).toMatchObject({ pending: 2, desired: 2, max: 2 });
   expect(s.launches.at(-1)).toMatchObject({ manual: true, count: 2 });
 
@@ -130,7 +113,7 @@ test("pause survives a restart and stops automatic launches; manual scale-up sti
   await fs.writeFile(proxy.inst.ini, ini.replace(/^min_nodes = .*$/m, "min_nodes = 1"));
   proxy.master = await proxy.startMaster();
   await sleep(1200);
-  const paused = await scalingStatus(proxy);
+  const paused = await status(proxy);
   expect(paused.paused).toBe(true);
   expect(paused.last_decision?.reason).toBe("paused");
   expect(await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).text()).toMatch(/^autoscaler_paused 1$/m);
@@ -142,11 +125,11 @@ test("pause survives a restart and stops automatic launches; manual scale-up sti
 
   const resume = await proxy.inst.cli("resume");
   expect(resume.code, resume.stderr).toBe(0);
-  expect((await scalingStatus(proxy)).paused).toBe(false);
+  expect((await status(proxy)).paused).toBe(false);
   // The manual launch is pending, so min_nodes is met: resuming launches nothing more.
   await sleep(800);
   expect(await proxy.runs()).toEqual(["COUNT=1"]);
-  expect((await scalingStatus(proxy)).events.map((e) => e.kind)).toEqual(expect.arrayContaining(["scale_up", "resumed"]));
+  expect((await status(proxy)).events.map((e) => e.kind)).toEqual(expect.arrayContaining(["scale_up", "resumed"]));
 });
 
 test("a follower refuses scale commands and names the decider's rule; a corrupt state.json stops the master with a message and is left as it was", async () => {

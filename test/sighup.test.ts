@@ -14,26 +14,14 @@ import { afterEach, expect, test } from "vitest";
 import { setIniValue } from "@autoscaler/shared";
 import { startProxy, type Proxy } from "./helpers/cluster.js";
 import { canConnect, serverLines } from "./helpers/haproxy.js";
-import { fetchText, hostsDir, jsonLogLines, probeMaster } from "./helpers/hostile.js";
+import { hostsDir, jsonLogLines, probeMaster } from "./helpers/hostile.js";
 import { getOnce } from "./helpers/load.js";
-import { freePort, Scope, startBackend, waitFor } from "./helpers/process.js";
+import { freePort, Scope, sleep, startBackend, waitFor } from "./helpers/process.js";
 import { KNOWN_AWS_SECRET_KEY, registerSecret } from "./helpers/secrets.js";
+import { status } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The parts of status --json this test reads. */
-interface Status {
-  capacity: { max: number; min: number };
-  haproxy: { reloads: number };
-  events: { kind: string; message: string }[];
-}
-/** The master's /status (the same document as `status --json`, which reads the ini and so refuses a bad one). */
-async function status(proxy: Proxy): Promise<Status> {
-  return JSON.parse(await fetchText(`http://127.0.0.1:${proxy.metricsPort}/status`)) as Status;
-}
 
 /** Send one command to HAProxy's admin socket (the template's `stats socket`) and return the answer. */
 function adminCli(proxy: Proxy, command: string): Promise<string> {

@@ -8,7 +8,7 @@ import path from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { startProxy, type Proxy } from "./helpers/cluster.js";
 import { serverLines, showProc } from "./helpers/haproxy.js";
-import { Scope, startBackend, waitFor } from "./helpers/process.js";
+import { Scope, sleep, startBackend, waitFor } from "./helpers/process.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
@@ -36,14 +36,14 @@ test("a burst of twenty changes becomes at most two reloads (debounce with a cei
   // Let the start-up apply settle first (a second with no reload), so the count below is the burst's alone.
   await waitFor("no pending apply", async () => {
     const a = (await showProc(proxy.inst)).master.reloads;
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000);
     return (await showProc(proxy.inst)).master.reloads === a;
   }, 15_000);
   const before = (await showProc(proxy.inst)).master.reloads;
   await Promise.all(Array.from({ length: 20 }, (_, i) => writeHost(proxy, `burst-${String(i).padStart(2, "0")}`, 20000 + i)));
   await waitServers(proxy, 20);
   // Give a stray second apply the chance to happen before counting (the ceiling is 800 ms).
-  await new Promise((r) => setTimeout(r, 1500));
+  await sleep(1500);
   const reloads = (await showProc(proxy.inst)).master.reloads - before;
   expect(reloads).toBeGreaterThanOrEqual(1);
   expect(reloads).toBeLessThanOrEqual(2);
@@ -58,8 +58,7 @@ test("a hosts.d file the master cannot use is refused, HAProxy keeps its config,
 
   await fs.writeFile(path.join(proxy.inst.dir, "hosts.d", "broken.json"), '{"address": "10.0.0.1", "port": ');
   const status = await waitFor("status to show the refused file", async () => {
-    const r = await proxy.inst.cli("status", "--json");
-    const s = JSON.parse(r.stdout) as { haproxy: { last_error: { message: string; details: string[] } | null } };
+    const s = await proxy.status();
     return s.haproxy.last_error?.details.some((d) => d.startsWith("broken.json")) ? s : undefined;
   });
   expect(status.haproxy.last_error!.message).toMatch(/cannot be used/);
@@ -68,7 +67,7 @@ test("a hosts.d file the master cannot use is refused, HAProxy keeps its config,
 
   await fs.writeFile(path.join(proxy.inst.dir, "hosts.d", "broken.json"), JSON.stringify({ address: "127.0.0.1", port: backend.port + 1 }));
   await waitServers(proxy, 2);
-  await waitFor("the error to clear", async () => JSON.parse((await proxy.inst.cli("status", "--json")).stdout).haproxy.last_error === null);
+  await waitFor("the error to clear", async () => (await proxy.status()).haproxy.last_error === null);
 });
 
 test("a template edit is applied by the running master; a template HAProxy refuses leaves the live config alone", async () => {
@@ -105,5 +104,5 @@ test("the last of several quick writes to one hosts.d file wins (the watcher dro
   await handle.write('"port": 31999}');
   await handle.close();
   await waitFor("the completed file in haproxy.cfg", async () => (await liveServers(proxy)).some((l) => l.includes(":31999 ")), 5000, 20);
-  await waitFor("no error left", async () => JSON.parse((await proxy.inst.cli("status", "--json")).stdout).haproxy.last_error === null);
+  await waitFor("no error left", async () => (await proxy.status()).haproxy.last_error === null);
 });

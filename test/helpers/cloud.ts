@@ -14,7 +14,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { Proxy } from "./cluster.js";
-import { REPO_ROOT, runCli, type Scope } from "./process.js";
+import { REPO_ROOT, runCli, sleep, type Scope } from "./process.js";
 import { makeKeyPair, TEST_SSH_USER } from "./sshd.js";
 
 /** The launch and terminate program. */
@@ -201,7 +201,7 @@ async function withLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
       continue;
     }
     if (Date.now() > deadline) throw new Error(`could not take ${lock} within ${LOCK_TIMEOUT_MS} ms (held by pid ${holder || "?"})`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
   try {
     return await fn();
@@ -271,7 +271,7 @@ export async function createCloud(scope: Scope, proxies?: Proxy | Proxy[], optio
         }
       }
       if (live.length > 0 && Date.now() > deadline) throw new Error(`the cloud in ${dir} still has processes after ${STOP_TIMEOUT_MS} ms: ${live.join(" ")}`);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   };
   scope.onCleanup(stop);

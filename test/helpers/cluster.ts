@@ -12,6 +12,7 @@ import { makeInstallation, startHaproxy, type Installation } from "./haproxy.js"
 import { CLI, freePort, runCli, waitFor, type Scope } from "./process.js";
 import { KNOWN_AWS_SETTINGS, recordOutput, registerSecret } from "./secrets.js";
 import { makeKeyPair, startSshd, TEST_SSH_USER, type KeyPair, type Sshd } from "./sshd.js";
+import { status, type MasterStatus } from "./status.js";
 
 /** A running daemon child with its collected output. */
 export interface Daemon {
@@ -54,15 +55,8 @@ export interface Proxy {
   token: string;
   master: Daemon;
   startMaster: () => Promise<Daemon>;
-  status: () => Promise<StatusJson>;
-}
-
-/** The parts of `status --json` tests read. */
-export interface StatusJson {
-  role: string;
-  nodes: { name: string; address: string; port: number; state: string; cpu_now: number | null; samples_in_window: number; last_seen_seconds_ago: number | null; source: string }[];
-  haproxy: { reloads: number; reload_failures: number };
-  events: { kind: string; message: string }[];
+  /** The master's status: {@link status} of helpers/status.ts, for this proxy. */
+  status: () => Promise<MasterStatus>;
 }
 
 /** Options for a proxy: a shared token (several proxies), extra `--set` settings. */
@@ -101,11 +95,7 @@ export async function startProxy(scope: Scope, options: ProxyOptions = {}): Prom
     token,
     master: await startMaster(),
     startMaster,
-    status: async () => {
-      const r = await inst.cli("status", "--json");
-      if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
-      return JSON.parse(r.stdout) as StatusJson;
-    },
+    status: () => status(inst),
   };
   return proxy;
 }

@@ -1,21 +1,9 @@
 /**
- * What the fault suites (faults-network, faults-burst) share: the status document's shape, a
- * daemon's log lines, killing sshd with its sessions, and the tables they print for RELIABILITY.md.
+ * What the fault suites (faults-network, faults-burst) share: a daemon's log lines, killing sshd
+ * with its sessions, and the tables they print for RELIABILITY.md.
  */
 import type { Proxy, Daemon } from "./cluster.js";
 import { descendants } from "./process.js";
-
-/** The parts of the status document (`autoscaler status --json`) these tests read. */
-export interface FaultStatus {
-  role: string;
-  nodes: { name: string; address: string; port: number; source: string; state: string; cpu_now: number | null; cpu_window: number | null; samples_in_window: number; last_seen_seconds_ago: number | null; connections: number }[];
-  capacity: { active: number; pending: number; leaving: number; desired: number; min: number; max: number };
-  last_decision: { action: string; reason: string } | null;
-  launches: { id: string; status: string; count: number; nodes: string[]; reason: string }[];
-  drains: { id: string; node: string; status: string; reason: string }[];
-  haproxy: { reloads: number; reload_failures: number };
-  events: { at: string; kind: string; message: string }[];
-}
 
 /** Lines of a daemon's output that match `pattern`. */
 export const countLines = (d: Daemon, pattern: RegExp) => d.log().split("\n").filter((l) => pattern.test(l)).length;

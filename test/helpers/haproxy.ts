@@ -17,6 +17,8 @@ export interface Installation {
   frontendPort: number;
   masterSocket: string;
   haproxyConfig: string;
+  /** The master's state_dir (its control socket is there): `state` in the folder unless a setting moved it. */
+  stateDir: string;
   /** The CLI with --config set. */
   cli: (...args: string[]) => ReturnType<typeof runCli>;
 }
@@ -47,12 +49,14 @@ export async function makeInstallation(scope: Scope, extraSettings: string[] = [
   const token = /^token = (.*)$/m.exec(await fs.readFile(ini, "utf8"))?.[1];
   if (token) registerSecret(token, "an installation's master.token");
   await adaptTemplateForTest(path.join(dir, "haproxy.cfg.tmpl"), frontendPort, dir);
+  const stateSetting = settings.filter((s) => s.startsWith("master.state_dir=")).at(-1)!.slice("master.state_dir=".length);
   return {
     dir,
     ini,
     frontendPort,
     masterSocket: path.join(dir, "master.sock"),
     haproxyConfig: path.join(dir, "haproxy.cfg"),
+    stateDir: path.resolve(dir, stateSetting),
     cli: (...args: string[]) => runCli([...args, "--config", ini]),
   };
 }

@@ -3,6 +3,7 @@
  * that counts every failed request (error, timeout or non-2xx answer) with its reason.
  */
 import http from "node:http";
+import { sleep } from "./process.js";
 
 /** One answer: status code and body text. */
 export interface Answer {
@@ -87,7 +88,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         result.failed++;
         if (result.failures.length < 20) result.failures.push((err as Error).message);
       }
-      if (options.gapMs) await new Promise((r) => setTimeout(r, options.gapMs));
+      if (options.gapMs) await sleep(options.gapMs);
     }
   };
   try {

@@ -11,10 +11,11 @@ import { randomBytes, randomInt } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { startDaemon, type Daemon, type Proxy, type StatusJson } from "./cluster.js";
+import { startDaemon, type Daemon, type Proxy } from "./cluster.js";
 import { canConnect, makeInstallation, showProc, type Installation } from "./haproxy.js";
-import { runCli, waitFor, type Scope } from "./process.js";
+import { waitFor, type Scope } from "./process.js";
 import { startSshd } from "./sshd.js";
+import { status } from "./status.js";
 
 const run = promisify(execFile);
 
@@ -200,11 +201,7 @@ export async function startNsProxy(scope: Scope, ns: Namespace, options: NsProxy
     token: options.token,
     master: await startMaster(),
     startMaster,
-    status: async () => {
-      const r = await runCli(["status", "--json", "--config", inst.ini]);
-      if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
-      return JSON.parse(r.stdout) as StatusJson;
-    },
+    status: () => status(inst),
   };
 }
 
