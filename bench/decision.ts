@@ -221,6 +221,7 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
         "scaling.cooldown=0",
         "scaling.min_nodes=0",
         "scaling.max_nodes=100",
+        "scaling.mode=instance",
         `scaling.scale_up_threshold=${THRESHOLD}`,
         "scaling.scale_down_threshold=5",
         `master.interval=${INTERVAL_S}`,

@@ -45,6 +45,7 @@ import { createHostsStore, loadConfig } from "@autoscaler/shared";
 import { createCloud, type Cloud } from "../test/helpers/cloud.js";
 import { startProxy, type Daemon } from "../test/helpers/cluster.js";
 import { runProcess, Scope } from "../test/helpers/process.js";
+import type { MasterStatus } from "../test/helpers/status.js";
 import { type BenchResult, type Resources, loadNote, logLines, machineInfo, mdTable, ms, sleep, stats, textTable, withResources } from "./lib.js";
 
 const TRIALS = 3;
@@ -67,18 +68,10 @@ const TRIAL_TIMEOUT_MS = 40_000;
 
 type LogLine = ReturnType<typeof logLines>[number];
 
-/** The parts of `/status` read here. */
-interface Status {
-  now: string;
-  nodes: { name: string; state: string; cpu_now: number | null; last_seen_seconds_ago: number | null }[];
-  cooldown: { scale_up_seconds: number };
-  last_decision: { at: string; action: string; reason: string } | null;
-}
-
-async function getStatus(port: number): Promise<Status | undefined> {
+async function getStatus(port: number): Promise<MasterStatus | undefined> {
   try {
     const r = await fetch(`http://127.0.0.1:${port}/status`, { signal: AbortSignal.timeout(2000) });
-    return r.ok ? ((await r.json()) as Status) : undefined;
+    return r.ok ? ((await r.json()) as MasterStatus) : undefined;
   } catch {
     return undefined;
   }
@@ -172,6 +165,7 @@ async function measure(res: Resources, cloud: Cloud, thresholds: { up: number; d
       `scaling.cooldown=${COOLDOWN_S}`,
       "scaling.min_nodes=1",
       "scaling.max_nodes=10",
+      "scaling.mode=instance",
       `scaling.scale_up_threshold=${thresholds.up}`,
       `scaling.scale_down_threshold=${thresholds.down}`,
       `master.interval=${INTERVAL_S}`,
@@ -182,7 +176,7 @@ async function measure(res: Resources, cloud: Cloud, thresholds: { up: number; d
   const { config } = await loadConfig(proxy.inst.ini);
   const store = createHostsStore(config.hostsDir);
   const status = () => getStatus(proxy.metricsPort);
-  const cloudOne = (s: Status | undefined) => s?.nodes.find((n) => n.name === "cloud-1");
+  const cloudOne = (s: MasterStatus | undefined) => s?.nodes.find((n) => n.name === "cloud-1");
 
   // The master launches cloud-1 itself, for min_nodes = 1.
   await until("the master to launch cloud-1 and see it live", SETUP_TIMEOUT_MS, 200, async () => (cloudOne(await status())?.state === "live" ? true : undefined));

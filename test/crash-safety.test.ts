@@ -20,6 +20,7 @@ import { afterEach, expect, test } from "vitest";
 import { createCloud, shellQuote, type Cloud, type KillPoint } from "./helpers/cloud.js";
 import { getThrough, startProxy, type Daemon, type Proxy } from "./helpers/cluster.js";
 import { Scope, waitFor } from "./helpers/process.js";
+import type { MasterStatus } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
@@ -33,6 +34,7 @@ afterEach(() => scope.cleanup());
 const SETTINGS = [
   "master.interval=0.2",
   "scaling.min_nodes=0",
+  "scaling.mode=instance",
   "scaling.scale_up_threshold=95",
   "scaling.scale_down_threshold=1",
   "scaling.window=600",
@@ -43,14 +45,6 @@ const SETTINGS = [
 ];
 /** Bound for a node to come up and register, or for a drain to finish, after a restart (agents reconnect with backoff). */
 const SETTLE_MS = 25_000;
-
-/** The parts of `/status` these trials read. */
-interface ScalingStatus {
-  nodes: { name: string; state: string }[];
-  capacity: { active: number; pending: number; leaving: number; desired: number };
-  launches: { id: string; status: string; count: number; nodes: string[]; note: string | null; error: string | null; manual: boolean }[];
-  drains: { id: string; node: string; instance_id: string; status: string; note: string | null; error: string | null; manual: boolean }[];
-}
 
 /** The parts of state.json these trials read. */
 interface StateFile {
@@ -74,11 +68,6 @@ interface Harness {
   masters: Daemon[];
   /** One row per trial, printed at the end of each test. */
   table: Record<string, string | number>[];
-}
-
-async function scalingStatus(proxy: Proxy): Promise<ScalingStatus> {
-  const res = await fetch(`http://127.0.0.1:${proxy.metricsPort}/status`, { signal: AbortSignal.timeout(2000) });
-  return (await res.json()) as ScalingStatus;
 }
 
 /** state.json as the master left it; a master that never recorded anything has none yet. */
@@ -166,11 +155,11 @@ async function nodesInHostsD(h: Harness): Promise<string[]> {
 }
 
 /** Wait until `name` is live, in hosts.d and haproxy.cfg, and its launch is done with it; then check it is served along with `others`. */
-async function waitNodeServing(h: Harness, launchId: string, name: string, others: string[]): Promise<ScalingStatus> {
+async function waitNodeServing(h: Harness, launchId: string, name: string, others: string[]): Promise<MasterStatus> {
   const status = await waitFor(
     `${name} live, in hosts.d and haproxy.cfg, and launch ${launchId} done`,
     async () => {
-      const s = await scalingStatus(h.proxy);
+      const s = await h.proxy.status();
       const launch = s.launches.find((l) => l.id === launchId);
       const live = s.nodes.some((n) => n.name === name && n.state === "live");
       return launch?.status === "done" && live && (await inHostsD(h.proxy, name)) && (await inHaproxyCfg(h.proxy, name)) ? s : undefined;
@@ -178,7 +167,7 @@ async function waitNodeServing(h: Harness, launchId: string, name: string, other
     SETTLE_MS,
     100,
   ).catch(async (err: Error) => {
-    const s = await scalingStatus(h.proxy).catch(() => undefined);
+    const s = await h.proxy.status().catch(() => undefined);
     throw new Error(`${err.message}\nlaunch: ${JSON.stringify(s?.launches.find((l) => l.id === launchId))}\nmaster log: ${h.proxy.master.log().slice(-4000)}`);
   });
   expect(status.launches.find((l) => l.id === launchId)!.nodes).toEqual([name]);
@@ -292,7 +281,7 @@ async function scaleDownTrial(h: Harness, kill: Kill): Promise<void> {
   const status = await waitFor(
     `the drain of ${node} to be done`,
     async () => {
-      const s = await scalingStatus(h.proxy);
+      const s = await h.proxy.status();
       return s.drains.find((d) => d.id === drain.id)?.status === "done" ? s : undefined;
     },
     SETTLE_MS,
@@ -398,7 +387,7 @@ test(
     const launched = await waitFor(
       `${total} nodes launched and registered`,
       async () => {
-        const s = await scalingStatus(h.proxy);
+        const s = await h.proxy.status();
         return s.launches.length === 1 && s.launches[0]!.status === "done" && s.nodes.filter((n) => n.state === "live").length === total ? s.launches[0]! : undefined;
       },
       40_000,
@@ -432,13 +421,15 @@ test(
     const registered = await waitFor(
       "the node to register while the launch command still runs",
       async () => {
-        const s = await scalingStatus(h.proxy);
+        const s = await h.proxy.status();
         return s.launches[0]?.nodes.length === 1 ? s.launches[0] : undefined;
       },
       SETTLE_MS,
       50,
     );
     expect(registered.status).toBe("running");
+    // The claim is in status before state.json has it: wait for the node's hosts.d entry, written after the save.
+    await waitFor("the node's hosts.d entry", async () => (await nodesInHostsD(h)).includes(registered.nodes[0]!), SETTLE_MS, 20);
     killMaster(h);
     await waitKilled(h.masters[0]!);
     await fs.rm(linger);

@@ -35,12 +35,11 @@ import { afterEach, expect, test } from "vitest";
 import { isProcessOf, shellQuote } from "./helpers/cloud.js";
 import { getThrough, startDaemon, type Daemon } from "./helpers/cluster.js";
 import { makeInstallation, serverLines, startHaproxy, type Installation } from "./helpers/haproxy.js";
-import { freePort, REPO_ROOT, runProcess, Scope, startBackend, waitFor } from "./helpers/process.js";
+import { freePort, REPO_ROOT, runProcess, Scope, sleep, startBackend, waitFor } from "./helpers/process.js";
+import { status, type MasterStatus } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- a proxy box: installation, HAProxy, master -------------------------------------------
 
@@ -90,21 +89,6 @@ async function startBox(settings: string[], before?: (inst: Installation) => Pro
   };
   await box.startMaster();
   return box;
-}
-
-/** The parts of `/status` these tests read. */
-interface Status {
-  nodes: { name: string; state: string }[];
-  capacity: { active: number; pending: number; desired: number };
-  last_decision: { action: string; reason: string } | null;
-  haproxy: { applies: number; reloads: number; reload_failures: number; check_failures: number; last_error: { code: string; message: string; details: string[] } | null };
-  events: { kind: string; message: string }[];
-  actions: { not_recorded: number };
-}
-
-async function status(box: Box): Promise<Status> {
-  const res = await fetch(`http://127.0.0.1:${box.metricsPort}/status`, { signal: AbortSignal.timeout(3000) });
-  return (await res.json()) as Status;
 }
 
 async function metrics(box: Box): Promise<string> {
@@ -512,6 +496,7 @@ test(
         // Manual actions only: nothing below min_nodes, and a window no node ever fills.
         "scaling.min_nodes=0",
         "scaling.max_nodes=10",
+        "scaling.mode=instance",
         "scaling.scale_up_threshold=95",
         "scaling.scale_down_threshold=1",
         "scaling.window=600",
@@ -723,7 +708,7 @@ test("a failing reload (HAProxy stopped) and a failing check (a bad template pus
   await expectNoStrayStaged(box, "after the failed reload");
   expect(await metrics(box)).toMatch(/^autoscaler_haproxy_reload_failures_total [1-9]/m);
   const cli = await box.inst.cli("status", "--json");
-  expect(JSON.parse(cli.stdout).haproxy.last_error.code).toBe("AUTOSCALER_HAPROXY_RELOAD_FAILED");
+  expect((JSON.parse(cli.stdout) as MasterStatus).haproxy.last_error!.code).toBe("AUTOSCALER_HAPROXY_RELOAD_FAILED");
 
   // HAProxy back (on the last good file): the retry (every 5 s) applies b without any further change.
   await startHaproxy(scope, box.inst);

@@ -19,18 +19,17 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, expect, test } from "vitest";
 import { BACKOFF_CAP_MS } from "../packages/agent/src/agent.js";
-import { agentSettings, startDaemon, trustProxies, type Daemon, type Proxy, type StatusJson } from "./helpers/cluster.js";
-import { countLines, killSshdAndSessions, logLines, printTable, type FaultStatus } from "./helpers/faults.js";
+import { agentSettings, startDaemon, trustProxies, type Daemon, type Proxy } from "./helpers/cluster.js";
+import { countLines, killSshdAndSessions, logLines, printTable } from "./helpers/faults.js";
 import { canConnect, makeInstallation, serverLines, showServersState, startHaproxy, type Installation } from "./helpers/haproxy.js";
 import { createNetwork, setLink, startNsProxy, type Namespace, type TestNetwork } from "./helpers/netns.js";
-import { freePort, runCli, Scope, snapshotDir, waitFor } from "./helpers/process.js";
+import { freePort, runCli, Scope, sleep, snapshotDir, waitFor } from "./helpers/process.js";
 import { startSshd } from "./helpers/sshd.js";
+import { status, type MasterStatus } from "./helpers/status.js";
 
 const scope = new Scope();
 const networks: TestNetwork[] = [];
@@ -48,34 +47,8 @@ const round1 = (x: number) => Math.round(x * 10) / 10;
 // ---------------------------------------------------------------------------------------------
 // Reading a master
 
-/**
- * The status document, asked on the master's control socket: the same request and answer as
- * `autoscaler status --json`, without a CLI process per poll (these tests poll many times a
- * second), and a file, so it reaches a master inside a namespace too.
- */
-function controlStatus(inst: Installation): Promise<FaultStatus> {
-  return new Promise((resolve, reject) => {
-    let answer = "";
-    const s = net.createConnection({ path: path.join(inst.dir, "state", "control.sock") });
-    s.setTimeout(3000, () => s.destroy(new Error("no answer on the control socket")));
-    s.on("connect", () => s.write(JSON.stringify({ cmd: "status" }) + "\n"));
-    s.on("data", (b: Buffer) => (answer += b.toString()));
-    s.on("error", reject);
-    s.on("close", (hadError) => {
-      if (hadError) return;
-      try {
-        const parsed = JSON.parse(answer) as { ok: boolean; result?: FaultStatus; error?: string };
-        if (!parsed.ok || !parsed.result) reject(new Error(`status refused: ${parsed.error}`));
-        else resolve(parsed.result);
-      } catch (err) {
-        reject(err as Error);
-      }
-    });
-  });
-}
-
-const nodeOf = (s: FaultStatus, name: string) => s.nodes.find((n) => n.name === name);
-const stateOf = (s: FaultStatus, name: string) => nodeOf(s, name)?.state;
+const nodeOf = (s: MasterStatus, name: string) => s.nodes.find((n) => n.name === name);
+const stateOf = (s: MasterStatus, name: string) => nodeOf(s, name)?.state;
 
 // ---------------------------------------------------------------------------------------------
 // Building the parts
@@ -111,12 +84,7 @@ async function startBridgeProxy(address: string, settings: string[]): Promise<Pr
     await d.waitForLog(/master started/, 15_000);
     return d;
   };
-  const status = async () => {
-    const r = await inst.cli("status", "--json");
-    if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
-    return JSON.parse(r.stdout) as StatusJson;
-  };
-  return { inst, sshd, masterPort, metricsPort, token, master: await startMaster(), startMaster, status };
+  return { inst, sshd, masterPort, metricsPort, token, master: await startMaster(), startMaster, status: () => status(inst) };
 }
 
 /**
@@ -217,17 +185,17 @@ test(
       // 0 while the nodes come up (an empty hosts.d would make the master launch two), 2 below.
       "scaling.min_nodes=0",
       "scaling.max_nodes=10",
+      "scaling.mode=instance",
       "scaling.scale_up_threshold=90",
       `scaling.scale_down_threshold=${downThreshold}`,
       "scaling.drain_seconds=1",
       "haproxy.runtime_socket=admin.sock",
     ]);
-    const status = () => controlStatus(proxy.inst);
     const p1 = await startFaultNode([proxy], { name: "web-p1", address: nsP1.address, port: 8080, ns: nsP1, burnMs: WARM_BURN_MS });
     const p2 = await startFaultNode([proxy], { name: "web-p2", address: nsP2.address, port: 8080, ns: nsP2 });
     await startFaultNode([proxy], { name: "web-q", address: nsQ.address, port: 8080, ns: nsQ });
     const cut = [p1, p2];
-    await waitFor("all three nodes registered", async () => (await status()).nodes.filter((n) => n.state === "live").length === 3, 20_000, 100);
+    await waitFor("all three nodes registered", async () => (await proxy.status()).nodes.filter((n) => n.state === "live").length === 3, 20_000, 100);
     // Now min_nodes = 2, by restarting the master on the edited ini: its hosts.d holds all three.
     await setIni(proxy.inst, "min_nodes", "2");
     await restartMaster(proxy);
@@ -239,7 +207,7 @@ test(
       waitFor(
         "all three nodes live and fresh, web-p1 warm over the window",
         async () => {
-          const s = await status();
+          const s = await proxy.status();
           const fresh = names.every((n) => nodeOf(s, n)?.state === "live" && (nodeOf(s, n)?.last_seen_seconds_ago ?? 99) < 1.5 && (nodeOf(s, n)?.samples_in_window ?? 0) >= 2);
           return fresh && (nodeOf(s, "web-p1")?.cpu_window ?? 0) >= downThreshold && s.last_decision?.reason === "within thresholds" ? s : undefined;
         },
@@ -267,13 +235,13 @@ test(
       let polls = 0;
       while (Date.now() - downAt < PARTITION_MS && polls < 1000) {
         polls++;
-        const s = await status();
+        const s = await proxy.status();
         for (const n of cut) if (stateOf(s, n.name) === "unreachable" && !unreachableAt.has(n.name)) unreachableAt.set(n.name, Date.now() - downAt);
         if (s.last_decision) reasons.add(s.last_decision.reason);
         qStates.add(stateOf(s, "web-q") ?? "absent");
-        await delay(200);
+        await sleep(200);
       }
-      const during = await status();
+      const during = await proxy.status();
       const haproxyDuring = new Map((await showServersState(proxy.inst.dir)).map((r) => [r.name, r.opState]));
       const runsDuring = await cmds.runs();
       // Before the heal: entries and server lines all kept, the running HAProxy still has every backend.
@@ -294,7 +262,7 @@ test(
       await waitFor(
         "the cut nodes to be live again",
         async () => {
-          const s = await status();
+          const s = await proxy.status();
           for (const n of cut) if (stateOf(s, n.name) === "live" && !liveAfter.has(n.name)) liveAfter.set(n.name, Date.now() - upAt);
           return liveAfter.size === cut.length;
         },
@@ -315,8 +283,8 @@ test(
       });
     }
     // And nothing ran afterwards either, once the nodes were back.
-    await delay(1000);
-    const end = await status();
+    await sleep(1000);
+    const end = await proxy.status();
     expect(await cmds.runs()).toEqual([]);
     expect(end.launches).toEqual([]);
     expect(end.drains).toEqual([]);
@@ -369,7 +337,7 @@ async function requestLoop(address: string, port: number, o: { concurrency: numb
       } catch (err) {
         result.failures.push({ reason: (err as Error).message, at: Date.now() });
       }
-      await delay(o.gapMs);
+      await sleep(o.gapMs);
     }
   };
   try {
@@ -394,7 +362,7 @@ test(
     // claim as they register; one stays pending), then holds back only because unreachable nodes
     // still count and the scale-up cooldown runs. The follower sees all of this and must never act.
     const upThreshold = round1(HOT_BURN_MS / CORES / 4);
-    const settings = (cmds: string[]) => [...cmds, "master.interval=0.5", "scaling.node_timeout=5", "scaling.window=3", "scaling.min_nodes=4", "scaling.max_nodes=10", `scaling.scale_up_threshold=${upThreshold}`, `scaling.scale_down_threshold=${round1(upThreshold / 4)}`, "scaling.cooldown=300"];
+    const settings = (cmds: string[]) => [...cmds, "master.interval=0.5", "scaling.node_timeout=5", "scaling.window=3", "scaling.min_nodes=4", "scaling.max_nodes=10", "scaling.mode=instance", `scaling.scale_up_threshold=${upThreshold}`, `scaling.scale_down_threshold=${round1(upThreshold / 4)}`, "scaling.cooldown=300"];
     const [cmdsA, cmdsB] = [await countingCommands(), await countingCommands()];
     const [a, b] = await Promise.all([startNsProxy(scope, nsA, { token, servers, settings: settings(cmdsA.settings) }), startNsProxy(scope, nsB, { token, servers, settings: settings(cmdsB.settings) })]);
     const names = ["web-1", "web-2", "web-3"];
@@ -403,11 +371,11 @@ test(
     const labelA = `${nsA.address}:22`;
     const connectedToA = (n: FaultNode) => n.agent.log().split("\n").filter((l) => l.includes("connected to the master") && l.includes(labelA)).length;
 
-    const allLive = (s: FaultStatus) => names.every((n) => stateOf(s, n) === "live");
-    await waitFor("both masters to list all three nodes live", async () => allLive(await controlStatus(a.inst)) && allLive(await controlStatus(b.inst)), 30_000, 200);
+    const allLive = (s: MasterStatus) => names.every((n) => stateOf(s, n) === "live");
+    await waitFor("both masters to list all three nodes live", async () => allLive(await status(a.inst)) && allLive(await status(b.inst)), 30_000, 200);
     // The launch that was due: exactly one, on the decider, its nodes claimed by the registrations.
     const launched = await waitFor("the decider's launch for min_nodes", async () => {
-      const s = await controlStatus(a.inst);
+      const s = await status(a.inst);
       return s.launches.length === 1 && s.launches[0]!.nodes.length === 3 ? s : undefined;
     }, 15_000, 200);
     expect(launched.launches[0]).toMatchObject({ count: 4, status: "pending" });
@@ -415,7 +383,7 @@ test(
     // Load: a bounded request loop through the second proxy's HAProxy, for the whole outage.
     let stopLoad = false;
     const load = requestLoop(nsB.address, b.inst.frontendPort, { concurrency: 2, gapMs: 20, maxRequests: 20_000, deadlineMs: SSHD_OUTAGE_MS + 60_000, stop: () => stopLoad });
-    await waitFor("the decider to see a hot node", async () => /scale-up cooldown/.test((await controlStatus(a.inst)).last_decision?.reason ?? ""), 15_000, 200);
+    await waitFor("the decider to see a hot node", async () => /scale-up cooldown/.test((await status(a.inst)).last_decision?.reason ?? ""), 15_000, 200);
     for (const p of [a, b]) {
       await waitFor(`${p.inst.haproxyConfig} to hold all three nodes`, async () => serverLines(await fs.readFile(p.inst.haproxyConfig, "utf8")).map((l) => l.split(" ")[1]).join() === names.join(), 10_000, 100);
     }
@@ -426,9 +394,9 @@ test(
     const { reloads: reloadsB } = await waitFor(
       "the follower's reload count to settle",
       async () => {
-        const before = (await controlStatus(b.inst)).haproxy.reloads;
-        await delay(1000);
-        const now = (await controlStatus(b.inst)).haproxy.reloads;
+        const before = (await status(b.inst)).haproxy.reloads;
+        await sleep(1000);
+        const now = (await status(b.inst)).haproxy.reloads;
         return now === before ? { reloads: now } : undefined;
       },
       10_000,
@@ -447,20 +415,20 @@ test(
     let checks = 0;
     while (Date.now() - downAt < SSHD_OUTAGE_MS && checks < SSHD_OUTAGE_MS / 1000) {
       checks++;
-      const [sa, sb] = [await controlStatus(a.inst), await controlStatus(b.inst)];
+      const [sa, sb] = [await status(a.inst), await status(b.inst)];
       expect(names.map((n) => stateOf(sb, n)), `the follower's view ${Math.round((Date.now() - downAt) / 1000)} s into the outage`).toEqual(["live", "live", "live"]);
       if (sa.last_decision) reasonsA.add(sa.last_decision.reason);
       expect(await cmdsA.runs()).toHaveLength(1);
       expect(await cmdsB.runs()).toEqual([]);
-      await delay(2000);
+      await sleep(2000);
     }
     const upAt = Date.now();
-    const duringA = await controlStatus(a.inst);
+    const duringA = await status(a.inst);
     expect(names.map((n) => stateOf(duringA, n))).toEqual(["unreachable", "unreachable", "unreachable"]);
     expect(duringA.launches).toHaveLength(1);
     // Both proxies kept every backend: the follower's HAProxy config never changed, nor either hosts.d.
     expect(await fs.readFile(b.inst.haproxyConfig, "utf8")).toBe(configB);
-    expect((await controlStatus(b.inst)).haproxy.reloads).toBe(reloadsB);
+    expect((await status(b.inst)).haproxy.reloads).toBe(reloadsB);
     expect(await snapshotDir(path.join(b.inst.dir, "hosts.d"))).toEqual(hostsB);
     expect(await snapshotDir(path.join(a.inst.dir, "hosts.d"))).toEqual(hostsA);
     const backoffs = nodes.map((n) => Math.max(...n.agent.log().split("\n").filter((l) => l.includes("reconnecting after backoff") && l.includes(labelA)).map((l) => (JSON.parse(l) as { ms: number }).ms)));
@@ -472,11 +440,11 @@ test(
     await waitFor("every agent to reconnect to the first proxy", () => nodes.every((n, i) => connectedToA(n) > connectedBefore[i]!), BACKOFF_CAP_MS + 10_000, 100);
     // From each agent's own log line: when it was welcomed again, after sshd listened.
     const backMs = nodes.map((n) => logLines(n.agent, "connected to the master").find((l) => l.fields.proxy === labelA && l.at > downAt)!.at - restartedAt);
-    await waitFor("the decider to list all three live again", async () => allLive(await controlStatus(a.inst)), 10_000, 100);
-    await delay(1500); // a few decision ticks with every node back and hot
+    await waitFor("the decider to list all three live again", async () => allLive(await status(a.inst)), 10_000, 100);
+    await sleep(1500); // a few decision ticks with every node back and hot
     stopLoad = true;
     const traffic = await load;
-    const after = await controlStatus(a.inst);
+    const after = await status(a.inst);
 
     const inOutage = traffic.answers.filter((x) => x.at >= downAt && x.at <= upAt);
     const servedInOutage = Object.fromEntries(names.map((n) => [n, inOutage.filter((x) => x.body === n).length]));
@@ -488,7 +456,7 @@ test(
     expect(await cmdsB.runs()).toEqual([]);
     expect(after.launches).toHaveLength(1);
     expect(after.launches[0]).toMatchObject({ count: 4, status: "pending", nodes: [...launched.launches[0]!.nodes] });
-    expect((await controlStatus(b.inst)).launches).toEqual([]);
+    expect((await status(b.inst)).launches).toEqual([]);
 
     printTable(`sshd outage (1 trial; test ${Math.round((Date.now() - started) / 1000)} s)`, [
       {

@@ -90,9 +90,11 @@ export function callControl(path: string, request: { cmd: string; [k: string]: u
             : err,
       );
     });
-    s.on("close", () => {
+    s.on("close", (hadError) => {
       clearTimeout(timer);
-      if (!buf) return;
+      if (hadError) return; // "error" has rejected
+      // A master killed (or stopping) mid-request closes without an answer: say so, never hang.
+      if (!buf) return reject(new Error(`the master closed ${path} without answering (it may have stopped); try again`));
       try {
         const answer = JSON.parse(buf) as { ok: boolean; result?: unknown; error?: string };
         if (answer.ok) resolve(answer.result);

@@ -15,6 +15,16 @@ const policy: ScalingPolicy = {
   scaleUpEnabled: true,
   scaleDownEnabled: true,
   sampleIntervalMs: 5_000,
+  targetCpu: 60,
+  tolerance: 0.1,
+  scaleDownWindowMs: 300_000,
+  scaleUpWindowMs: 0,
+  scaleDownLimit: 2,
+  predictive: false,
+  bootMs: 120_000,
+  launchTimeoutMs: 600_000,
+  drainMs: 30_000,
+  forgetAfterMs: 600_000,
 };
 const state: ScalingState = { pendingLaunches: 0, leaving: 0, lastScaleUpAt: undefined, lastScaleDownAt: undefined, paused: false };
 const NOW = 1_000_000;
@@ -26,7 +36,7 @@ function node(name: string, cpu: number | ((i: number) => number), extra: Partia
 }
 
 describe("decide", () => {
-  test.each<[string, ScalingState, NodeObservation[], Partial<ScalingPolicy>, RegExp | { action: string; count?: number; node?: string }]>([
+  test.each<[string, ScalingState, NodeObservation[], Partial<ScalingPolicy>, RegExp | { action: string; count?: number; nodes?: string[] }]>([
     ["instance mode: one node at or over the threshold for the whole window scales up by step", state, [node("a", 80), node("b", 10)], {}, { action: "scale_up", count: 1 }],
     ["instance mode: a node that dipped below the threshold once in the window does not", state, [node("a", (i) => (i === 15 ? 70 : 90))], {}, { action: "none" }],
     ["instance mode: exactly at the threshold counts as hot", state, [node("a", 75)], {}, { action: "scale_up", count: 1 }],
@@ -44,9 +54,9 @@ describe("decide", () => {
     ["a node with a gap in its readings does not count", state, [{ ...node("a", 95), readings: node("a", 95).readings.filter((r) => r.at < NOW - 40_000) }], {}, /no node has data/],
     ["paused: nothing, even when hot", { ...state, paused: true }, [node("a", 99)], {}, /paused/],
     ["paused: nothing, even below min_nodes", { ...state, paused: true }, [], { minNodes: 2 }, /paused/],
-    ["all nodes below the down threshold for the window scales down the oldest removable node", state, [node("new", 5, { addedAt: NOW - 100 }), node("old", 5, { addedAt: NOW - 900_000 })], { minNodes: 1 }, { action: "scale_down", node: "old" }],
-    ["scale_down_order newest picks the newest", state, [node("new", 5, { addedAt: NOW - 100 }), node("old", 5, { addedAt: NOW - 900_000 })], { scaleDownOrder: "newest" }, { action: "scale_down", node: "new" }],
-    ["hand-added hosts are never scaled down", state, [node("manual", 5, { removable: false }), node("agent", 5, { removable: true, addedAt: NOW })], {}, { action: "scale_down", node: "agent" }],
+    ["all nodes below the down threshold for the window scales down the oldest removable node", state, [node("new", 5, { addedAt: NOW - 100 }), node("old", 5, { addedAt: NOW - 900_000 })], { minNodes: 1 }, { action: "scale_down", nodes: ["old"] }],
+    ["scale_down_order newest picks the newest", state, [node("new", 5, { addedAt: NOW - 100 }), node("old", 5, { addedAt: NOW - 900_000 })], { scaleDownOrder: "newest" }, { action: "scale_down", nodes: ["new"] }],
+    ["hand-added hosts are never scaled down", state, [node("manual", 5, { removable: false }), node("agent", 5, { removable: true, addedAt: NOW })], {}, { action: "scale_down", nodes: ["agent"] }],
     ["only hand-added hosts: no scale-down", state, [node("m1", 5, { removable: false }), node("m2", 5, { removable: false })], {}, /hand-added hosts are never scaled down/],
     ["never below min_nodes", state, [node("a", 5)], { minNodes: 1 }, /at min_nodes/],
     ["no scale-down while a launch is pending", { ...state, pendingLaunches: 1 }, [node("a", 5), node("b", 5)], {}, /launch\(es\) pending/],
@@ -65,7 +75,7 @@ describe("decide", () => {
     ["a failed launch blocks below-min launches too", { ...state, upBlockedUntil: NOW + 20_000 }, [], { minNodes: 1 }, /below min_nodes.*backoff/],
     ["after the backoff a hot cluster scales up again", { ...state, upBlockedUntil: NOW - 1 }, [node("a", 90)], {}, { action: "scale_up", count: 1 }],
     ["a failed terminate blocks automatic scale-down until its backoff ends", { ...state, downBlockedUntil: NOW + 5_000 }, [node("a", 5), node("b", 5)], {}, /scale-down failed; retrying after a backoff/],
-    ["average mode: a cold mean scales down", state, [node("a", 20), node("b", 10)], { mode: "average" }, { action: "scale_down", node: "a" }],
+    ["average mode: a cold mean scales down", state, [node("a", 20), node("b", 10)], { mode: "average" }, { action: "scale_down", nodes: ["a"] }],
     ["average mode: a warm mean does not scale down", state, [node("a", 40), node("b", 15)], { mode: "average" }, /within thresholds/],
     ["a window with readings only at its very end does not count (it started too late)", state, [{ ...node("a", 95), readings: node("a", 95).readings.filter((r) => r.at > NOW - 20_000) }], {}, /no node has data/],
   ])("%s", (_name, s, nodes, overrides, expected) => {
@@ -102,4 +112,54 @@ test.each([
   [1, 12, 10, { count: 0, capped: "capped 1 → 0 by max_nodes (12 of 10 backends or pending)" }],
 ])("capCount(%i wanted, %i capacity, max %i)", (wanted, capacity, max, expected) => {
   expect(capCount(wanted, capacity, max)).toEqual(expected);
+});
+
+describe("decide in target mode (the default), as the HPA computes it", () => {
+  const target: ScalingPolicy = { ...policy, mode: "target", upCooldownMs: 30_000, downCooldownMs: 0 };
+  /** Recommendations made every second since `since`, each `desired`. */
+  const history = (since: number, desired: number): Pick<ScalingState, "recommendations" | "recommendingSince"> => ({
+    recommendations: [
+      { at: since, desired },
+      { at: NOW - 1000, desired },
+    ],
+    recommendingSince: since,
+  });
+  test.each<[string, ScalingState, NodeObservation[], Partial<ScalingPolicy>, RegExp | { action: string; count?: number; nodes?: string[] }]>([
+    ["sized by the deficit in one decision: 5 nodes at 84 % need ceil(420/60) = 7", state, ["a", "b", "c", "d", "e"].map((n) => node(n, 84)), {}, { action: "scale_up", count: 2 }],
+    ["a deviation within the tolerance does nothing (65 % is within 10 % of 60 %)", state, [node("a", 65), node("b", 65)], {}, /within 10 % of 60 %/],
+    ["booting nodes count in the current size: a ramp already answered is not answered twice", { ...state, pendingLaunches: 2 }, ["a", "b", "c", "d", "e"].map((n) => node(n, 84)), {}, /desired 7 = ceil\(420 % \/ 60 %\); 5 measured/],
+    ["a node without data yet counts at the target and moves nothing", state, [node("a", 90), node("b", 90), node("young", 10, { firstSeenAt: NOW - 10_000 })], {}, { action: "scale_up", count: 1 }],
+    ["no node with data: nothing (missing data never scales)", state, [node("young", 99, { firstSeenAt: NOW - 10_000 })], {}, /no node has data/],
+    ["a large deficit is limited to +4 per scale-up on a small fleet (2 → 6, not 10)", state, [node("a", 100), node("b", 100)], { targetCpu: 20 }, { action: "scale_up", count: 4 }],
+    ["a large deficit is limited to double per scale-up on a big fleet (8 → 16, not 40)", state, "abcdefgh".split("").map((n) => node(n, 100)), { targetCpu: 20, maxNodes: 100 }, { action: "scale_up", count: 8 }],
+    ["max_nodes caps the desired count and says so", state, ["a", "b", "c"].map((n) => node(n, 100)), { maxNodes: 4 }, { action: "scale_up", count: 1 }],
+    ["scale-up cooldown holds the next one", { ...state, lastScaleUpAt: NOW - 10_000 }, [node("a", 100), node("b", 100)], {}, /scale-up cooldown \(20 s left\)/],
+    ["scale-down waits until recommendations cover the whole scale_down_window", { ...state, ...history(NOW - 100_000, 1) }, [node("a", 10), node("b", 10), node("c", 10)], {}, /cover 100 s of the 300 s scale_down_window/],
+    ["scale-down goes to the highest recommendation of the window", { ...state, ...history(NOW - 400_000, 2) }, [node("a", 10), node("b", 10), node("c", 10), node("d", 10)], {}, { action: "scale_down", nodes: ["a", "b"] }],
+    ["one higher recommendation in the window holds the scale-down", { ...state, recommendations: [{ at: NOW - 400_000, desired: 1 }, { at: NOW - 200_000, desired: 4 }, { at: NOW - 1000, desired: 1 }], recommendingSince: NOW - 400_000 }, [node("a", 10), node("b", 10), node("c", 10), node("d", 10)], {}, /highest recommendation of the last 300 s is 4/],
+    ["scale-down removes at most scale_down_limit nodes per decision", { ...state, ...history(NOW - 400_000, 1) }, ["a", "b", "c", "d", "e"].map((n) => node(n, 5)), { scaleDownLimit: 2 }, { action: "scale_down", nodes: ["a", "b"] }],
+    ["scale-down never takes a hand-added host", { ...state, ...history(NOW - 400_000, 1) }, [node("m", 5, { removable: false }), node("b", 5)], {}, { action: "scale_down", nodes: ["b"] }],
+    ["no scale-down while a node is unreachable", { ...state, ...history(NOW - 400_000, 1) }, [node("a", 5), node("b", 5), node("gone", 0, { live: false, unreachable: true, readings: [] })], {}, /unreachable/],
+    ["scale_up_window: a spike shorter than the window is not answered", { ...state, recommendations: [{ at: NOW - 20_000, desired: 2 }], recommendingSince: NOW - 100_000 }, [node("a", 100), node("b", 100)], { scaleUpWindowMs: 30_000 }, /lowest recommendation of the last 30 s is 2/],
+  ])("%s", (_name, s, nodes, overrides, expected) => {
+    const d = decide(s, nodes, { ...target, ...overrides }, NOW);
+    if (expected instanceof RegExp) {
+      expect(d.action).toBe("none");
+      expect(d.reason).toMatch(expected);
+    } else {
+      expect(d).toMatchObject(expected);
+    }
+  });
+
+  test("the reason names the numbers", () => {
+    const d = decide({ ...state, pendingLaunches: 1 }, ["a", "b", "c", "d", "e"].map((n) => node(n, 80.4)), target, NOW);
+    expect(d.reason).toBe("scale-up: desired 7 = ceil(402 % / 60 %); 5 measured + 1 booting; +1");
+    expect(d).toMatchObject({ action: "scale_up", count: 1, recommendation: 7 });
+  });
+
+  test("a flood of readings cannot overflow the stack", () => {
+    const readings = Array.from({ length: 200_000 }, (_, i) => ({ at: NOW - 60_000 + i * 0.3, cpu: 90 }));
+    expect(decide(state, [{ ...node("a", 90), readings }], policy, NOW).action).toBe("scale_up");
+    expect(decide(state, [{ ...node("a", 90), readings }], target, NOW).action).toBe("scale_up");
+  });
 });

@@ -1,14 +1,26 @@
 /**
  * The scaling decision (SPEC behaviour 2, 3, 5, 9): one pure function of the cluster's state,
- * the nodes' observations, the policy and the time. No clock reads, no IO, no logging.
+ * the nodes' observations, the policy and the time. No clock reads, no IO, no logging. It is
+ * the tick branch of the scaler's state machine (machine.ts).
  *
+ * target (default), as the Kubernetes HPA:
+ *   desired = ceil((Σ CPU of nodes with data + target × serving nodes without data) / target),
+ *   compared with current = serving + booting nodes; unchanged within ±tolerance; the
+ *   predictive floor, when on, raises it.
+ *   desired > current ──(no up-cooldown)──► scale_up(desired − current, at most ×2 or +4)
+ *   desired < current for the whole scale_down_window ──► scale_down(to the window's highest
+ *   recommendation, at most scale_down_limit nodes)
+ *
+ * instance / average (the seed's rules):
  *   steady ──(hot for the whole window, no up-cooldown)──► scale_up(step, capped by max)
- *     │  ▲                                                   │
- *     │  └──────────── cooldown ends ◄──── cooldown ◄────────┘
  *     └──(cold for the whole window, no pending, above min)──► scale_down(one node)
  *
  * Clamping is its own step (`capCount`) and keeps its reason for `status`.
  */
+import { DEFAULT_SCALE_UP_LIMIT, TARGET_SAMPLE_PERIODS, type ScalingPolicy } from "./policy.js";
+import { predictiveFloor, type DemandHistory } from "./predictive.js";
+
+export type { ScalingPolicy } from "./policy.js";
 
 /**
  * One backend as the decision sees it: its readings (master's clock), when it was first seen,
@@ -27,29 +39,20 @@ export interface NodeObservation {
   /** An agent that was heard and has gone silent past node_timeout: its data is missing, not low. */
   unreachable?: boolean;
   readings: readonly { at: number; cpu: number }[];
+  /** From hosts.d (else the node's hello): recorded with a scale-down for the terminate command. */
+  instanceId?: string | undefined;
+  address?: string | undefined;
+  /** An agent that said hello and whose hosts.d entry is not written yet. */
+  registering?: boolean;
 }
 
-/** The policy, from [scaling], in milliseconds and percent. */
-export interface ScalingPolicy {
-  mode: "instance" | "average";
-  upThreshold: number;
-  downThreshold: number;
-  windowMs: number;
-  upCooldownMs: number;
-  downCooldownMs: number;
-  minNodes: number;
-  maxNodes: number;
-  step: number;
-  scaleDownOrder: "oldest" | "newest";
-  /** False when there is no scale_up_command. */
-  scaleUpEnabled: boolean;
-  /** False when there is no scale_down_command. */
-  scaleDownEnabled: boolean;
-  /** The agents' sample interval: a window is "covered" when its first reading is at most this late. */
-  sampleIntervalMs: number;
+/** One target-mode recommendation: the desired count at a tick. */
+export interface Recommendation {
+  at: number;
+  desired: number;
 }
 
-/** What the master remembers between decisions (durable in state_dir). */
+/** What the decision needs to remember between ticks (the scaler's state machine keeps it). */
 export interface ScalingState {
   /** Nodes launched (or being launched) that have not registered yet. */
   pendingLaunches: number;
@@ -61,19 +64,37 @@ export interface ScalingState {
   upBlockedUntil?: number | undefined;
   downBlockedUntil?: number | undefined;
   paused: boolean;
+  /** Target mode: the recommendations of the last scale_down_window, oldest first. */
+  recommendations?: readonly Recommendation[];
+  /** Target mode: since when recommendations were made without a break (start, pause). */
+  recommendingSince?: number | undefined;
+  /** Predictive: the fleet's demand per minute. */
+  demand?: DemandHistory | undefined;
 }
 
-/** The decision, always with the reason `status` shows. */
+/** The decision, always with the reason `status` shows; target mode also says what it recommended. */
 export type Decision =
-  | { action: "none"; reason: string }
-  | { action: "scale_up"; count: number; reason: string; capped?: string }
-  | { action: "scale_down"; node: string; reason: string };
+  | { action: "none"; reason: string; recommendation?: number }
+  | { action: "scale_up"; count: number; reason: string; capped?: string; recommendation?: number }
+  | { action: "scale_down"; nodes: string[]; reason: string; recommendation?: number };
 
 /** Clamp a wanted count so live + pending never passes max_nodes; the reason says what was cut. */
 export function capCount(wanted: number, capacity: number, maxNodes: number): { count: number; capped?: string } {
   const room = Math.max(0, maxNodes - capacity);
   if (wanted <= room) return { count: wanted };
   return { count: room, capped: `capped ${wanted} → ${room} by max_nodes (${capacity} of ${maxNodes} backends or pending)` };
+}
+
+/**
+ * The nodes a scale-down takes, in `scale_down_order`: only removable ones (never hand-added),
+ * and with `liveOnly` only live ones. The one rule for automatic and manual scale-downs.
+ */
+export function chooseForRemoval(nodes: readonly NodeObservation[], count: number, policy: Pick<ScalingPolicy, "scaleDownOrder">, liveOnly: boolean): NodeObservation[] {
+  const sign = policy.scaleDownOrder === "oldest" ? 1 : -1;
+  return nodes
+    .filter((n) => n.removable && (!liveOnly || n.live))
+    .sort((a, b) => sign * (a.addedAt - b.addedAt) || (a.name < b.name ? -1 : 1))
+    .slice(0, Math.max(0, count));
 }
 
 /** The readings inside the window ending at `now`, or undefined when they do not cover it (missing data). */
@@ -89,41 +110,172 @@ export function windowReadings(node: NodeObservation, policy: ScalingPolicy, now
   return inside.map((r) => r.cpu);
 }
 
+/**
+ * Target mode: a node's CPU now, the mean of its readings over the last few agent intervals; undefined
+ * (missing data) for a node that is not live, younger than one window, or not heard lately.
+ */
+export function currentCpu(node: NodeObservation, policy: ScalingPolicy, now: number): number | undefined {
+  if (!node.live || node.firstSeenAt > now - policy.windowMs) return undefined;
+  const since = now - policy.sampleIntervalMs * TARGET_SAMPLE_PERIODS;
+  let sum = 0;
+  let n = 0;
+  for (let i = node.readings.length - 1; i >= 0; i--) {
+    const r = node.readings[i]!;
+    if (r.at > now) continue;
+    if (r.at <= since) break;
+    sum += r.cpu;
+    n++;
+  }
+  return n === 0 ? undefined : sum / n;
+}
+
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+// Loops rather than Math.min(...xs): a flood of readings must never overflow the stack.
+const lowest = (xs: number[]) => xs.reduce((a, b) => (b < a ? b : a), Infinity);
+const highest = (xs: number[]) => xs.reduce((a, b) => (b > a ? b : a), -Infinity);
 const round = (x: number) => Math.round(x * 10) / 10;
 const seconds = (ms: number) => `${Math.round(ms / 1000)} s`;
 
-/** Decide what to do now. */
-export function decide(state: ScalingState, nodes: readonly NodeObservation[], policy: ScalingPolicy, now: number): Decision {
+/** Shared guards: paused, below min_nodes, backoff text. Returns a decision when one applies. */
+function preamble(state: ScalingState, nodes: readonly NodeObservation[], policy: ScalingPolicy, now: number): Decision | undefined {
   if (state.paused) return { action: "none", reason: "paused" };
-  const live = nodes.filter((n) => n.live);
   const capacity = nodes.length + state.pendingLaunches;
-  const upBlocked = state.upBlockedUntil !== undefined && now < state.upBlockedUntil ? `the last launch failed; retrying after a backoff (${seconds(state.upBlockedUntil - now)} left)` : undefined;
-
   if (capacity < policy.minNodes) {
     const why = `below min_nodes: ${capacity} backends or pending < ${policy.minNodes}`;
     if (!policy.scaleUpEnabled) return { action: "none", reason: `${why}, but scale-up is off (no scale_up_command)` };
-    if (upBlocked) return { action: "none", reason: `${why}, but ${upBlocked}` };
+    const blocked = upBlocked(state, now);
+    if (blocked) return { action: "none", reason: `${why}, but ${blocked}` };
     const { count, capped } = capCount(policy.minNodes - capacity, capacity, policy.maxNodes);
     if (count > 0) return { action: "scale_up", count, reason: why, ...(capped ? { capped } : {}) };
   }
+  return undefined;
+}
 
+function upBlocked(state: ScalingState, now: number): string | undefined {
+  return state.upBlockedUntil !== undefined && now < state.upBlockedUntil ? `the last launch failed; retrying after a backoff (${seconds(state.upBlockedUntil - now)} left)` : undefined;
+}
+
+/** Why a scale-up may not happen now (off, backoff, cooldown), or undefined. */
+function upHeld(state: ScalingState, policy: ScalingPolicy, now: number): string | undefined {
+  if (!policy.scaleUpEnabled) return "scale-up is off (no scale_up_command)";
+  const blocked = upBlocked(state, now);
+  if (blocked) return blocked;
+  if (state.lastScaleUpAt !== undefined && now - state.lastScaleUpAt < policy.upCooldownMs) {
+    return `in scale-up cooldown (${seconds(policy.upCooldownMs - (now - state.lastScaleUpAt))} left)`;
+  }
+  return undefined;
+}
+
+/** Why a scale-down may not happen now, or undefined; `remaining` is the count after it. */
+function downHeld(state: ScalingState, nodes: readonly NodeObservation[], policy: ScalingPolicy, now: number, remaining: number): string | undefined {
+  const silent = nodes.filter((n) => n.unreachable).map((n) => n.name);
+  // An unreachable node could be the busy one, and the reachable ones may be all that serves.
+  if (silent.length > 0) return `no scale-down while ${silent.join(", ")} ${silent.length === 1 ? "is" : "are"} unreachable (missing data)`;
+  if (state.pendingLaunches > 0) return `${state.pendingLaunches} launch(es) pending`;
+  if (state.leaving > 0) return "a scale-down is already in progress";
+  if (remaining < policy.minNodes) return `at min_nodes (${policy.minNodes})`;
+  if (state.downBlockedUntil !== undefined && now < state.downBlockedUntil) {
+    return `the last scale-down failed; retrying after a backoff (${seconds(state.downBlockedUntil - now)} left)`;
+  }
+  if (state.lastScaleDownAt !== undefined && now - state.lastScaleDownAt < policy.downCooldownMs) {
+    return `in scale-down cooldown (${seconds(policy.downCooldownMs - (now - state.lastScaleDownAt))} left)`;
+  }
+  return undefined;
+}
+
+/** Decide what to do now. */
+export function decide(state: ScalingState, nodes: readonly NodeObservation[], policy: ScalingPolicy, now: number): Decision {
+  const early = preamble(state, nodes, policy, now);
+  if (early) return early;
+  return policy.mode === "target" ? decideTarget(state, nodes, policy, now) : decideThreshold(state, nodes, policy, now);
+}
+
+/** Target tracking (the default): size the fleet so each node runs at target_cpu. */
+function decideTarget(state: ScalingState, nodes: readonly NodeObservation[], policy: ScalingPolicy, now: number): Decision {
+  const target = policy.targetCpu;
+  let measured = 0;
+  let sum = 0;
+  for (const n of nodes) {
+    const cpu = currentCpu(n, policy, now);
+    if (cpu === undefined) continue;
+    measured++;
+    sum += cpu;
+  }
+  // Missing data never scales: with no node measured, nothing is known.
+  if (measured === 0) return { action: "none", reason: `no node has data for the whole ${seconds(policy.windowMs)} window yet` };
+  const current = nodes.length + state.pendingLaunches;
+  const unmeasured = nodes.length - measured;
+  // A serving node without data yet counts as running at the target (it moves nothing). A booting
+  // node carries no load yet but counts in `current`: once up it takes its share at the target,
+  // so a ramp already answered by a launch is not answered twice.
+  const demand = sum + target * unmeasured;
+  const ratio = demand / (current * target);
+  const reactive = Math.abs(ratio - 1) <= policy.tolerance ? current : Math.ceil(demand / target - 1e-9);
+  const floor = policy.predictive && state.demand ? predictiveFloor(state.demand, now, policy.bootMs, target) : undefined;
+  let desired = Math.max(reactive, floor?.nodes ?? 0);
+  let clamp = "";
+  if (desired > policy.maxNodes) [desired, clamp] = [policy.maxNodes, `, capped by max_nodes ${policy.maxNodes}`];
+  if (desired < policy.minNodes) [desired, clamp] = [policy.minNodes, `, raised to min_nodes ${policy.minNodes}`];
+  const parts = [`${measured} measured`, unmeasured > 0 ? `${unmeasured} without data` : "", state.pendingLaunches > 0 ? `${state.pendingLaunches} booting` : ""].filter(Boolean).join(" + ");
+  const formula = reactive === current && Math.ceil(demand / target - 1e-9) !== current ? `within ${Math.round(policy.tolerance * 100)} % of ${target} % (${round(demand)} % over ${current})` : `ceil(${round(demand)} % / ${target} %)`;
+  const why = `desired ${desired} = ${formula}${floor && floor.nodes > reactive ? `, raised to the predictive floor ${floor.nodes} (${round(floor.demand)} % a day or a week ago)` : ""}${clamp}; ${parts}`;
+  const rec = { recommendation: desired };
+
+  if (desired > current) {
+    const held = upHeld(state, policy, now);
+    if (held) return { action: "none", reason: `${why}, but ${held}`, ...rec };
+    // Scale up to the lowest recommendation of scale_up_window: a spike shorter than that is not answered.
+    const upStart = now - policy.scaleUpWindowMs;
+    let lowestRecent = desired;
+    for (const r of state.recommendations ?? []) if (r.at > upStart && r.desired < lowestRecent) lowestRecent = r.desired;
+    if (policy.scaleUpWindowMs > 0 && now - (state.recommendingSince ?? now) < policy.scaleUpWindowMs) lowestRecent = current;
+    if (lowestRecent <= current) return { action: "none", reason: `${why}, but held at ${current} for scale_up_window: the lowest recommendation of the last ${seconds(policy.scaleUpWindowMs)} is ${lowestRecent}`, ...rec };
+    const limit = Math.max(current + DEFAULT_SCALE_UP_LIMIT.nodes, current * DEFAULT_SCALE_UP_LIMIT.factor);
+    const to = Math.min(lowestRecent, limit);
+    const { count, capped } = capCount(to - current, current, policy.maxNodes);
+    if (count === 0) return { action: "none", reason: `${why}, but ${capped}`, ...rec };
+    const limited = to < desired ? ` (limited to ${to}: at most ×${DEFAULT_SCALE_UP_LIMIT.factor} or +${DEFAULT_SCALE_UP_LIMIT.nodes} per scale-up)` : "";
+    return { action: "scale_up", count, reason: `scale-up: ${why}; +${count}${limited}`, ...(capped ? { capped } : {}), ...rec };
+  }
+  if (desired < current) {
+    if (!policy.scaleDownEnabled) return { action: "none", reason: `${why} (scale-down is off: no scale_down_command)`, ...rec };
+    const since = state.recommendingSince ?? now;
+    if (now - since < policy.scaleDownWindowMs) {
+      return { action: "none", reason: `${why}, but recommendations cover ${seconds(now - since)} of the ${seconds(policy.scaleDownWindowMs)} scale_down_window`, ...rec };
+    }
+    const windowStart = now - policy.scaleDownWindowMs;
+    let stable = desired;
+    for (const r of state.recommendations ?? []) if (r.at > windowStart && r.desired > stable) stable = r.desired;
+    if (stable >= current) return { action: "none", reason: `${why}, but held at ${current}: the highest recommendation of the last ${seconds(policy.scaleDownWindowMs)} is ${stable}`, ...rec };
+    const remove = Math.min(current - stable, policy.scaleDownLimit);
+    const held = downHeld(state, nodes, policy, now, current - remove);
+    if (held) return { action: "none", reason: `${why}, but ${held}`, ...rec };
+    const chosen = chooseForRemoval(nodes, remove, policy, true);
+    if (chosen.length === 0) return { action: "none", reason: `${why}, but no node may be removed (hand-added hosts are never scaled down)`, ...rec };
+    const names = chosen.map((n) => n.name);
+    return { action: "scale_down", nodes: names, reason: `scale-down: ${why}; every recommendation of the last ${seconds(policy.scaleDownWindowMs)} ≤ ${stable}; −${names.length} (${names.join(", ")}, ${policy.scaleDownOrder} first)`, ...rec };
+  }
+  return { action: "none", reason: why, ...rec };
+}
+
+/** The seed's rules: `instance` (any one node hot for the whole window) and `average` (the mean). */
+function decideThreshold(state: ScalingState, nodes: readonly NodeObservation[], policy: ScalingPolicy, now: number): Decision {
+  const live = nodes.filter((n) => n.live);
+  const capacity = nodes.length + state.pendingLaunches;
   // Missing data never scales: only live nodes that were heard for the whole window count.
   const observed = live.map((n) => ({ node: n, cpu: windowReadings(n, policy, now) })).filter((o): o is { node: NodeObservation; cpu: number[] } => o.cpu !== undefined);
   if (observed.length === 0) return { action: "none", reason: `no node has data for the whole ${seconds(policy.windowMs)} window yet` };
+  const average = () => mean(observed.map((o) => mean(o.cpu)));
 
   const hot =
     policy.mode === "instance"
-      ? observed.filter((o) => Math.min(...o.cpu) >= policy.upThreshold).map((o) => `node ${o.node.name} at ${round(mean(o.cpu))} % ≥ ${policy.upThreshold} % for ${seconds(policy.windowMs)}`)[0]
-      : mean(observed.map((o) => mean(o.cpu))) >= policy.upThreshold
-        ? `average ${round(mean(observed.map((o) => mean(o.cpu))))} % of ${observed.length} nodes ≥ ${policy.upThreshold} % for ${seconds(policy.windowMs)}`
+      ? observed.filter((o) => lowest(o.cpu) >= policy.upThreshold).map((o) => `node ${o.node.name} at ${round(mean(o.cpu))} % ≥ ${policy.upThreshold} % for ${seconds(policy.windowMs)}`)[0]
+      : average() >= policy.upThreshold
+        ? `average ${round(average())} % of ${observed.length} nodes ≥ ${policy.upThreshold} % for ${seconds(policy.windowMs)}`
         : undefined;
   if (hot) {
-    if (!policy.scaleUpEnabled) return { action: "none", reason: `${hot}, but scale-up is off (no scale_up_command)` };
-    if (upBlocked) return { action: "none", reason: `${hot}, but ${upBlocked}` };
-    if (state.lastScaleUpAt !== undefined && now - state.lastScaleUpAt < policy.upCooldownMs) {
-      return { action: "none", reason: `${hot}, but in scale-up cooldown (${seconds(policy.upCooldownMs - (now - state.lastScaleUpAt))} left)` };
-    }
+    const held = upHeld(state, policy, now);
+    if (held) return { action: "none", reason: `${hot}, but ${held}` };
     const { count, capped } = capCount(policy.step, capacity, policy.maxNodes);
     if (count === 0) return { action: "none", reason: `${hot}, but ${capped}` };
     return { action: "scale_up", count, reason: `scale-up: ${hot}`, ...(capped ? { capped } : {}) };
@@ -132,26 +284,12 @@ export function decide(state: ScalingState, nodes: readonly NodeObservation[], p
   if (!policy.scaleDownEnabled) return { action: "none", reason: "within thresholds (scale-down is off: no scale_down_command)" };
   // Every live node must be known cold: one node without a full window could be the busy one.
   if (observed.length < live.length) return { action: "none", reason: "not every live node has data for the whole window" };
-  // An unreachable node could be the busy one too, and the reachable ones may be all that serves.
-  const silent = nodes.filter((n) => n.unreachable).map((n) => n.name);
-  if (silent.length > 0) return { action: "none", reason: `no scale-down while ${silent.join(", ")} ${silent.length === 1 ? "is" : "are"} unreachable (missing data)` };
-  const cold =
-    policy.mode === "instance"
-      ? observed.every((o) => Math.max(...o.cpu) < policy.downThreshold)
-      : mean(observed.map((o) => mean(o.cpu))) < policy.downThreshold;
+  const cold = policy.mode === "instance" ? observed.every((o) => highest(o.cpu) < policy.downThreshold) : average() < policy.downThreshold;
   if (!cold) return { action: "none", reason: "within thresholds" };
-  const why = policy.mode === "instance" ? `every node < ${policy.downThreshold} % for ${seconds(policy.windowMs)}` : `average ${round(mean(observed.map((o) => mean(o.cpu))))} % < ${policy.downThreshold} % for ${seconds(policy.windowMs)}`;
-  if (state.pendingLaunches > 0) return { action: "none", reason: `${why}, but ${state.pendingLaunches} launch(es) pending` };
-  if (state.leaving > 0) return { action: "none", reason: `${why}, but a scale-down is already in progress` };
-  if (nodes.length - 1 < policy.minNodes) return { action: "none", reason: `${why}, but at min_nodes (${policy.minNodes})` };
-  if (state.downBlockedUntil !== undefined && now < state.downBlockedUntil) {
-    return { action: "none", reason: `${why}, but the last scale-down failed; retrying after a backoff (${seconds(state.downBlockedUntil - now)} left)` };
-  }
-  if (state.lastScaleDownAt !== undefined && now - state.lastScaleDownAt < policy.downCooldownMs) {
-    return { action: "none", reason: `${why}, but in scale-down cooldown (${seconds(policy.downCooldownMs - (now - state.lastScaleDownAt))} left)` };
-  }
-  const candidates = live.filter((n) => n.removable).sort((a, b) => (policy.scaleDownOrder === "oldest" ? a.addedAt - b.addedAt : b.addedAt - a.addedAt) || (a.name < b.name ? -1 : 1));
-  const chosen = candidates[0];
+  const why = policy.mode === "instance" ? `every node < ${policy.downThreshold} % for ${seconds(policy.windowMs)}` : `average ${round(average())} % < ${policy.downThreshold} % for ${seconds(policy.windowMs)}`;
+  const held = downHeld(state, nodes, policy, now, nodes.length - 1);
+  if (held) return { action: "none", reason: `${why}, but ${held}` };
+  const chosen = chooseForRemoval(nodes, 1, policy, true)[0];
   if (!chosen) return { action: "none", reason: `${why}, but no node may be removed (hand-added hosts are never scaled down)` };
-  return { action: "scale_down", node: chosen.name, reason: `scale-down: ${why}; ${chosen.name} is the ${policy.scaleDownOrder} removable node` };
+  return { action: "scale_down", nodes: [chosen.name], reason: `scale-down: ${why}; ${chosen.name} is the ${policy.scaleDownOrder} removable node` };
 }

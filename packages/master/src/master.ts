@@ -3,14 +3,14 @@
  * hosts.d/template watcher, the control socket and the metrics server.
  */
 import { promises as fs } from "node:fs";
-import path from "node:path";
-import chokidar from "chokidar";
 import { AutoscalerError, applySettingsFromConfig, createHostsStore, readTemplate, renderHaproxyConfig, type CommandRunner, type Config, type HostEntry, type Logger } from "@autoscaler/shared";
 import { type HelloMessage } from "@autoscaler/shared/protocol";
 import { createApplier, type Applier } from "./applier.js";
 import { applyWithOwnerNote, recoverApplyLeftovers } from "./apply-lock.js";
 import { controlSocketPath, startControlServer } from "./control.js";
+import { createControlDispatch } from "./control-dispatch.js";
 import { createEventLog } from "./events.js";
+import { loadHostsCache } from "./hosts-cache.js";
 import { createMetrics, startMetricsServer } from "./metrics.js";
 import { createRegistry, type Registry } from "./registry.js";
 import { resolveRoleResolving } from "./role.js";
@@ -19,6 +19,7 @@ import { startScaler, type Scaler } from "./scaler.js";
 import { startAgentServer } from "./server.js";
 import { createStateStore } from "./state-store.js";
 import { buildStatus, type MasterStatus } from "./status.js";
+import { startWatcher } from "./watcher.js";
 
 /** What the master needs from outside; production defaults come from the CLI. */
 export interface MasterDeps {
@@ -58,37 +59,10 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   const store = createHostsStore(config.hostsDir);
   await fs.mkdir(config.master.state_dir, { recursive: true, mode: 0o700 });
   await fs.mkdir(config.hostsDir, { recursive: true });
-  // hosts.d in memory: filled once, then kept current file by file from the watcher (and from
-  // our own writes), so an apply renders without re-reading every file. A full resync every
-  // minute guards against a missed event.
-  const hostsByName = new Map<string, HostEntry>();
-  const problems = new Map<string, string>();
+  // `hosts`: the cache's current list, replaced (never mutated) on each change.
   let hosts: HostEntry[] = [];
-  const snapshot = () => JSON.stringify([[...hostsByName.values()].sort((a, b) => (a.name < b.name ? -1 : 1)), [...problems]]);
-  const resync = async () => {
-    const listed = await store.list();
-    hostsByName.clear();
-    problems.clear();
-    for (const h of listed.hosts) hostsByName.set(h.name, h);
-    for (const p of listed.problems) problems.set(p.file, p.message);
-    hosts = [...hostsByName.values()];
-  };
-  /** Re-read one hosts.d file into memory; true when it is a file that cannot be used. */
-  const refreshFile = async (file: string): Promise<boolean> => {
-    const base = path.basename(file);
-    if (!base.endsWith(".json") || base.startsWith(".")) return false;
-    const name = base.slice(0, -".json".length);
-    // A name the store refuses (`web;x.json`) throws before any read: a problem only while the file is there.
-    const entry = await store.read(name).catch(async (err: Error) => ((await fs.access(file).then(() => true, () => false)) ? { file: base, message: err.message } : undefined));
-    hostsByName.delete(name);
-    problems.delete(base);
-    if (entry && "message" in entry) problems.set(base, entry.message);
-    else if (entry) hostsByName.set(name, entry);
-    hosts = [...hostsByName.values()];
-    return Boolean(entry && "message" in entry);
-  };
-  await resync();
-  for (const [file, message] of problems) logger.warn("hosts.d file cannot be used", { file, problem: message });
+  const hostsCache = await loadHostsCache(store, config.hostsDir, (list) => (hosts = list));
+  for (const [file, message] of hostsCache.problems) logger.warn("hosts.d file cannot be used", { file, problem: message });
   let template: string | undefined;
 
   const events = createEventLog(now);
@@ -110,17 +84,13 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     retryMs: APPLY_RETRY_MS,
     logger,
     now,
-    onApplied: (result) => {
-      if (result.reloaded) scaler?.afterReload();
-    },
     apply: () =>
       applyWithOwnerNote(
         settings,
         async () => {
           if (template === undefined) template = await readTemplate(config);
-          // A file that could not be used may have been read mid-write (an editor truncates, then
-          // writes, and the watcher can fold the second event into the first): read it again now.
-          for (const file of [...problems.keys()]) await refreshFile(path.join(config.hostsDir, file));
+          await hostsCache.recheckProblems();
+          const problems = hostsCache.problems;
           if (problems.size > 0) {
             throw new AutoscalerError("AUTOSCALER_HOSTS_INVALID", `${problems.size} file(s) in ${config.hostsDir} cannot be used; fix or remove them (HAProxy keeps its config):`, {
               details: [...problems].map(([file, message]) => `${file}: ${message}`),
@@ -169,46 +139,18 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       ...(hello.instance_id !== undefined ? { instanceId: hello.instance_id } : {}),
     };
     await store.put(entry);
-    hostsByName.set(entry.name, entry);
-    hosts = [...hostsByName.values()];
+    hostsCache.set(entry);
     applier.schedule(`registered ${hello.name}`);
-  };
-
-  const count = (v: unknown): number | undefined => {
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 1000) throw new Error(`count ${JSON.stringify(v)} is not valid; expected a whole number from 1 to 1000`);
-    return v;
-  };
-  const handleControl = async (req: { cmd: string; [k: string]: unknown }): Promise<unknown> => {
-    const s = scaler!;
-    switch (req.cmd) {
-      case "status":
-        return status();
-      case "scale-up":
-        return s.scaleUp(count(req.count));
-      case "scale-down":
-        return s.scaleDown(count(req.count));
-      case "pause":
-        return s.setPaused(true);
-      case "resume":
-        return s.setPaused(false);
-      default:
-        throw new Error(`unknown command ${JSON.stringify(req.cmd)}; this master knows: status, scale-up, scale-down, pause, resume`);
-    }
   };
 
   // The control socket first: it also proves that no other master runs on this state_dir
   // before the scaler reads state.json and acts on it.
-  const control = await startControlServer(controlSocketPath(config.master.state_dir), async (req) => {
-    if (!scaler) throw new Error("the master is still starting; try again in a moment");
-    return handleControl(req);
-  });
+  const control = await startControlServer(controlSocketPath(config.master.state_dir), createControlDispatch({ status, scaler: () => scaler }));
   // The only master on this state_dir now: clear what a predecessor killed mid-apply left.
   await recoverApplyLeftovers(config.haproxy.config, logger);
   /** Remove a backend: out of memory first, then its file, then apply. */
   const removeHost = async (name: string) => {
-    hostsByName.delete(name);
-    hosts = [...hostsByName.values()];
+    hostsCache.delete(name);
     await store.remove(name);
     applier.schedule(`removed ${name}`);
   };
@@ -266,45 +208,13 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     agentLimits,
   );
 
-  const watcher = chokidar.watch([config.hostsDir, config.haproxy.template], {
-    ignoreInitial: true,
-    ignored: (p: string) => path.basename(p).startsWith("."),
-  });
-  watcher.on("all", (event, file) => {
-    if (path.resolve(file) === path.resolve(config.haproxy.template)) {
-      template = undefined; // read again on the next apply
-      applier.schedule(`${event} template`);
-      return;
-    }
-    if (event !== "add" && event !== "change" && event !== "unlink") return;
-    const read = (why: string) =>
-      refreshFile(file)
-        .then(() => applier.schedule(`${why} ${path.basename(file)}`))
-        .catch((err: Error) => logger.warn("cannot read hosts.d file", { file, error: err.message }));
-    void read(event);
-    // chokidar drops a "change" that follows another on the same file within 50 ms, with no
-    // trailing event: read the file once more after that window so the last write always counts.
-    setTimeout(() => void read("settled"), 100).unref();
-  });
-  const resyncTimer = setInterval(() => {
-    const before = snapshot();
-    resync()
-      .then(() => {
-        if (snapshot() !== before) applier.schedule("hosts.d resync found a change the watcher missed");
-      })
-      .catch((err: Error) => logger.warn("cannot resync hosts.d", { error: err.message }));
-  }, 60_000);
-  watcher.on("error", (err) => logger.warn("file watcher error", { error: (err as Error).message }));
-  // A file added while the watcher makes its first scan counts as "initial" and is ignored, so
-  // read hosts.d once more when the scan is done: nothing added around start-up is missed. This
-  // does not hold up the start (the scan can take seconds on a busy machine).
-  watcher.once("ready", () => {
-    const before = snapshot();
-    resync()
-      .then(() => {
-        if (snapshot() !== before) applier.schedule("hosts.d changed while the master started");
-      })
-      .catch((err: Error) => logger.warn("cannot resync hosts.d", { error: err.message }));
+  const watcher = startWatcher({
+    hostsDir: config.hostsDir,
+    template: () => config.haproxy.template,
+    cache: hostsCache,
+    schedule: (reason) => applier.schedule(reason),
+    onTemplateChange: () => (template = undefined), // read again on the next apply
+    logger,
   });
 
   const sweep = setInterval(() => {
@@ -353,8 +263,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
         registryOptions.keepMs = config.scaling.window * 1000 + 60_000;
         agentLimits.idleTimeoutMs = Math.max(60_000, config.scaling.node_timeout * 2000);
         if (config.haproxy.template !== previous.haproxy.template) {
-          watcher.unwatch(previous.haproxy.template);
-          watcher.add(config.haproxy.template);
+          watcher.moveTemplate(previous.haproxy.template, config.haproxy.template);
         }
         template = undefined; // read again (a new path, or edited along with the ini)
         running.reconfigure(config);
@@ -375,7 +284,6 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       running.stop();
       await running.idle();
       clearInterval(sweep);
-      clearInterval(resyncTimer);
       applier.stop();
       await watcher.close();
       await agents.close();

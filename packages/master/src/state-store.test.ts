@@ -11,11 +11,12 @@ beforeEach(async () => {
 afterEach(() => fs.rm(dir, { recursive: true, force: true }));
 
 const full: DurableState = {
-  version: 1,
+  version: 2,
   paused: true,
   lastScaleUpAt: 1_700_000_000_000,
   launches: [{ id: "l-1", decidedAt: 1_700_000_000_000, count: 2, reason: "scale-up: node web-2 at 91 % ≥ 75 % for 60 s", status: "running", instances: [{ instanceId: "i-0123456789abcdef0", privateAddress: "10.0.1.21" }], nodes: [], manual: false }],
   drains: [{ id: "d-1", node: "web-1", instanceId: "i-0fedcba9876543210", address: "10.0.1.11", decidedAt: 1_700_000_100_000, drainUntil: 1_700_000_130_000, status: "draining", reason: "manual scale-down", manual: true }],
+  backoff: { up: { failures: 2, until: 1_700_000_060_000 } },
 };
 
 test("a master that never ran starts from the empty state", async () => {
@@ -39,7 +40,7 @@ test("a save replaces the file whole: no temp file is left and a reader never se
 
 test.each([
   ["not JSON", "{ half a file", /not valid JSON; refusing to start rather than forget launches/],
-  ["an unknown version", JSON.stringify({ ...full, version: 2 }), /unexpected shape \(version/],
+  ["an unknown version", JSON.stringify({ ...full, version: 3 }), /unexpected shape \(version/],
   ["a launch with an unknown status", JSON.stringify({ ...full, launches: [{ ...full.launches[0], status: "maybe" }] }), /unexpected shape \(launches\.0\.status/],
   ["an extra field", JSON.stringify({ ...full, shell: "rm -rf /" }), /unexpected shape/],
 ])("a state file that is %s is refused with a message, and left as it was", async (_what, text, message) => {
@@ -55,4 +56,14 @@ test("saving a state of the wrong shape throws before anything is written", asyn
   const before = await fs.readFile(store.file, "utf8");
   await expect(store.save({ ...full, launches: [{ ...full.launches[0]!, count: 0 }] })).rejects.toThrow();
   expect(await fs.readFile(store.file, "utf8")).toBe(before);
+});
+
+test("a state file of version 1 (before backoff was kept) is migrated forward, never reset", async () => {
+  const store = createStateStore(dir);
+  const { backoff: _, ...v1 } = { ...full, version: 1 };
+  await fs.writeFile(store.file, JSON.stringify(v1));
+  const loaded = await store.load();
+  expect(loaded).toEqual({ ...full, backoff: {} });
+  await store.save(loaded);
+  expect(JSON.parse(await fs.readFile(store.file, "utf8"))).toMatchObject({ version: 2, launches: full.launches, drains: full.drains });
 });

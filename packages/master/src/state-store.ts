@@ -31,6 +31,8 @@ const launchSchema = z
     note: z.string().max(1024).optional(),
     finishedAt: z.number().int().min(0).optional(),
     error: z.string().max(4096).optional(),
+    /** The scale-up cooldown this launch replaced: put back when its command fails (no cooldown after a no-op). */
+    previousScaleUpAt: z.number().int().min(0).optional(),
   })
   .strict();
 
@@ -49,17 +51,24 @@ const drainSchema = z
     note: z.string().max(1024).optional(),
     finishedAt: z.number().int().min(0).optional(),
     error: z.string().max(4096).optional(),
+    /** The scale-down cooldown this drain replaced: put back when its command fails. */
+    previousScaleDownAt: z.number().int().min(0).optional(),
   })
   .strict();
 
+/** Consecutive failures in one direction and the time before which no automatic action retries. */
+const backoffSchema = z.object({ failures: z.number().int().min(0), until: z.number().int().min(0) }).strict();
+
 const stateSchema = z
   .object({
-    version: z.literal(1),
+    /** 1: before backoff was kept here (read and migrated forward); 2: now. */
+    version: z.union([z.literal(1), z.literal(2)]).transform(() => 2 as const),
     paused: z.boolean(),
     lastScaleUpAt: z.number().int().min(0).optional(),
     lastScaleDownAt: z.number().int().min(0).optional(),
     launches: z.array(launchSchema),
     drains: z.array(drainSchema),
+    backoff: z.object({ up: backoffSchema.optional(), down: backoffSchema.optional() }).strict().default({}),
   })
   .strict();
 
@@ -68,11 +77,13 @@ export type LaunchRecord = z.infer<typeof launchSchema>;
 /** One recorded drain-then-terminate. */
 export type DrainRecord = z.infer<typeof drainSchema>;
 /** Everything the master keeps across restarts. */
-export type DurableState = z.infer<typeof stateSchema>;
+export type DurableState = z.output<typeof stateSchema>;
+/** One direction's failure backoff. */
+export type Backoff = z.infer<typeof backoffSchema>;
 
 /** The state of a master that never ran. */
 export function emptyState(): DurableState {
-  return { version: 1, paused: false, launches: [], drains: [] };
+  return { version: 2, paused: false, launches: [], drains: [], backoff: {} };
 }
 
 /** Reads and writes state.json in one folder. */

@@ -13,9 +13,20 @@ import {
   renderFromFiles,
   renderHaproxyConfig,
   type ApplyResult,
+  type Config,
+  type HostsStore,
 } from "@autoscaler/shared";
 import { loadContext, runner, type GlobalArgs } from "../context.js";
 import type { Io } from "../io.js";
+
+/**
+ * Render what the master would serve: hosts.d without the nodes it is draining or terminating
+ * (read from state_dir), so a CLI apply never puts a leaving node back.
+ */
+export async function renderServed(config: Config, store: HostsStore): Promise<string> {
+  const { leavingNodes } = await import("@autoscaler/master");
+  return renderFromFiles(config, store, await leavingNodes(config.master.state_dir));
+}
 
 /** One line that says what the apply pipeline did. */
 export function describeApply(target: string, r: ApplyResult, reloadAsked: boolean): string {
@@ -42,12 +53,12 @@ export async function runGenerate(io: Io, args: GenerateArgs): Promise<number> {
   const ctx = await loadContext(io, args);
   if (args.output === "-") {
     if (args.reload) throw new AutoscalerError("AUTOSCALER_USAGE", "--reload cannot go with --output -: printing writes no file to reload", { exitCode: 2 });
-    io.stdout.write(await renderFromFiles(ctx.config, ctx.store));
+    io.stdout.write(await renderServed(ctx.config, ctx.store));
     return 0;
   }
   const target = args.output ? path.resolve(io.cwd, args.output) : ctx.config.haproxy.config;
   const settings = applySettingsFromConfig(ctx.config, target);
-  const result = await applyHaproxyConfig(settings, () => renderFromFiles(ctx.config, ctx.store), { runner, logger: ctx.logger }, { reload: Boolean(args.reload) });
+  const result = await applyHaproxyConfig(settings, () => renderServed(ctx.config, ctx.store), { runner, logger: ctx.logger }, { reload: Boolean(args.reload) });
   if (args.json) io.stdout.write(JSON.stringify({ file: target, ...result }) + "\n");
   else io.stdout.write(describeApply(target, result, Boolean(args.reload)) + "\n");
   return 0;

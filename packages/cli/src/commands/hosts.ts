@@ -18,7 +18,7 @@ import {
 import { loadContext, runner, type CommandContext, type GlobalArgs } from "../context.js";
 import type { Io } from "../io.js";
 import { formatTable } from "../table.js";
-import { describeApply } from "./generate.js";
+import { describeApply, renderServed } from "./generate.js";
 
 const usageError = (message: string) => new AutoscalerError("AUTOSCALER_INPUT_INVALID", message, { exitCode: 2 });
 
@@ -28,7 +28,7 @@ export function defaultHostName(host: string, port: number): string {
 }
 
 async function applyAfterChange(io: Io, ctx: CommandContext, reload: boolean): Promise<void> {
-  const result = await applyHaproxyConfig(ctx.applySettings, () => renderFromFiles(ctx.config, ctx.store), { runner, logger: ctx.logger }, { reload });
+  const result = await applyHaproxyConfig(ctx.applySettings, () => renderServed(ctx.config, ctx.store), { runner, logger: ctx.logger }, { reload });
   io.stdout.write(describeApply(ctx.applySettings.target, result, reload) + "\n");
 }
 

@@ -14,6 +14,17 @@ import { CROSS_FIELD_RULES } from "./rules.js";
 /** The default config file, used when neither --config nor AUTOSCALER_CONFIG is given. */
 export const DEFAULT_CONFIG_PATH = "/etc/autoscaler/autoscaler.ini";
 
+/**
+ * Cooldowns (seconds) when neither `cooldown` nor a direction's override is set. Target mode
+ * sizes each scale-up by the deficit, so its up-cooldown is short, and its scale-down is held
+ * by `scale_down_window` instead of a cooldown; the threshold modes keep the seed's 300 s.
+ */
+export const DEFAULT_COOLDOWNS = {
+  target: { up: 30, down: 0 },
+  instance: { up: 300, down: 300 },
+  average: { up: 300, down: 300 },
+} as const;
+
 /** One problem with one key: what was found and what was expected. */
 export interface ConfigProblem {
   /** `section.key`, or a file-level subject such as the file name. */
@@ -115,8 +126,8 @@ export function parseConfig(text: string, file: string, options: { home?: string
     hostsDir: path.join(ctx.dir, "hosts.d"),
     awsRegion: s.aws.region || s.aws.aws_default_region,
     cooldowns: {
-      up: s.scaling.scale_up_cooldown ?? s.scaling.cooldown,
-      down: s.scaling.scale_down_cooldown ?? s.scaling.cooldown,
+      up: s.scaling.scale_up_cooldown ?? s.scaling.cooldown ?? DEFAULT_COOLDOWNS[s.scaling.mode].up,
+      down: s.scaling.scale_down_cooldown ?? s.scaling.cooldown ?? DEFAULT_COOLDOWNS[s.scaling.mode].down,
     },
     ssh,
     secrets: [s.aws.aws_access_key, s.aws.aws_secret_key, s.master.token].filter((v) => typeof v === "string" && v !== ""),

@@ -102,6 +102,21 @@ function integer(def: number, min: number, max = Number.MAX_SAFE_INTEGER): KeySp
   };
 }
 
+/** A fraction from 0 to 1 (`0.1`), or a percentage (`10%`). */
+function fraction(def: number): KeySpec<number> {
+  const expected = "a fraction from 0 to 1 (such as 0.1) or a percentage (such as 10%)";
+  return {
+    default: String(def),
+    parse: (raw) => {
+      const t = raw.trim();
+      const m = /^(\d+(?:\.\d+)?|\.\d+)(%?)$/.exec(t);
+      if (!m) return bad(expected);
+      const n = Number(m[1]) / (m[2] ? 100 : 1);
+      return n >= 0 && n <= 1 ? ok(n) : bad(expected);
+    },
+  };
+}
+
 function percent(def: number): KeySpec<number> {
   const expected = "a CPU percentage greater than 0 and at most 100";
   return {
@@ -272,11 +287,26 @@ export const SCHEMA = {
     interval: seconds(1),
   },
   scaling: {
-    mode: oneOf(["instance", "average"], "instance"),
+    /** target: track target_cpu per node (the default); instance and average: the seed's threshold rules. */
+    mode: oneOf(["target", "instance", "average"], "target"),
+    target_cpu: percent(60),
+    /** Target mode: a deviation from target_cpu within this fraction does nothing (as HPA's 0.1). */
+    tolerance: fraction(0.1),
+    /** Target mode: scale down only to the highest recommendation of this long (HPA's stabilisation window). */
+    scale_down_window: seconds(300),
+    /** Target mode: scale up only to the lowest recommendation of this long, so a shorter spike is not answered (0: at once). */
+    scale_up_window: seconds(0, { positive: false }),
+    /** Target mode: at most this many nodes removed by one scale-down decision. */
+    scale_down_limit: integer(2, 1),
+    /** Target mode: a floor from the demand of the same minutes 1 and 7 days earlier. */
+    predictive: oneOf(["off", "on"], "off"),
+    /** How long a new node takes from the launch decision to serving: the predictive floor looks this far ahead. */
+    boot_time: seconds(120),
     scale_up_threshold: percent(75),
     scale_down_threshold: percent(25),
     window: seconds(60),
-    cooldown: seconds(300, { positive: false }),
+    /** Empty: 300 s in the threshold modes; in target mode 30 s up (the step is sized by the deficit) and 0 s down (scale_down_window stabilises). */
+    cooldown: optionalSeconds(),
     scale_up_cooldown: optionalSeconds(),
     scale_down_cooldown: optionalSeconds(),
     min_nodes: integer(1, 0),

@@ -35,7 +35,7 @@ export async function readHosts(store: HostsStore): Promise<HostEntry[]> {
 }
 
 /** Render from the template and hosts.d as they are on disk now. */
-export async function renderFromFiles(config: Config, store: HostsStore): Promise<string> {
+export async function renderFromFiles(config: Config, store: HostsStore, exclude: ReadonlySet<string> = new Set()): Promise<string> {
   const [template, hosts] = await Promise.all([readTemplate(config), readHosts(store)]);
-  return renderHaproxyConfig(template, hosts, config.haproxy.server_line);
+  return renderHaproxyConfig(template, exclude.size > 0 ? hosts.filter((h) => !exclude.has(h.name)) : hosts, config.haproxy.server_line);
 }

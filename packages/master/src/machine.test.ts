@@ -1,0 +1,298 @@
+/**
+ * The scaler's state machine on a fake clock: each lifecycle (launch, register, timeout,
+ * backoff, drain, terminate, each failure, a restart at each point) is a table of events at
+ * given times → the effects it asks for and the state it ends in. No IO, no sleeps.
+ */
+import { describe, expect, test } from "vitest";
+import type { NodeObservation } from "./decide.js";
+import { excludedNames, initialState, step, type Effect, type ScalerEvent, type ScalerState } from "./machine.js";
+import type { ScalingPolicy } from "./policy.js";
+import { emptyState } from "./state-store.js";
+
+const T0 = 1_800_000_000_000;
+const policy: ScalingPolicy = {
+  mode: "target",
+  targetCpu: 60,
+  tolerance: 0.1,
+  scaleDownWindowMs: 300_000,
+  scaleUpWindowMs: 0,
+  scaleDownLimit: 2,
+  predictive: false,
+  bootMs: 120_000,
+  upThreshold: 75,
+  downThreshold: 25,
+  windowMs: 60_000,
+  upCooldownMs: 30_000,
+  downCooldownMs: 0,
+  minNodes: 1,
+  maxNodes: 10,
+  step: 1,
+  scaleDownOrder: "oldest",
+  scaleUpEnabled: true,
+  scaleDownEnabled: true,
+  sampleIntervalMs: 5_000,
+  launchTimeoutMs: 600_000,
+  drainMs: 30_000,
+  forgetAfterMs: 600_000,
+};
+
+/** A node heard every 5 s for the last 10 minutes at `cpu`, as of `now`. */
+const node = (name: string, cpu: number, now: number, extra: Partial<NodeObservation> = {}): NodeObservation => ({
+  name,
+  live: true,
+  firstSeenAt: T0 - 3_600_000,
+  addedAt: T0 - 3_600_000 + name.charCodeAt(name.length - 1),
+  removable: true,
+  readings: Array.from({ length: 120 }, (_, i) => ({ at: now - 600_000 + (i + 1) * 5_000, cpu })),
+  instanceId: `i-${name}`,
+  address: `10.0.0.${name.charCodeAt(name.length - 1) % 200}`,
+  ...extra,
+});
+const fleet = (cpu: number, names: string[]) => (now: number) => names.map((n) => node(n, cpu, now));
+
+/** An event at a time offset (s); a function of the time for ticks and manual commands that carry nodes. */
+type Step = [seconds: number, event: ScalerEvent | ((now: number, s: ScalerState) => ScalerEvent)];
+
+/** Run the steps from `state`; return every step's effect kinds (logs left out) and the end state. */
+function run(steps: Step[], state: ScalerState = initialState(), p: ScalingPolicy = policy) {
+  const effects: string[][] = [];
+  const all: Effect[] = [];
+  for (const [s, e] of steps) {
+    const now = T0 + s * 1000;
+    const event = typeof e === "function" ? e(now, state) : e;
+    const r = step(state, event, p, now);
+    state = r.state;
+    effects.push(r.effects.filter((x) => x.kind !== "log").map((x) => x.kind));
+    all.push(...r.effects);
+  }
+  return { effects, state, all, d: state.durable };
+}
+const lastId = (s: ScalerState, kind: "launch" | "drain") => (kind === "launch" ? s.durable.launches.at(-1)!.id : s.durable.drains.at(-1)!.id);
+const tick = (cpu: number, names = ["a"]): Step[1] => (now) => ({ type: "tick", nodes: fleet(cpu, names)(now) });
+const launched = (ok: boolean, detail = ""): Step[1] => (_now, s) => ({ type: "launch_finished", id: lastId(s, "launch"), ok, instances: [], detail });
+const hello = (name: string): ScalerEvent => ({ type: "node_registered", hello: { name, address: "10.0.0.99" } });
+
+describe("launch lifecycle", () => {
+  test("decided → saved before the command → command ok → pending → a node registers → done", () => {
+    const r = run([
+      [0, tick(100, ["a", "b"])],
+      [1, launched(true)],
+      [60, hello("c")],
+    ]);
+    expect(r.effects).toEqual([["save", "launch"], ["save"], ["save"]]);
+    expect(r.d.launches).toMatchObject([{ status: "pending", count: 2, nodes: ["c"] }]);
+    expect(r.d.lastScaleUpAt).toBe(T0);
+  });
+
+  test("a launch of 2 is done once both nodes registered, and the second node cannot claim twice", () => {
+    const r = run([
+      [0, tick(100, ["a", "b"])],
+      [1, launched(true)],
+      [60, hello("c")],
+      [61, hello("d")],
+      [62, hello("d")],
+    ]);
+    expect(r.d.launches).toMatchObject([{ status: "done", nodes: ["c", "d"] }]);
+    expect(r.state.counters.launches).toBe(1);
+  });
+
+  test("a failed command: failed, no cooldown left behind, backoff 30 s then 60 s, and no launch meanwhile", () => {
+    const r = run([
+      [0, tick(100, ["a", "b"])],
+      [1, launched(false, "exit code 1: no credentials")],
+      [10, tick(100, ["a", "b"])],
+      [32, tick(100, ["a", "b"])],
+      [33, launched(false, "exit code 1")],
+      [60, tick(100, ["a", "b"])],
+      [94, tick(100, ["a", "b"])],
+    ]);
+    expect(r.effects).toEqual([["save", "launch"], ["save"], [], ["save", "launch"], ["save"], [], ["save", "launch"]]);
+    expect(r.d.launches.map((l) => l.status)).toEqual(["failed", "failed", "running"]);
+    expect(r.d.launches[0]!.error).toBe("exit code 1: no credentials");
+    expect(r.state.counters.launch_failures).toBe(2);
+  });
+
+  test("the failure backoff is durable: it is in state.json and holds after a restart", () => {
+    const first = run([
+      [0, tick(100, ["a", "b"])],
+      [1, launched(false)],
+    ]);
+    expect(first.d.backoff.up).toEqual({ failures: 1, until: T0 + 31_000 });
+    const restarted = run([[10, { type: "start", hosts: [] }], [11, tick(100, ["a", "b"])]], initialState(structuredClone(first.d)));
+    expect(restarted.effects).toEqual([[], []]);
+    expect(restarted.state.lastDecision?.decision.reason).toMatch(/backoff \(20 s left\)/);
+  });
+
+  test("launch_timeout: failed, counts no more, and backs off", () => {
+    const r = run([
+      [0, tick(100, ["a", "b"])],
+      [1, launched(true)],
+      [599, tick(60, ["a", "b"])],
+      [600, tick(60, ["a", "b"])],
+    ]);
+    expect(r.effects.at(-1)).toEqual(["save"]);
+    expect(r.d.launches[0]).toMatchObject({ status: "failed", error: "launch_timeout: 0 of 2 node(s) registered within 600 s" });
+    expect(r.d.backoff.up?.failures).toBe(1);
+    expect(r.state.counters.launch_timeouts).toBe(1);
+  });
+
+  test("a registration resets the launch backoff", () => {
+    const r = run([
+      [0, tick(100, ["a", "b"])],
+      [1, launched(false)],
+      [40, tick(100, ["a", "b"])],
+      [41, launched(true)],
+      [90, hello("c")],
+    ]);
+    expect(r.d.backoff.up).toBeUndefined();
+  });
+
+  test("a restart while the command ran: pending with a note, never run again, done when its node registers", () => {
+    const before = run([[0, tick(100, ["a", "b"])]]);
+    expect(before.d.launches[0]!.status).toBe("running");
+    const r = run(
+      [
+        [5, { type: "start", hosts: [] }],
+        [6, tick(60, ["a", "b"])],
+        [30, hello("c")],
+        [31, hello("d")],
+      ],
+      initialState(structuredClone(before.d)),
+    );
+    expect(r.effects).toEqual([["save"], [], ["save"], ["save"]]);
+    expect(r.d.launches[0]).toMatchObject({ status: "done", nodes: ["c", "d"] });
+    expect(r.d.launches[0]!.note).toMatch(/not run again/);
+  });
+
+  test("a restart finds the node that registered while the master was down, by instance id", () => {
+    const before = run([[0, tick(100, ["a", "b"])], [1, (_n, s) => ({ type: "launch_finished", id: lastId(s, "launch"), ok: true, instances: [{ instanceId: "i-new" }], detail: "" })]]);
+    const hosts = [{ name: "c", address: "10.0.0.3", source: "agent", addedAt: new Date(T0 + 50_000).toISOString(), instanceId: "i-new" }];
+    const r = run([[60, { type: "start", hosts }]], initialState(structuredClone(before.d)));
+    expect(r.d.launches[0]).toMatchObject({ status: "done", nodes: ["c"] });
+  });
+});
+
+describe("drain lifecycle", () => {
+  const three = ["a", "b", "c"];
+  const down = (count: number): Step[1] => (now) => ({ type: "scale_down", count, nodes: fleet(30, three)(now) });
+  const drainId = (_now: number, s: ScalerState) => lastId(s, "drain");
+
+  test("manual scale-down: saved → drained → after drain_seconds out of the config → terminate → entry removed", () => {
+    const r = run([
+      [0, down(1)],
+      [10, tick(30, three)],
+      [30, tick(30, three)],
+      [31, (now, s) => ({ type: "removed_from_config", id: drainId(now, s), confirmed: true })],
+      [33, (now, s) => ({ type: "terminate_finished", id: drainId(now, s), ok: true, detail: "" })],
+    ]);
+    expect(r.effects).toEqual([["save", "drain"], [], ["remove_from_config"], ["save", "terminate"], ["remove_host", "save"]]);
+    expect(r.d.drains[0]).toMatchObject({ node: "a", instanceId: "i-a", status: "done" });
+    expect(r.all.find((e) => e.kind === "terminate")).toMatchObject({ node: "a", instanceId: "i-a" });
+    expect(excludedNames(r.d).size).toBe(0);
+  });
+
+  test("a draining node is left out of haproxy.cfg, for the master and for the CLI alike", () => {
+    const r = run([[0, down(1)]]);
+    expect([...excludedNames(r.d)]).toEqual(["a"]);
+  });
+
+  test("the live config still has the node: terminate waits for the next tick, and is asked again", () => {
+    const r = run([
+      [0, down(1)],
+      [30, tick(30, three)],
+      [31, (now, s) => ({ type: "removed_from_config", id: drainId(now, s), confirmed: false })],
+      [32, tick(30, three)],
+    ]);
+    expect(r.effects.slice(1)).toEqual([["remove_from_config"], [], ["remove_from_config"]]);
+  });
+
+  test("a failed terminate: failed, the node back in service, a down backoff, its cooldown put back", () => {
+    const r = run([
+      [0, down(1)],
+      [30, tick(30, three)],
+      [31, (now, s) => ({ type: "removed_from_config", id: drainId(now, s), confirmed: true })],
+      [32, (now, s) => ({ type: "terminate_finished", id: drainId(now, s), ok: false, detail: "exit code 255: UnauthorizedOperation" })],
+    ]);
+    expect(r.effects.at(-1)).toEqual(["save", "restore"]);
+    expect(r.d.drains[0]).toMatchObject({ status: "failed", error: "exit code 255: UnauthorizedOperation" });
+    expect(r.d.backoff.down).toEqual({ failures: 1, until: T0 + 62_000 });
+    expect(r.d.lastScaleDownAt).toBeUndefined();
+    expect(excludedNames(r.d).size).toBe(0);
+  });
+
+  test("a restart while draining drains again; a restart while terminating never runs the command again", () => {
+    const draining = run([[0, down(1)]]);
+    expect(run([[5, { type: "start", hosts: [] }]], initialState(structuredClone(draining.d))).effects).toEqual([["drain"]]);
+    const terminating = run([
+      [0, down(1)],
+      [30, tick(30, three)],
+      [31, (now, s) => ({ type: "removed_from_config", id: drainId(now, s), confirmed: true })],
+    ]);
+    const r = run([[40, { type: "start", hosts: [] }]], initialState(structuredClone(terminating.d)));
+    expect(r.effects).toEqual([["remove_host", "save"]]);
+    expect(r.d.drains[0]).toMatchObject({ status: "done", note: expect.stringMatching(/not run again/) });
+  });
+
+  test("manual scale-down never goes below min_nodes and never takes a hand-added host", () => {
+    const nodes = (now: number) => [node("m", 10, now, { removable: false }), node("a", 10, now)];
+    const r = run([[0, (now) => ({ type: "scale_down", count: 5, nodes: nodes(now) })]], initialState(), { ...policy, minNodes: 1 });
+    expect(r.d.drains.map((d) => d.node)).toEqual(["a"]);
+    const none = run([[0, (now) => ({ type: "scale_down", count: 1, nodes: [node("m", 10, now, { removable: false }), node("x", 10, now, { removable: false })] })]]);
+    expect(none.d.drains).toEqual([]);
+  });
+});
+
+describe("automatic scale-down in target mode", () => {
+  test("held for the whole scale_down_window, then down to its highest recommendation", () => {
+    const names = ["a", "b", "c", "d"];
+    const steps: Step[] = [];
+    for (let s = 0; s <= 300; s += 10) steps.push([s, tick(10, names)]);
+    const r = run(steps);
+    const firstDown = r.effects.findIndex((e) => e.includes("drain"));
+    expect(steps[firstDown]![0]).toBe(300);
+    expect(r.d.drains.map((d) => d.node)).toEqual(["a", "b"]);
+  });
+});
+
+describe("pause and the operator's commands", () => {
+  test("pause is saved; a paused tick does nothing; manual scale-up still launches; resume is saved", () => {
+    const r = run([
+      [0, { type: "pause" }],
+      [1, tick(100, ["a", "b"])],
+      [2, (now) => ({ type: "scale_up", count: 2, nodes: fleet(100, ["a", "b"])(now) })],
+      [3, { type: "resume" }],
+    ]);
+    expect(r.effects).toEqual([["save"], [], ["save", "launch"], ["save"]]);
+    expect(r.d.paused).toBe(false);
+    expect(r.d.launches[0]).toMatchObject({ manual: true, count: 2 });
+  });
+
+  test("manual scale-up is capped by max_nodes, counting pending launches, and says why", () => {
+    const first = run([[0, (now) => ({ type: "scale_up", count: 20, nodes: fleet(10, ["a", "b"])(now) })]]);
+    expect(first.d.launches[0]!.count).toBe(8);
+    const r = step(first.state, { type: "scale_up", count: 1, nodes: fleet(10, ["a", "b"])(T0 + 1000) }, policy, T0 + 1000);
+    expect(r.reply).toEqual({ ok: false, error: "cannot scale up: capped 1 → 0 by max_nodes (10 of 10 backends or pending)" });
+    expect(r.effects).toEqual([]);
+  });
+
+  test("without a scale_up_command a manual scale-up is refused and nothing is saved", () => {
+    const r = step(initialState(emptyState()), { type: "scale_up", count: 1, nodes: [] }, { ...policy, scaleUpEnabled: false }, T0);
+    expect(r).toMatchObject({ effects: [], reply: { ok: false, error: expect.stringMatching(/no \[machine\] scale_up_command/) } });
+  });
+});
+
+test("the same inputs give the same outputs (no clock, no randomness inside)", () => {
+  const a = run([[0, tick(100, ["a", "b"])]]);
+  const b = run([[0, tick(100, ["a", "b"])]]);
+  expect(a.state).toEqual(b.state);
+  expect(a.all).toEqual(b.all);
+});
+
+test("an agent that said hello but is not in hosts.d yet is not counted twice while the launch it will claim still waits", () => {
+  const first = run([[0, tick(100, ["a", "b"])], [1, launched(true)]], initialState(), { ...policy, maxNodes: 4 });
+  expect(first.d.launches[0]).toMatchObject({ status: "pending", count: 2 });
+  // "c" registered, its entry not written yet, and it has not claimed the launch: 2 nodes + c + 2 pending would be 5 > max 4.
+  const nodes = (now: number) => [...fleet(100, ["a", "b"])(now), node("c", 0, now, { registering: true, firstSeenAt: now })];
+  const r = step(first.state, { type: "scale_up", count: 1, nodes: nodes(T0 + 2000) }, { ...policy, maxNodes: 4 }, T0 + 2000);
+  expect(r.reply).toEqual({ ok: false, error: "cannot scale up: capped 1 → 0 by max_nodes (4 of 4 backends or pending)" });
+});

@@ -1,0 +1,586 @@
+/**
+ * The scaler's state machine: `step(state, event, policy, now) → { state, effects, reply }`,
+ * pure. The runner (scaler.ts) feeds it events (ticks, command results, registrations, the
+ * operator's commands) and performs its effects in order: a `save` comes before the action it
+ * records, and when the save fails the runner keeps the old state and performs nothing. The
+ * simulator drives the same function with a model of the cloud.
+ *
+ *   launch:  running (saved, command starts) ──ok──► pending ──nodes registered──► done
+ *                 │                                    └──launch_timeout──► failed (backoff)
+ *                 └──command failed──► failed (backoff; its cooldown is put back)
+ *
+ *   drain:   draining (saved; runtime `drain`, or out of the config) ──drain_seconds──►
+ *            out of the config (confirmed on the live file) ──► terminating (saved, command
+ *            starts) ──ok──► done (entry removed) / ──failed──► failed (back in service, backoff)
+ *
+ *   start:   a launch still `running` had its command interrupted: pending (never run again)
+ *            until a node registers or launch_timeout. A drain still `terminating` is never
+ *            run again either: its entry is removed as if it had run.
+ *
+ * Every open drain's node is left out of haproxy.cfg (`excludedNames`), by the master and by
+ * the CLI alike, so a CLI apply never puts a leaving node back.
+ */
+import { capCount, chooseForRemoval, currentCpu, decide, type Decision, type NodeObservation, type Recommendation } from "./decide.js";
+import type { ScalingPolicy } from "./policy.js";
+import { recordDemand, type DemandHistory } from "./predictive.js";
+import { emptyState, type Backoff, type DrainRecord, type DurableState, type LaunchRecord } from "./state-store.js";
+
+/** Counts since this master started (status and metrics). */
+export interface ActionCounters {
+  launches: number;
+  launch_failures: number;
+  launch_timeouts: number;
+  terminations: number;
+  terminate_failures: number;
+  not_recorded: number;
+}
+
+/** Everything the state machine holds: the durable part (state.json) and what lives in memory. */
+export interface ScalerState {
+  durable: DurableState;
+  /** Target mode: the recommendations of the last scale_down_window. */
+  recommendations: readonly Recommendation[];
+  recommendingSince: number | undefined;
+  /** Predictive: demand per minute (kept in state_dir by the runner). */
+  demand: DemandHistory | undefined;
+  lastDecision: { at: number; decision: Decision } | undefined;
+  /** Drains with an effect in flight (taken out of the config, or terminating): not started twice. */
+  busy: readonly string[];
+  counters: ActionCounters;
+  /** Makes ids unique within one run. */
+  seq: number;
+}
+
+/** A node's word about itself, as the registration passes it on. */
+export interface NodeHello {
+  name: string;
+  address: string;
+  instanceId?: string | undefined;
+}
+
+/** A hosts.d entry, as reconciliation on start needs it. */
+export interface HostRef {
+  name: string;
+  address: string;
+  source: string;
+  addedAt: string;
+  instanceId?: string | undefined;
+}
+
+/** One instance a launch command printed (run-instances JSON). */
+export interface LaunchedInstance {
+  instanceId: string;
+  privateAddress?: string;
+}
+
+/** What happens to the scaler. */
+export type ScalerEvent =
+  | { type: "start"; hosts: readonly HostRef[] }
+  | { type: "tick"; nodes: readonly NodeObservation[] }
+  | { type: "launch_finished"; id: string; ok: boolean; instances: readonly LaunchedInstance[]; detail: string }
+  | { type: "node_registered"; hello: NodeHello }
+  | { type: "removed_from_config"; id: string; confirmed: boolean }
+  | { type: "terminate_finished"; id: string; ok: boolean; detail: string }
+  | { type: "scale_up"; count: number | undefined; nodes: readonly NodeObservation[] }
+  | { type: "scale_down"; count: number | undefined; nodes: readonly NodeObservation[] }
+  | { type: "pause" }
+  | { type: "resume" };
+
+/** What the runner must do, in order. */
+export type Effect =
+  | { kind: "save" }
+  | { kind: "launch"; id: string; count: number }
+  | { kind: "drain"; id: string; node: string }
+  | { kind: "remove_from_config"; id: string; node: string }
+  | { kind: "terminate"; id: string; node: string; instanceId: string; address: string }
+  | { kind: "restore"; node: string }
+  | { kind: "remove_host"; node: string }
+  | { kind: "save_demand" }
+  | { kind: "log"; level: "debug" | "info" | "warn" | "error"; event?: string; message: string; fields?: Record<string, unknown> };
+
+/** The answer to an operator's command. */
+export type Reply = { ok: true; value: unknown } | { ok: false; error: string };
+
+/** One transition. */
+export interface StepResult {
+  state: ScalerState;
+  effects: Effect[];
+  reply?: Reply;
+}
+
+const KEEP_FINISHED = 20;
+
+/** Backoff after a failed command: 30 s, doubling, at most 10 minutes. */
+export function failureBackoffMs(consecutiveFailures: number): number {
+  if (consecutiveFailures <= 0) return 0;
+  return Math.min(30_000 * 2 ** (consecutiveFailures - 1), 600_000);
+}
+
+/** A fresh state machine over a loaded state.json. */
+export function initialState(durable: DurableState = emptyState(), demand?: DemandHistory): ScalerState {
+  return {
+    durable,
+    recommendations: [],
+    recommendingSince: undefined,
+    demand,
+    lastDecision: undefined,
+    busy: [],
+    counters: { launches: 0, launch_failures: 0, launch_timeouts: 0, terminations: 0, terminate_failures: 0, not_recorded: 0 },
+    seq: 0,
+  };
+}
+
+export const isOpenLaunch = (l: LaunchRecord) => l.status === "running" || l.status === "pending";
+export const isOpenDrain = (d: DrainRecord) => d.status === "draining" || d.status === "terminating";
+/** How many nodes a launch still waits for: the instances it printed, else the count asked for. */
+const expected = (l: LaunchRecord) => (l.instances.length > 0 ? l.instances.length : l.count);
+const waitingFor = (l: LaunchRecord) => (isOpenLaunch(l) ? Math.max(0, expected(l) - l.nodes.length) : 0);
+/** Nodes launched that have not registered yet. */
+export const pendingCount = (d: DurableState) => d.launches.reduce((n, l) => n + waitingFor(l), 0);
+/**
+ * Launches still waiting, less the agents that said hello but are not in hosts.d yet and claimed
+ * no launch: each is most likely the node one of those launches is about to claim, so it is not
+ * counted twice (as a node and as pending).
+ */
+export function effectivePending(d: DurableState, nodes: readonly NodeObservation[]): number {
+  const claimed = (name: string) => d.launches.some((l) => l.nodes.includes(name));
+  const arriving = nodes.filter((n) => n.registering && !claimed(n.name)).length;
+  return Math.max(0, pendingCount(d) - arriving);
+}
+
+/** The nodes that must be left out of haproxy.cfg: every open drain's (the one rule for master and CLI). */
+export const excludedNames = (d: DurableState): ReadonlySet<string> => new Set(d.drains.filter(isOpenDrain).map((x) => x.node));
+
+/** Accumulates a transition: copy-on-write helpers over the state, and the effects in order. */
+class Transition {
+  effects: Effect[] = [];
+  constructor(
+    public state: ScalerState,
+    readonly policy: ScalingPolicy,
+    readonly now: number,
+  ) {}
+  get durable() {
+    return this.state.durable;
+  }
+  set(patch: Partial<ScalerState>) {
+    this.state = { ...this.state, ...patch };
+  }
+  setDurable(patch: Partial<DurableState>) {
+    this.set({ durable: { ...this.durable, ...patch } });
+  }
+  launch(id: string, patch: Partial<LaunchRecord>) {
+    this.setDurable({ launches: this.durable.launches.map((l) => (l.id === id ? { ...l, ...patch } : l)) });
+  }
+  drain(id: string, patch: Partial<DrainRecord>) {
+    this.setDurable({ drains: this.durable.drains.map((d) => (d.id === id ? { ...d, ...patch } : d)) });
+  }
+  count(key: keyof ActionCounters) {
+    this.set({ counters: { ...this.state.counters, [key]: this.state.counters[key] + 1 } });
+  }
+  busy(id: string, on: boolean) {
+    this.set({ busy: on ? [...this.state.busy, id] : this.state.busy.filter((x) => x !== id) });
+  }
+  newId(prefix: string) {
+    this.set({ seq: this.state.seq + 1 });
+    return `${prefix}-${this.now.toString(36)}-${this.state.seq.toString(36)}`;
+  }
+  emit(...effects: Effect[]) {
+    this.effects.push(...effects);
+  }
+  log(event: string, message: string, fields: Record<string, unknown> = {}, level: "info" | "warn" | "error" = "info") {
+    this.effects.push({ kind: "log", level, event, message, fields });
+  }
+  /**
+   * One place for failure bookkeeping: back off that direction and, for a command that failed
+   * (`undo`), put back the cooldown its decision started. Returns the backoff in ms.
+   */
+  failed(direction: "up" | "down", undo?: { decidedAt: number; previous: number | undefined }): number {
+    const failures = (this.durable.backoff[direction]?.failures ?? 0) + 1;
+    const backoff: Backoff = { failures, until: this.now + failureBackoffMs(failures) };
+    const key = direction === "up" ? "lastScaleUpAt" : "lastScaleDownAt";
+    // A command that did not happen starts no cooldown: only the backoff holds the next one.
+    const cooldown = undo && this.durable[key] === undo.decidedAt ? { [key]: undo.previous } : {};
+    this.setDurable({ backoff: { ...this.durable.backoff, [direction]: backoff }, ...cooldown });
+    return failureBackoffMs(failures);
+  }
+  succeeded(direction: "up" | "down") {
+    if (this.durable.backoff[direction] === undefined) return;
+    const { [direction]: _, ...rest } = this.durable.backoff;
+    this.setDurable({ backoff: rest });
+  }
+  /** Keep the last KEEP_FINISHED finished launches and drains. */
+  prune() {
+    const trim = <T extends { status: string }>(list: T[], open: (x: T) => boolean) => {
+      const finished = list.filter((x) => !open(x));
+      if (finished.length <= KEEP_FINISHED) return list;
+      const drop = new Set(finished.slice(0, finished.length - KEEP_FINISHED));
+      return list.filter((x) => !drop.has(x));
+    };
+    this.setDurable({ launches: trim(this.durable.launches, isOpenLaunch), drains: trim(this.durable.drains, isOpenDrain) });
+  }
+  result(reply?: Reply): StepResult {
+    return reply ? { state: this.state, effects: this.effects, reply } : { state: this.state, effects: this.effects };
+  }
+}
+
+const seconds = (ms: number) => Math.round(ms / 1000);
+
+/** One transition of the scaler. Pure: the same inputs give the same outputs. */
+export function step(state: ScalerState, event: ScalerEvent, policy: ScalingPolicy, now: number): StepResult {
+  const t = new Transition(state, policy, now);
+  switch (event.type) {
+    case "start":
+      return reconcile(t, event.hosts);
+    case "tick":
+      return tick(t, event.nodes);
+    case "launch_finished":
+      return launchFinished(t, event);
+    case "node_registered":
+      return claimLaunch(t, event.hello);
+    case "removed_from_config":
+      return removedFromConfig(t, event);
+    case "terminate_finished":
+      return terminateFinished(t, event);
+    case "scale_up":
+      return manualScaleUp(t, event.count, event.nodes);
+    case "scale_down":
+      return manualScaleDown(t, event.count, event.nodes);
+    case "pause":
+    case "resume":
+      return setPaused(t, event.type === "pause");
+  }
+}
+
+// ---- decisions -----------------------------------------------------------------------------
+
+/** Record a launch (the runner saves it before the command starts). */
+function recordLaunch(t: Transition, count: number, reason: string, manual: boolean): LaunchRecord {
+  const record: LaunchRecord = { id: t.newId("launch"), decidedAt: t.now, count, reason, status: "running", instances: [], nodes: [], manual };
+  if (t.durable.lastScaleUpAt !== undefined) record.previousScaleUpAt = t.durable.lastScaleUpAt;
+  t.setDurable({ launches: [...t.durable.launches, record], lastScaleUpAt: t.now });
+  t.count("launches");
+  return record;
+}
+
+/** Record a drain of each node (saved before anything is drained). */
+function recordDrains(t: Transition, chosen: readonly NodeObservation[], reason: string, manual: boolean): DrainRecord[] {
+  const previous = t.durable.lastScaleDownAt;
+  const records = chosen.map((n): DrainRecord => {
+    const record: DrainRecord = { id: t.newId("drain"), node: n.name, instanceId: n.instanceId ?? "", address: n.address ?? "", decidedAt: t.now, drainUntil: t.now + t.policy.drainMs, status: "draining", reason, manual };
+    if (previous !== undefined) record.previousScaleDownAt = previous;
+    return record;
+  });
+  t.setDurable({ drains: [...t.durable.drains, ...records], lastScaleDownAt: t.now });
+  return records;
+}
+
+function emitLaunch(t: Transition, record: LaunchRecord) {
+  t.emit({ kind: "save" });
+  t.log("scale_up", `launching ${record.count} node(s): ${record.reason}`, { launch: record.id, count: record.count, manual: record.manual });
+  t.emit({ kind: "launch", id: record.id, count: record.count });
+}
+
+function emitDrains(t: Transition, records: readonly DrainRecord[]) {
+  t.emit({ kind: "save" });
+  for (const r of records) {
+    t.log("scale_down", `draining ${r.node} for ${seconds(t.policy.drainMs)} s, then terminating it: ${r.reason}`, { drain: r.id, node: r.node, manual: r.manual });
+    t.emit({ kind: "drain", id: r.id, node: r.node });
+  }
+}
+
+/** The decision's view of the durable state. */
+function decisionState(s: ScalerState, nodes: readonly NodeObservation[]) {
+  const d = s.durable;
+  const blocked = (b: Backoff | undefined) => b?.until;
+  return {
+    pendingLaunches: effectivePending(d, nodes),
+    leaving: d.drains.filter(isOpenDrain).length,
+    lastScaleUpAt: d.lastScaleUpAt,
+    lastScaleDownAt: d.lastScaleDownAt,
+    upBlockedUntil: blocked(d.backoff.up),
+    downBlockedUntil: blocked(d.backoff.down),
+    paused: d.paused,
+    recommendations: s.recommendations,
+    recommendingSince: s.recommendingSince,
+    demand: s.demand,
+  };
+}
+
+/** Observations without the nodes on their way out. */
+function serving(s: ScalerState, nodes: readonly NodeObservation[]) {
+  const leaving = excludedNames(s.durable);
+  return leaving.size === 0 ? nodes : nodes.filter((n) => !leaving.has(n.name));
+}
+
+/** Each tick: expire launches, move drains on, record demand, decide, act. */
+function tick(t: Transition, all: readonly NodeObservation[]): StepResult {
+  const dirty = expireLaunches(t);
+  advanceDrains(t);
+  const nodes = serving(t.state, all);
+  if (t.policy.predictive) recordFleetDemand(t, nodes);
+  const decision = decide(decisionState(t.state, nodes), nodes, t.policy, t.now);
+  rememberRecommendation(t, decision);
+  if (t.state.lastDecision?.decision.reason !== decision.reason) t.emit({ kind: "log", level: "debug", message: "decision", fields: { action: decision.action, reason: decision.reason } });
+  t.set({ lastDecision: { at: t.now, decision } });
+  if (decision.action === "scale_up") {
+    const reason = decision.capped ? `${decision.reason} (${decision.capped})` : decision.reason;
+    emitLaunch(t, recordLaunch(t, decision.count, reason, false));
+  } else if (decision.action === "scale_down") {
+    const chosen = decision.nodes.map((name) => nodes.find((n) => n.name === name)!);
+    emitDrains(t, recordDrains(t, chosen, decision.reason, false));
+  } else if (dirty) {
+    t.emit({ kind: "save" });
+  }
+  return t.result();
+}
+
+function rememberRecommendation(t: Transition, decision: Decision) {
+  if (decision.recommendation === undefined || t.state.durable.paused) {
+    if (t.state.recommendingSince !== undefined) t.set({ recommendations: [], recommendingSince: undefined });
+    return;
+  }
+  const start = t.now - Math.max(t.policy.scaleDownWindowMs, t.policy.scaleUpWindowMs);
+  const kept = t.state.recommendations.filter((r) => r.at > start);
+  // Only a change of value is stored: the window's highest is the same, and a week replays fast.
+  const last = kept[kept.length - 1];
+  if (last && last.desired === decision.recommendation && kept.length > 1 && kept[kept.length - 2]!.desired === decision.recommendation) kept[kept.length - 1] = { at: t.now, desired: last.desired };
+  else kept.push({ at: t.now, desired: decision.recommendation });
+  t.set({ recommendations: kept, recommendingSince: t.state.recommendingSince ?? t.now });
+}
+
+function recordFleetDemand(t: Transition, nodes: readonly NodeObservation[]) {
+  let sum = 0;
+  let measured = 0;
+  for (const n of nodes) {
+    const cpu = currentCpu(n, t.policy, t.now);
+    if (cpu !== undefined) {
+      sum += cpu;
+      measured++;
+    }
+  }
+  if (measured === 0) return;
+  const { history, closed } = recordDemand(t.state.demand ?? { lastMinute: 0, values: [] }, t.now, sum);
+  t.set({ demand: history });
+  if (closed) t.emit({ kind: "save_demand" });
+}
+
+// ---- launches ------------------------------------------------------------------------------
+
+function expireLaunches(t: Transition): boolean {
+  let changed = false;
+  for (const l of t.durable.launches) {
+    if (l.status !== "pending") continue;
+    if (waitingFor(l) === 0) {
+      t.launch(l.id, { status: "done", finishedAt: t.now });
+      changed = true;
+      continue;
+    }
+    if (t.now - l.decidedAt < t.policy.launchTimeoutMs) continue;
+    const error = `launch_timeout: ${l.nodes.length} of ${expected(l)} node(s) registered within ${seconds(t.policy.launchTimeoutMs)} s`;
+    t.launch(l.id, { status: "failed", finishedAt: t.now, error });
+    changed = true;
+    // A launch that never produces a node is a failure like a failed command: back off before the next.
+    t.count("launch_timeouts");
+    const wait = t.failed("up");
+    t.log("launch_timeout", `launch ${l.id} failed: ${error}; it no longer counts as pending (no automatic launch for ${seconds(wait)} s)`, { launch: l.id }, "warn");
+  }
+  if (changed) t.prune();
+  return changed;
+}
+
+function launchFinished(t: Transition, e: Extract<ScalerEvent, { type: "launch_finished" }>): StepResult {
+  const record = t.durable.launches.find((l) => l.id === e.id);
+  if (!record) return t.result();
+  if (e.ok) {
+    const instances = e.instances.map((i) => ({ instanceId: i.instanceId, ...(i.privateAddress ? { privateAddress: i.privateAddress } : {}) }));
+    const next = { ...record, instances };
+    const status = record.status === "running" ? (next.nodes.length >= expected(next) ? "done" : "pending") : record.status;
+    t.launch(record.id, { instances, status, ...(status === "done" ? { finishedAt: t.now } : {}) });
+    const ids = instances.map((i) => i.instanceId).join(", ");
+    t.log("launch_started", `launch command for ${record.count} node(s) succeeded${e.detail ? ` ${e.detail}` : ""}${ids ? `: ${ids}` : " (no run-instances JSON: the next new node(s) will be matched)"}`, { launch: record.id });
+    t.emit({ kind: "save" });
+  } else {
+    t.launch(record.id, { status: "failed", finishedAt: t.now, error: e.detail.slice(0, 4000) });
+    t.count("launch_failures");
+    const wait = t.failed("up", { decidedAt: record.decidedAt, previous: record.previousScaleUpAt });
+    t.log("launch_failed", `launch command failed (${e.detail}); no automatic launch for ${seconds(wait)} s`, { launch: record.id }, "error");
+    t.emit({ kind: "save" });
+  }
+  t.prune();
+  return t.result();
+}
+
+/** A node hosts.d did not have registered: it may be one a pending launch waits for. Replies whether it claimed one. */
+function claimLaunch(t: Transition, hello: NodeHello): StepResult {
+  // Already claimed (the master stopped after saving the claim, before writing hosts.d).
+  if (t.durable.launches.some((l) => l.nodes.includes(hello.name))) return t.result({ ok: true, value: true });
+  const open = t.durable.launches.filter((l) => isOpenLaunch(l) && waitingFor(l) > 0);
+  // Matched by instance id or address when the command printed run-instances JSON, else by any new node.
+  // An instance id is unique; an address may be shared (NAT, one host): ids first.
+  const byId = hello.instanceId === undefined ? undefined : open.find((l) => l.instances.some((i) => i.instanceId === hello.instanceId));
+  const byAddress = open.find((l) => l.instances.some((i) => i.privateAddress === hello.address));
+  const record = byId ?? byAddress ?? open.find((l) => l.instances.length === 0);
+  if (!record) return t.result({ ok: true, value: false });
+  const nodes = [...record.nodes, hello.name];
+  const done = nodes.length >= expected(record) && record.status === "pending";
+  t.launch(record.id, { nodes, ...(done ? { status: "done" as const, finishedAt: t.now } : {}) });
+  // A node arrived: launches work, so the failure backoff starts over.
+  t.succeeded("up");
+  t.emit({ kind: "save" });
+  t.log("launch_registered", `${hello.name} (${hello.address}) registered for launch ${record.id} (${nodes.length} of ${expected(record)})`, { launch: record.id, node: hello.name });
+  return t.result({ ok: true, value: true });
+}
+
+// ---- drains --------------------------------------------------------------------------------
+
+/** A drain whose time is up is taken out of the config (once at a time); then it is terminated. */
+function advanceDrains(t: Transition) {
+  for (const d of t.durable.drains) {
+    if (d.status !== "draining" || t.now < d.drainUntil || t.state.busy.includes(d.id)) continue;
+    t.busy(d.id, true);
+    t.emit({ kind: "remove_from_config", id: d.id, node: d.node });
+  }
+}
+
+function removedFromConfig(t: Transition, e: Extract<ScalerEvent, { type: "removed_from_config" }>): StepResult {
+  const d = t.durable.drains.find((x) => x.id === e.id);
+  if (!d || d.status !== "draining") {
+    t.busy(e.id, false);
+    return t.result();
+  }
+  if (!e.confirmed) {
+    // Tried again on the next tick.
+    t.busy(e.id, false);
+    t.emit({ kind: "log", level: "warn", message: "node still in haproxy.cfg; terminate waits for the next tick", fields: { node: d.node } });
+    return t.result();
+  }
+  t.drain(d.id, { status: "terminating" });
+  t.emit({ kind: "save" }, { kind: "terminate", id: d.id, node: d.node, instanceId: d.instanceId, address: d.address });
+  return t.result();
+}
+
+function terminateFinished(t: Transition, e: Extract<ScalerEvent, { type: "terminate_finished" }>): StepResult {
+  t.busy(e.id, false);
+  const d = t.durable.drains.find((x) => x.id === e.id);
+  if (!d || d.status !== "terminating") return t.result();
+  if (e.ok) {
+    t.succeeded("down");
+    finishTermination(t, d, `${d.node} terminated (instance ${d.instanceId || "unknown"})${e.detail ? `: ${e.detail}` : ""}`);
+  } else {
+    t.drain(d.id, { status: "failed", finishedAt: t.now, error: e.detail.slice(0, 4000) });
+    t.count("terminate_failures");
+    t.failed("down", { decidedAt: d.decidedAt, previous: d.previousScaleDownAt });
+    t.log("terminate_failed", `terminate command for ${d.node} failed (${e.detail}); the node is back in service`, { drain: d.id }, "error");
+    t.emit({ kind: "save" }, { kind: "restore", node: d.node });
+  }
+  t.prune();
+  return t.result();
+}
+
+/** The entry goes first, then the record says done: a crash in between finishes it again on start. */
+function finishTermination(t: Transition, d: DrainRecord, message: string, save = true) {
+  t.drain(d.id, { status: "done", finishedAt: t.now });
+  t.count("terminations");
+  t.log("terminated", message, { drain: d.id, node: d.node });
+  t.emit({ kind: "remove_host", node: d.node });
+  if (save) t.emit({ kind: "save" });
+}
+
+/**
+ * Whether a hello may register: a message when it comes from a node this master terminated (or
+ * is terminating) within forget_after, so a node shutting down is not put back in service.
+ */
+export function admitHello(state: ScalerState, hello: NodeHello, policy: ScalingPolicy, now: number): string | undefined {
+  // The same instance id when both have one (a new instance may reuse a terminated one's address,
+  // and its name when names come from the hostname), else the same name and address.
+  const sameNode = (d: DrainRecord) => (d.instanceId && hello.instanceId ? d.instanceId === hello.instanceId : d.node === hello.name && d.address === hello.address);
+  const d = state.durable.drains.find((x) => (x.status === "terminating" || (x.status === "done" && now - (x.finishedAt ?? 0) < policy.forgetAfterMs)) && sameNode(x));
+  if (!d) return undefined;
+  // A launch whose command has returned and that waits for this instance, or for any new node
+  // (no run-instances JSON), may be bringing it back: a warm pool's start-instances reuses ids.
+  const awaited = state.durable.launches.some(
+    (l) => l.status === "pending" && waitingFor(l) > 0 && l.decidedAt > (d.finishedAt ?? d.decidedAt) && (l.instances.length === 0 || (hello.instanceId !== undefined && l.instances.some((i) => i.instanceId === hello.instanceId))),
+  );
+  if (awaited) return undefined;
+  const what = d.instanceId ? `instance ${d.instanceId}` : `${d.node} at ${d.address}`;
+  const when = d.status === "terminating" ? "is being terminated" : `was terminated ${Math.max(0, seconds(now - (d.finishedAt ?? now)))} s ago`;
+  return `${what} ${when} by this master (scale-down ${d.id}); a node shutting down is not put back in service (a new node needs its own instance id; this holds for forget_after, ${seconds(policy.forgetAfterMs)} s)`;
+}
+
+// ---- start ---------------------------------------------------------------------------------
+
+function reconcile(t: Transition, hosts: readonly HostRef[]): StepResult {
+  let changed = false;
+  const note = "the master stopped while the launch command ran; its outcome is unknown, so it is not run again and counts as pending until a node registers or launch_timeout";
+  for (const l of t.durable.launches.filter((x) => x.status === "running")) {
+    t.launch(l.id, { status: "pending", note });
+    changed = true;
+    t.log("launch_recovered", `launch ${l.id} (${l.count} node(s)) was interrupted by a restart: ${note}`, { launch: l.id }, "warn");
+  }
+  for (const l of t.durable.launches.filter((x) => x.status === "pending")) {
+    // A node that registered while the master was down (and is in hosts.d now) fulfils its launch.
+    const nodes = [...l.nodes];
+    for (const h of l.instances.length > 0 ? hosts : []) {
+      if (nodes.includes(h.name) || nodes.length >= expected(l)) continue;
+      // Never a hand-added host, a node older than the decision, or one another launch holds: they
+      // may share the instance's address (NAT, one host, a reused address) without being its node.
+      if (h.source === "manual" || !(Date.parse(h.addedAt) >= l.decidedAt) || t.durable.launches.some((x) => x.nodes.includes(h.name))) continue;
+      if (l.instances.some((i) => i.instanceId === h.instanceId || i.privateAddress === h.address)) nodes.push(h.name);
+    }
+    // So does a node that registered before the master stopped, while the command still ran.
+    const done = nodes.length >= expected(l);
+    if (nodes.length !== l.nodes.length || done) {
+      t.launch(l.id, { nodes, ...(done ? { status: "done" as const, finishedAt: t.now } : {}) });
+      changed = true;
+    }
+  }
+  for (const d of t.durable.drains.filter((x) => x.status === "terminating")) {
+    const dnote = "the master stopped while the terminate command ran; it is not run again";
+    t.drain(d.id, { note: dnote });
+    t.log("terminate_recovered", `scale-down of ${d.node} was interrupted by a restart: ${dnote}; its entry is removed`, { drain: d.id }, "warn");
+    finishTermination(t, { ...d, note: dnote }, `${d.node} removed after an interrupted terminate (outcome unknown, not repeated)`, false);
+    changed = true;
+  }
+  if (changed) t.emit({ kind: "save" });
+  for (const d of t.durable.drains.filter((x) => x.status === "draining")) {
+    t.log("drain_recovered", `scale-down of ${d.node} continues after a restart (terminate at ${new Date(d.drainUntil).toISOString()})`, { drain: d.id });
+    t.emit({ kind: "drain", id: d.id, node: d.node });
+  }
+  return t.result();
+}
+
+// ---- the operator's commands ---------------------------------------------------------------
+
+function manualScaleUp(t: Transition, requested: number | undefined, all: readonly NodeObservation[]): StepResult {
+  if (!t.policy.scaleUpEnabled) return t.result({ ok: false, error: "no [machine] scale_up_command is set, so there is nothing to run" });
+  const wanted = requested ?? t.policy.step;
+  const nodes = serving(t.state, all);
+  const capacity = nodes.length + effectivePending(t.durable, nodes);
+  const { count, capped } = capCount(wanted, capacity, t.policy.maxNodes);
+  if (count === 0) return t.result({ ok: false, error: `cannot scale up: ${capped}` });
+  const reason = `manual scale-up of ${wanted}${capped ? ` (${capped})` : ""}`;
+  emitLaunch(t, recordLaunch(t, count, reason, true));
+  return t.result({ ok: true, value: { launched: count, reason } });
+}
+
+function manualScaleDown(t: Transition, requested: number | undefined, all: readonly NodeObservation[]): StepResult {
+  if (!t.policy.scaleDownEnabled) return t.result({ ok: false, error: "no [machine] scale_down_command is set, so nodes cannot be terminated" });
+  const wanted = requested ?? 1;
+  const nodes = serving(t.state, all);
+  const room = nodes.length - t.policy.minNodes;
+  if (room <= 0) return t.result({ ok: false, error: `cannot scale down: ${nodes.length} backend(s) is already at min_nodes (${t.policy.minNodes})` });
+  const chosen = chooseForRemoval(nodes, Math.min(wanted, room), t.policy, false);
+  if (chosen.length === 0) return t.result({ ok: false, error: "cannot scale down: no backend may be removed (hand-added hosts are never scaled down)" });
+  const reason = `manual scale-down of ${wanted}${chosen.length < wanted ? ` (limited to ${chosen.length} by min_nodes ${t.policy.minNodes} and removable nodes)` : ""}`;
+  const names = chosen.map((n) => n.name);
+  emitDrains(t, recordDrains(t, chosen, reason, true));
+  return t.result({ ok: true, value: { draining: names, reason } });
+}
+
+function setPaused(t: Transition, paused: boolean): StepResult {
+  if (t.durable.paused === paused) return t.result({ ok: true, value: { paused } });
+  t.setDurable({ paused });
+  t.emit({ kind: "save" });
+  t.log(paused ? "paused" : "resumed", paused ? "automatic scaling paused; manual scale-up and scale-down still work" : "automatic scaling resumed");
+  return t.result({ ok: true, value: { paused } });
+}
