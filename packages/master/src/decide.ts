@@ -205,19 +205,33 @@ function decideTarget(state: ScalingState, nodes: readonly NodeObservation[], po
   if (measured === 0) return { action: "none", reason: `no node has data for the whole ${seconds(policy.windowMs)} window yet` };
   const current = nodes.length + state.pendingLaunches;
   const unmeasured = nodes.length - measured;
-  // A serving node without data yet counts as running at the target (it moves nothing). A booting
-  // node carries no load yet but counts in `current`: once up it takes its share at the target,
-  // so a ramp already answered by a launch is not answered twice.
-  const demand = sum + target * unmeasured;
-  const ratio = demand / (current * target);
-  const reactive = Math.abs(ratio - 1) <= policy.tolerance ? current : Math.ceil(demand / target - 1e-9);
+  // A booting node carries no load yet but counts in `current`: once up it takes its share at the
+  // target, so a ramp already answered by a launch is not answered twice. A serving node without
+  // data yet (HPA's rule for missing metrics) counts as idle when the question is "more?" and as
+  // busy when it is "fewer?", so it can cause neither: just after it joins, the others' readings
+  // still hold the load it is now taking.
+  const recommend = (assumed: number) => {
+    const demand = sum + assumed * unmeasured;
+    const within = Math.abs(demand / (current * target) - 1) <= policy.tolerance;
+    return { demand, value: within ? current : Math.ceil(demand / target - 1e-9) };
+  };
+  const more = recommend(0);
+  const fewer = recommend(100);
+  const branch = more.value > current ? "more" : fewer.value < current ? "fewer" : "hold";
+  const { demand, value: reactive } = branch === "more" ? more : branch === "fewer" ? fewer : { demand: more.demand, value: current };
   const floor = policy.predictive && state.demand ? predictiveFloor(state.demand, now, policy.bootMs, target) : undefined;
   let desired = Math.max(reactive, floor?.nodes ?? 0);
   let clamp = "";
   if (desired > policy.maxNodes) [desired, clamp] = [policy.maxNodes, `, capped by max_nodes ${policy.maxNodes}`];
   if (desired < policy.minNodes) [desired, clamp] = [policy.minNodes, `, raised to min_nodes ${policy.minNodes}`];
   const parts = [`${measured} measured`, unmeasured > 0 ? `${unmeasured} without data` : "", state.pendingLaunches > 0 ? `${state.pendingLaunches} booting` : ""].filter(Boolean).join(" + ");
-  const formula = reactive === current && Math.ceil(demand / target - 1e-9) !== current ? `within ${Math.round(policy.tolerance * 100)} % of ${target} % (${round(demand)} % over ${current})` : `ceil(${round(demand)} % / ${target} %)`;
+  const ceilOf = (d: number) => `ceil(${round(d)} % / ${target} %)`;
+  const formula =
+    unmeasured > 0 && branch === "hold"
+      ? `between ${ceilOf(more.demand)} and ${ceilOf(fewer.demand)} (the nodes without data counted idle, then busy)`
+      : reactive === current && Math.ceil(demand / target - 1e-9) !== current
+        ? `within ${Math.round(policy.tolerance * 100)} % of ${target} % (${round(demand)} % over ${current})`
+        : ceilOf(demand);
   const why = `desired ${desired} = ${formula}${floor && floor.nodes > reactive ? `, raised to the predictive floor ${floor.nodes} (${round(floor.demand)} % a day or a week ago)` : ""}${clamp}; ${parts}`;
   const rec = { recommendation: desired };
 
