@@ -78,6 +78,30 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
       (argv) => setAction(async () => (await import("./commands/generate.js")).runCheckConfig(io, withGlobals(argv))),
     )
     .command(
+      "simulate",
+      "replay a traffic trace through the scaling policy (and --compare others) on a load model; runs nothing",
+      (y) =>
+        y
+          .option("trace", { type: "string", demandOption: true, describe: "a minute_utc,requests CSV, or one CPU percent (of one node) per line", requiresArg: true })
+          .option("set", { type: "string", array: true, describe: "scaling.key=value over the ini (repeatable)", requiresArg: true })
+          .option("scale", { type: "string", describe: "multiply the requests (default 1)", requiresArg: true })
+          .option("start", { type: "string", describe: "first day to replay, 0-based (default 0)", requiresArg: true })
+          .option("days", { type: "string", describe: "days to replay (default: to the end)", requiresArg: true })
+          .option("node-capacity", { type: "string", describe: "requests per minute one node serves at 100 % CPU (default 60)", requiresArg: true })
+          .option("boot", { type: "string", describe: "seconds from a launch to serving (default [scaling] boot_time)", requiresArg: true })
+          .option("skew", { type: "string", describe: "standard deviation of the nodes' uneven traffic shares (default 0)", requiresArg: true })
+          .option("jitter", { type: "string", describe: "standard deviation of relative noise on each CPU sample (default 0)", requiresArg: true })
+          .option("seed", { type: "string", describe: "seed of skew and jitter (default 1)", requiresArg: true })
+          .option("compare", { type: "string", describe: "also run, comma-separated: hpa, static, instance, predictive, ini", requiresArg: true })
+          .option("static", { type: "string", describe: "nodes of the static fleet (default: the peak minute at 90 % CPU)", requiresArg: true })
+          .option("json", { type: "boolean", default: false, describe: "print JSON" })
+          .option("timeline", { type: "boolean", default: false, describe: "with --json: include each policy's per-minute timeline" })
+          .option("plot", { type: "string", describe: "write an SVG of demand, capacity and nodes over time", requiresArg: true })
+          .example("$0 simulate --trace nasa-http-1995.csv --scale 2 --start 7 --days 7 --compare hpa,static", "a week of NASA-HTTP ×2 against the HPA model and a static fleet")
+          .example("$0 simulate --trace cpu.txt --set scaling.target_cpu=50 --plot week.svg", "a CPU-percent series, another target, a plot"),
+      (argv) => setAction(async () => (await import("./commands/simulate.js")).runSimulate(io, withGlobals(argv))),
+    )
+    .command(
       "master",
       "run the master daemon in the foreground (logs to stdout)",
       (y) => y.example("$0 master --config /etc/autoscaler/autoscaler.ini", ""),
