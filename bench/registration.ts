@@ -298,7 +298,7 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     row("render + check: apply start → \"haproxy config written\" (lock, read template, list hosts.d, render, stage, `haproxy -c`, rename)", pick((t) => t.renderCheck)),
     row("reload + confirm: written → \"haproxy applied\" (`kill -USR2`, `show proc` polled every 20 ms)", pick((t) => t.reloadConfirm)),
     row("config written → first proxied client request at the node (reload until the new worker serves; client polls every 5 ms)", pick((t) => t.writtenToHit)),
-    row("\"haproxy applied\" → first proxied client request (negative: the new worker served before the master's 20 ms \`show proc\` poll confirmed it)", pick((t) => t.appliedToHit)),
+    row("\"haproxy applied\" → first proxied client request (negative: the new worker served before the master's 20 ms `show proc` poll confirmed it)", pick((t) => t.appliedToHit)),
     row("whole apply as the master logs it (`ms` of \"haproxy applied\")", pick((t) => t.applyMs)),
   ];
   const rows3 = [

@@ -268,7 +268,7 @@ describe("config injection", () => {
       return Object.keys(files).every((f) => details.some((d) => d.startsWith(`${f}: `))) ? st : undefined;
     }, 10_000, 100);
     const details = s.haproxy.last_error!.details;
-    expect(details.find((d) => d.startsWith("evil-addr.json"))).toMatch(/host "10\.0\.0\.1\\n    server evil 6\.6\.6\.6:80 check" contains white space/);
+    expect(details.find((d) => d.startsWith("evil-addr.json"))).toMatch(/host "10\.0\.0\.1\\n {4}server evil 6\.6\.6\.6:80 check" contains white space/);
     expect(details.find((d) => d.startsWith("evil-port.json"))).toMatch(/port "80 backup" is not a port number/);
     expect(details.find((d) => d.startsWith("evil-id.json"))).toMatch(/instance id .* is not valid; expected 1-128 characters/);
     expect(details.find((d) => d.startsWith("evil-source.json"))).toMatch(/source "root" is not valid/);

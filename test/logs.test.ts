@@ -82,7 +82,7 @@ test("on a terminal, the master prints readable lines, not JSON", async () => {
   expect(started).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z INFO  master started listen=127\\.0\\.0\\.1:${port} role=decider `));
   await probeMaster(port, "this is not json\n", { waitForClose: true });
   const refusal = await master.waitForLog(/agent connection closed/);
-  expect(refusal).toMatch(/^\S+Z WARN  agent connection closed: .+ reason=bad_json peer=127\.0\.0\.1:\d+/);
+  expect(refusal).toMatch(/^\S+Z WARN {2}agent connection closed: .+ reason=bad_json peer=127\.0\.0\.1:\d+/);
   expect(lines(master.log()).filter((l) => l.startsWith("{"))).toEqual([]);
 });
 

@@ -26,7 +26,7 @@ interface Harness {
   commands: string[];
 }
 
-let running: Scaler[] = [];
+const running: Scaler[] = [];
 afterEach(() => {
   for (const s of running.splice(0)) s.stop();
 });

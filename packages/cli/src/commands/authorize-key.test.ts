@@ -24,7 +24,7 @@ test("a real ssh-keygen public key is read with its type, key and comment", () =
 test("a comment with characters that could become authorized_keys options is cleaned", () => {
   const [type, b64] = pub.trim().split(" ");
   const k = parsePublicKey(`${type} ${b64} x",command="/bin/sh`, "k.pub");
-  expect(k.comment).not.toMatch(/["=,\/ ]/);
+  expect(k.comment).not.toMatch(/["=,/ ]/);
 });
 
 test.each([

@@ -9,7 +9,6 @@ import {
   errnoCode,
   normaliseHost,
   readHosts,
-  renderFromFiles,
   renderServerLine,
   splitHostPort,
   applyHaproxyConfig,
