@@ -32,6 +32,7 @@ const BENCHES: Record<string, Entry> = {
   "master-load": { title: "Master under many agents", load: () => import("./master-load.js") },
   decision: { title: "Decision latency", load: () => import("./decision.js") },
   reaction: { title: "Reaction end to end", load: () => import("./reaction.js") },
+  "scaling-quality": { title: "Scaling quality", load: () => import("./scaling-quality.js") },
   soak: { title: "Soak", load: () => import("./soak.js"), optIn: { file: "RELIABILITY.md", fileTitle: "# Reliability" } },
 };
 const ALL = Object.keys(BENCHES);
