@@ -13,7 +13,10 @@ export default tseslint.config(
       // `_name` marks a value kept on purpose (a destructured field left out, an unused parameter).
       // A `let` declared first and assigned once later is read by closures made in between (the master's scaler).
       "prefer-const": ["error", { ignoreReadBeforeAssign: true }],
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_", caughtErrors: "none" }],
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_", caughtErrors: "none" },
+      ],
     },
   },
 );

@@ -178,7 +178,11 @@ function shortUrl(url: string): string {
 }
 
 /** Run the agent once more under --cpu-prof for warm-up + measure, and summarise the measured part. */
-async function profileAgent(res: Resources, ini: string, log: (s: string) => void): Promise<{ cpuPct: number; total: number; rows: { fn: string; ms: number }[]; windowMs: number }> {
+async function profileAgent(
+  res: Resources,
+  ini: string,
+  log: (s: string) => void,
+): Promise<{ cpuPct: number; total: number; rows: { fn: string; ms: number }[]; windowMs: number }> {
   const dir = await res.tempDir("autoscaler-bench-prof-");
   const t0 = performance.now();
   let out = "";
@@ -233,7 +237,11 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     const baseline = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
     res.scope.track(baseline);
     // The agent's sampler does this each second (fs.promises.readFile goes through libuv's thread pool).
-    const reader = spawn(process.execPath, ["-e", 'const fs = require("fs"); setInterval(() => fs.promises.readFile("/proc/stat", "utf8").then((t) => t.split("\\n")), 1000)'], { stdio: "ignore" });
+    const reader = spawn(
+      process.execPath,
+      ["-e", 'const fs = require("fs"); setInterval(() => fs.promises.readFile("/proc/stat", "utf8").then((t) => t.split("\\n")), 1000)'],
+      { stdio: "ignore" },
+    );
     res.scope.track(reader);
     await agent.waitForLog(/connected to the master/, 20_000);
     log(`agent-footprint: connected; ${WARMUP_MS / 1000} s warm-up, then ${MEASURE_MS / 1000} s measured`);
@@ -242,7 +250,8 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     // The master really got the samples.
     const st = (await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/status`)).json()) as MasterStatus;
     const seen = st.nodes.find((n) => n.name === "footprint");
-    if (!seen || seen.state !== "live" || seen.cpu_now === null) throw new Error(`the master does not show the agent live with samples: ${JSON.stringify(seen)}`);
+    if (!seen || seen.state !== "live" || seen.cpu_now === null)
+      throw new Error(`the master does not show the agent live with samples: ${JSON.stringify(seen)}`);
     agent.child.kill("SIGTERM");
     const exitCode = await waitExit(agent);
     baseline.kill("SIGTERM");
@@ -265,10 +274,18 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
   const head = ["measure", "agent", "bare node, 1 s timer", "bare node, reads /proc/stat each second", "goal"];
   const three = (f: (x: Measured) => string) => [f(m), f(b), f(rd)];
   const rows = [
-    ["CPU, % of one core (utime+stime from /proc/PID/stat, + descendants)", ...three((x) => `${x.cpuPct.toFixed(3)} %`), `≤ ${GOAL_CPU_PCT} %: **${data.cpuMissed ? "missed" : "met"}**`],
+    [
+      "CPU, % of one core (utime+stime from /proc/PID/stat, + descendants)",
+      ...three((x) => `${x.cpuPct.toFixed(3)} %`),
+      `≤ ${GOAL_CPU_PCT} %: **${data.cpuMissed ? "missed" : "met"}**`,
+    ],
     ["CPU seconds in the window (own / children)", ...three((x) => `${x.selfSeconds.toFixed(2)} / ${x.childSeconds.toFixed(2)}`), ""],
     ["CPU, % of one core from the threads' schedstat (ns resolution)", ...three((x) => `${x.schedPct.toFixed(3)} %`), ""],
-    ["RSS at start / end / max (MiB)", ...three((x) => `${mib(x.rssStart)} / ${mib(x.rssEnd)} / ${mib(x.rssMax)}`), `≤ ${GOAL_RSS_MB} MB: **${data.rssMissed ? "missed" : "met"}**`],
+    [
+      "RSS at start / end / max (MiB)",
+      ...three((x) => `${mib(x.rssStart)} / ${mib(x.rssEnd)} / ${mib(x.rssMax)}`),
+      `≤ ${GOAL_RSS_MB} MB: **${data.rssMissed ? "missed" : "met"}**`,
+    ],
     ["RSS at end: anonymous / file-backed (MiB)", ...three((x) => `${mib(x.anonEnd)} / ${mib(x.fileEnd)}`), ""],
     ["threads", ...three((x) => String(x.threads)), ""],
     ["child processes seen (scanned each second)", ...three((x) => (x.childrenSeen.length === 0 ? "none" : x.childrenSeen.join(", "))), ""],
@@ -284,7 +301,12 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
           : n === "node"
             ? "the other threads, all named `node` by this node version (libuv's thread pool: the fs calls, such as reading /proc/stat; V8's platform workers: concurrent GC and compilation; the inspector's)"
             : `\`${n}\``;
-  const threadRows = m.byThread.map((t) => [threadName(t.name), t.count, (t.seconds * 1000).toFixed(1), `${((t.seconds / (MEASURE_MS / 1000)) * 100).toFixed(3)} %`]);
+  const threadRows = m.byThread.map((t) => [
+    threadName(t.name),
+    t.count,
+    (t.seconds * 1000).toFixed(1),
+    `${((t.seconds / (MEASURE_MS / 1000)) * 100).toFixed(3)} %`,
+  ]);
   const parts: string[] = [
     `The agent's CPU by thread over the same ${MEASURE_MS / 1000} s (from /proc/PID/task/TID/schedstat, grouped by thread name):`,
     "",
@@ -299,7 +321,10 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
         `Over the measured ${(p.windowMs / 1000).toFixed(0)} s that process used ${p.cpuPct.toFixed(3)} % of one core: the profiler's own sampling (a signal and a stack walk every millisecond) costs far more than the agent, so only the split below means anything. ` +
         `The profile holds ${p.total.toFixed(0)} ms of non-idle main-thread samples in the window ("(program)" is native code outside JS: libuv, syscalls, bindings). Top self time:`,
       "",
-      mdTable(["function (file:line)", "self ms", "% of non-idle"], top.map((r) => [r.fn, r.ms.toFixed(1), `${((r.ms / p.total) * 100).toFixed(1)} %`])),
+      mdTable(
+        ["function (file:line)", "self ms", "% of non-idle"],
+        top.map((r) => [r.fn, r.ms.toFixed(1), `${((r.ms / p.total) * 100).toFixed(1)} %`]),
+      ),
     );
   }
   if (data.imports) {
@@ -315,12 +340,20 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
       "",
       mdTable(
         ["imports so far", "RSS (MiB)", "added by this import (MiB)", "V8 heap used (MiB)"],
-        data.imports.map((r, i) => [r.mod === "(nothing)" ? "(nothing: bare node)" : `+ \`${r.mod}\``, mib(r.rss), i === 0 ? "" : mib(r.rss - data.imports![i - 1]!.rss), mib(r.heapUsed)]),
+        data.imports.map((r, i) => [
+          r.mod === "(nothing)" ? "(nothing: bare node)" : `+ \`${r.mod}\``,
+          mib(r.rss),
+          i === 0 ? "" : mib(r.rss - data.imports![i - 1]!.rss),
+          mib(r.heapUsed),
+        ]),
       ),
     );
   }
 
-  const verdict = (!data.cpuMissed && !data.rssMissed ? "both **met**" : [data.cpuMissed ? "CPU **missed**" : "CPU **met**", data.rssMissed ? "RSS **missed**" : "RSS **met**"].join(", "));
+  const verdict =
+    !data.cpuMissed && !data.rssMissed
+      ? "both **met**"
+      : [data.cpuMissed ? "CPU **missed**" : "CPU **met**", data.rssMissed ? "RSS **missed**" : "RSS **met**"].join(", ");
   const markdown = [
     "## Agent footprint",
     "",
@@ -332,6 +365,13 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     `**Goal: at most ${GOAL_CPU_PCT} % of one core and at most ${GOAL_RSS_MB} MB RSS** — ${verdict}.`,
     ...(parts.length ? ["", ...parts] : []),
   ].join("\n");
-  const text = [`agent-footprint: ${MEASURE_MS / 1000} s after ${WARMUP_MS / 1000} s warm-up`, textTable(head, rows.map((r) => r.map((c) => String(c).replace(/\*\*/g, "")))), ...parts].join("\n");
+  const text = [
+    `agent-footprint: ${MEASURE_MS / 1000} s after ${WARMUP_MS / 1000} s warm-up`,
+    textTable(
+      head,
+      rows.map((r) => r.map((c) => String(c).replace(/\*\*/g, ""))),
+    ),
+    ...parts,
+  ].join("\n");
   return { id: "agent-footprint", text, markdown, goalMet: !data.cpuMissed && !data.rssMissed };
 }

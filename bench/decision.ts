@@ -164,7 +164,12 @@ async function spawnBaseline(dir: string): Promise<{ toStamp: number; toExit: nu
   const t0 = Date.now();
   const p0 = performance.now();
   await new Promise<void>((resolve, reject) => {
-    const child = spawn("/bin/sh", ["-c", LAUNCH_COMMAND], { cwd: dir, env: { ...process.env, COUNT: "1" }, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    const child = spawn("/bin/sh", ["-c", LAUNCH_COMMAND], {
+      cwd: dir,
+      env: { ...process.env, COUNT: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
     const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
     child.on("error", reject);
     child.on("close", (code) => {
@@ -259,7 +264,12 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
         if (all.length !== before + 1) throw new Error(`${name}: ${all.length - before} launches in one trial`);
         const stamp = all.at(-1)!;
         const registered = await waitMasterLine(master, from, (l) => l.msg === "agent registered" && l.node === name, `"agent registered" for ${name}`);
-        const decision = await waitMasterLine(master, from, (l) => l.msg === "decision" && l.action === "scale_up" && String(l.reason).includes(name), `the scale-up decision for ${name}`);
+        const decision = await waitMasterLine(
+          master,
+          from,
+          (l) => l.msg === "decision" && l.action === "scale_up" && String(l.reason).includes(name),
+          `the scale-up decision for ${name}`,
+        );
         const scaleUp = await waitMasterLine(master, from, (l) => l.event === "scale_up", `the scale_up event for ${name}`);
         await waitMasterLine(master, from, (l) => l.event === "launch_started", `the launch command for ${name} to end`);
         lastTick = decision.t;
@@ -277,7 +287,9 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
       }
       baselines.push(await spawnBaseline(baselineDir));
       const t = trials.at(-1)!;
-      log(`decision: ${name}: condition → launch start ${t.latency} ms (tick wait ${t.tickWait}, aimed at ${Math.round(targets[i - 1]!)}; save ${t.save}, spawn ${t.spawn}); baseline spawn ${baselines.at(-1)!.toStamp} ms`);
+      log(
+        `decision: ${name}: condition → launch start ${t.latency} ms (tick wait ${t.tickWait}, aimed at ${Math.round(targets[i - 1]!)}; save ${t.save}, spawn ${t.spawn}); baseline spawn ${baselines.at(-1)!.toStamp} ms`,
+      );
     }
     for (let i = baselines.length; i < BASELINE_RUNS; i++) baselines.push(await spawnBaseline(baselineDir));
     // More than one tick with every node cold or gone: no launch may follow.
@@ -298,19 +310,38 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
   const row = (label: string, s: Stats) => [label, ms(s.median), ms(s.p95), ms(s.min), ms(s.max)];
   const rows = [
     row("condition holds (T0) → launch command starts", latency),
-    row("of which: T0 → decision (wait for the next tick, then `decide()`)", pick((t) => t.tickWait)),
-    row("of which: decision → `scale_up` event (launch saved to state.json first)", pick((t) => t.save)),
-    row("of which: `scale_up` event → command starts (`/bin/sh -c` spawn, `date`)", pick((t) => t.spawn)),
+    row(
+      "of which: T0 → decision (wait for the next tick, then `decide()`)",
+      pick((t) => t.tickWait),
+    ),
+    row(
+      "of which: decision → `scale_up` event (launch saved to state.json first)",
+      pick((t) => t.save),
+    ),
+    row(
+      "of which: `scale_up` event → command starts (`/bin/sh -c` spawn, `date`)",
+      pick((t) => t.spawn),
+    ),
     row(`baseline: spawn the same command from Node (\`/bin/sh -c\`, ${baselines.length} runs) → it starts`, bStamp),
     row("baseline: the same, → it exits", bExit),
   ];
   const rows2 = [
-    row("`hello` written → master logs \"agent registered\" (after hosts.d and state.json writes)", pick((t) => t.helloToRegisteredLog)),
-    row("`hello` written → `welcome` received", pick((t) => t.helloToWelcome)),
+    row(
+      '`hello` written → master logs "agent registered" (after hosts.d and state.json writes)',
+      pick((t) => t.helloToRegisteredLog),
+    ),
+    row(
+      "`hello` written → `welcome` received",
+      pick((t) => t.helloToWelcome),
+    ),
   ];
   const goalMet = latency.max <= GOAL_MS;
   const p95Met = latency.p95 <= GOAL_MS;
-  const verdict = goalMet ? "met" : p95Met ? `met at the p95, missed by ${trials.filter((t) => t.latency > GOAL_MS).length} of ${trials.length} trials` : "missed";
+  const verdict = goalMet
+    ? "met"
+    : p95Met
+      ? `met at the p95, missed by ${trials.filter((t) => t.latency > GOAL_MS).length} of ${trials.length} trials`
+      : "missed";
   const overhead = stats(trials.map((t) => t.save + t.spawn));
   const note =
     `Log and \`date\` stamps have millisecond resolution, so each figure is ±1 ms (±2 ms for differences). ` +
@@ -339,14 +370,6 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     "",
     note,
   ].join("\n");
-  const text = [
-    `decision: ${TRIALS} trials`,
-    textTable(head, rows),
-    "",
-    textTable(head, rows2),
-    "",
-    `goal ≤ ${GOAL_MS} ms: ${verdict}`,
-    note,
-  ].join("\n");
+  const text = [`decision: ${TRIALS} trials`, textTable(head, rows), "", textTable(head, rows2), "", `goal ≤ ${GOAL_MS} ms: ${verdict}`, note].join("\n");
   return { id: "decision", text, markdown, goalMet };
 }

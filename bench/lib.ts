@@ -91,7 +91,11 @@ export function mdTable(head: string[], rows: (string | number)[][]): string {
 export function textTable(head: string[], rows: (string | number)[][]): string {
   const all = [head, ...rows].map((r) => r.map(String));
   const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
-  const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  const fmt = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd();
   return [fmt(all[0]!), widths.map((w) => "-".repeat(w)).join("  "), ...all.slice(1).map(fmt)].join("\n");
 }
 
@@ -256,7 +260,10 @@ export async function shippedTemplate(): Promise<string> {
 
 /** The q-quantile (0..1) of `samples`, by linear interpolation between closest ranks. */
 export function quantileOf(samples: number[], q: number): number {
-  return quantile([...samples].sort((a, b) => a - b), q);
+  return quantile(
+    [...samples].sort((a, b) => a - b),
+    q,
+  );
 }
 
 /* ---------------------------------------------------------------- /proc readers */
@@ -318,7 +325,10 @@ export async function readThreads(pid: number): Promise<Map<number, { comm: stri
   }
   for (const tid of tids) {
     try {
-      const [comm, sched] = await Promise.all([fs.readFile(`/proc/${pid}/task/${tid}/comm`, "utf8"), fs.readFile(`/proc/${pid}/task/${tid}/schedstat`, "utf8")]);
+      const [comm, sched] = await Promise.all([
+        fs.readFile(`/proc/${pid}/task/${tid}/comm`, "utf8"),
+        fs.readFile(`/proc/${pid}/task/${tid}/schedstat`, "utf8"),
+      ]);
       out.set(Number(tid), { comm: comm.trim(), seconds: Number(sched.split(" ")[0]) / 1e9 });
     } catch {
       // the thread ended

@@ -289,21 +289,24 @@ async function runOne(res: Resources, run: Run, log: (s: string) => void): Promi
   const samplingDeadline = Date.now() + SAMPLING_DEADLINE_MS;
   let driverSent = 0;
   const startSampling = (n: SimNode) => {
-    const first = setTimeout(() => {
-      timers.delete(first);
-      const every = setInterval(() => {
-        if (stopSampling || n.sent >= MAX_SAMPLES_PER_NODE || Date.now() > samplingDeadline) {
-          clearInterval(every);
-          timers.delete(every);
-          return;
-        }
-        if (n.probing) return;
-        n.sent++;
-        driverSent++;
-        n.stream.write(sampleLine(1 + ((n.i + n.sent) % 40)));
-      }, 1000);
-      timers.add(every);
-    }, Math.floor((n.i / run.nodes) * 1000));
+    const first = setTimeout(
+      () => {
+        timers.delete(first);
+        const every = setInterval(() => {
+          if (stopSampling || n.sent >= MAX_SAMPLES_PER_NODE || Date.now() > samplingDeadline) {
+            clearInterval(every);
+            timers.delete(every);
+            return;
+          }
+          if (n.probing) return;
+          n.sent++;
+          driverSent++;
+          n.stream.write(sampleLine(1 + ((n.i + n.sent) % 40)));
+        }, 1000);
+        timers.add(every);
+      },
+      Math.floor((n.i / run.nodes) * 1000),
+    );
     timers.add(first);
   };
 
@@ -356,7 +359,8 @@ async function runOne(res: Resources, run: Run, log: (s: string) => void): Promi
     for (;;) {
       cfgServers = serverLines(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).length;
       if (cfgServers >= run.nodes) break;
-      if (performance.now() - t0 > REGISTRATION_TIMEOUT_MS) throw new Error(`haproxy.cfg holds ${cfgServers} of ${run.nodes} servers after ${REGISTRATION_TIMEOUT_MS} ms`);
+      if (performance.now() - t0 > REGISTRATION_TIMEOUT_MS)
+        throw new Error(`haproxy.cfg holds ${cfgServers} of ${run.nodes} servers after ${REGISTRATION_TIMEOUT_MS} ms`);
       await sleep(50);
     }
     const finalBytes = (await fs.stat(proxy.inst.haproxyConfig)).size;
@@ -373,11 +377,15 @@ async function runOne(res: Resources, run: Run, log: (s: string) => void): Promi
       await sleep(50);
     }
     const cpu1 = await treeCpu(masterPid);
-    const regLines = logLines(proxy.master.log()).slice(logFrom).filter((l) => l.msg === "haproxy applied" && l.t <= liveAt);
+    const regLines = logLines(proxy.master.log())
+      .slice(logFrom)
+      .filter((l) => l.msg === "haproxy applied" && l.t <= liveAt);
     const st = JSON.parse(await getText(proxy.metricsPort, "/status")) as MasterStatus;
     const live = st.nodes.filter((n) => n.state === "live").length;
     if (live !== run.nodes) throw new Error(`the master shows ${live} of ${run.nodes} nodes live after registration`);
-    log(`master-load ${run.label}: all ${run.nodes} welcomed after ${(allWelcomedMs / 1000).toFixed(1)} s, in HAProxy after ${((liveAt - wall0) / 1000).toFixed(1)} s; settling ${SETTLE_MS / 1000} s`);
+    log(
+      `master-load ${run.label}: all ${run.nodes} welcomed after ${(allWelcomedMs / 1000).toFixed(1)} s, in HAProxy after ${((liveAt - wall0) / 1000).toFixed(1)} s; settling ${SETTLE_MS / 1000} s`,
+    );
 
     /* ---------------- 2. steady state */
     await sleep(SETTLE_MS);
@@ -414,7 +422,15 @@ async function runOne(res: Resources, run: Run, log: (s: string) => void): Promi
       rssMax: rMax,
       samplesExpected: driverSent - sent0,
       samplesReceived: recv1 - recv0,
-      ...(sshdPid ? { sshdCpuPct: ((s1 - s0) / wall) * 100, sshdSchedPct: ((ss1 - ss0) / wall) * 100, sshdRss: sshdMem!.rss, sshdPss: sshdMem!.pss, sshdProcesses: sshdMem!.processes } : {}),
+      ...(sshdPid
+        ? {
+            sshdCpuPct: ((s1 - s0) / wall) * 100,
+            sshdSchedPct: ((ss1 - ss0) / wall) * 100,
+            sshdRss: sshdMem!.rss,
+            sshdPss: sshdMem!.pss,
+            sshdProcesses: sshdMem!.processes,
+          }
+        : {}),
       driverCpuPct: ((d1.user + d1.system) / 1e6 / wall) * 100,
       load1,
     };
@@ -472,7 +488,15 @@ async function runOne(res: Resources, run: Run, log: (s: string) => void): Promi
       steady,
       statusCost: stats(costs),
       statusBytes,
-      latency: { n: latencies.length, timeouts, median: ls.median, p95: ls.p95, p99: quantileOf(latencies, 0.99), max: ls.max, pollsMedian: stats(polls).median },
+      latency: {
+        n: latencies.length,
+        timeouts,
+        median: ls.median,
+        p95: ls.p95,
+        p99: quantileOf(latencies, 0.99),
+        max: ls.max,
+        pollsMedian: stats(polls).median,
+      },
       probeCpuPct,
     };
   } finally {
@@ -492,7 +516,16 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
   for (const r of RUNS) results.push(await withResources((res) => runOne(res, r, log)));
   const info = await machineInfo();
 
-  const head1 = ["run", "agents", "all welcomed (s)", "all in HAProxy, reload confirmed (s)", "hello → welcome per agent, median (p95) ms", "applies with reload", "slowest apply (ms)", "master CPU (s)"];
+  const head1 = [
+    "run",
+    "agents",
+    "all welcomed (s)",
+    "all in HAProxy, reload confirmed (s)",
+    "hello → welcome per agent, median (p95) ms",
+    "applies with reload",
+    "slowest apply (ms)",
+    "master CPU (s)",
+  ];
   const rows1 = results.map((r) => [
     r.run.label,
     r.run.nodes,
@@ -503,7 +536,16 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     ms(r.registration.maxApplyMs),
     r.registration.masterCpuSeconds.toFixed(1),
   ]);
-  const head2 = ["run", "master CPU, % of one core", "master RSS start / end / max (MiB)", "samples sent / received", "sshd CPU, % of one core: schedstat (stat)", "sshd processes: summed RSS / PSS (MiB)", "driver CPU (this process)", "1-min load"];
+  const head2 = [
+    "run",
+    "master CPU, % of one core",
+    "master RSS start / end / max (MiB)",
+    "samples sent / received",
+    "sshd CPU, % of one core: schedstat (stat)",
+    "sshd processes: summed RSS / PSS (MiB)",
+    "driver CPU (this process)",
+    "1-min load",
+  ];
   const rows2 = results.map((r) => [
     r.run.label,
     `${r.steady.cpuPct.toFixed(2)} %`,
@@ -514,7 +556,18 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     `${r.steady.driverCpuPct.toFixed(2)} %`,
     r.steady.load1.toFixed(2),
   ]);
-  const head3 = ["run", "probes seen (timeouts)", "sample → in /status: median", "p95", "p99", "max", "/status polls per probe (median)", "one /status with nothing pending: median (p95)", "/status size", "master CPU while probing"];
+  const head3 = [
+    "run",
+    "probes seen (timeouts)",
+    "sample → in /status: median",
+    "p95",
+    "p99",
+    "max",
+    "/status polls per probe (median)",
+    "one /status with nothing pending: median (p95)",
+    "/status size",
+    "master CPU while probing",
+  ];
   const rows3 = results.map((r) => [
     r.run.label,
     `${r.latency.n} (${r.latency.timeouts})`,

@@ -179,7 +179,9 @@ async function measure(res: Resources, cloud: Cloud, thresholds: { up: number; d
   const cloudOne = (s: MasterStatus | undefined) => s?.nodes.find((n) => n.name === "cloud-1");
 
   // The master launches cloud-1 itself, for min_nodes = 1.
-  await until("the master to launch cloud-1 and see it live", SETUP_TIMEOUT_MS, 200, async () => (cloudOne(await status())?.state === "live" ? true : undefined));
+  await until("the master to launch cloud-1 and see it live", SETUP_TIMEOUT_MS, 200, async () =>
+    cloudOne(await status())?.state === "live" ? true : undefined,
+  );
 
   const trials: Trial[] = [];
   const disturbed: Measured["disturbed"] = [];
@@ -221,7 +223,9 @@ async function measure(res: Resources, cloud: Cloud, thresholds: { up: number; d
     // Until the decision, watch cloud-1's readings: one under the threshold restarts the window.
     let minReading = hot.cpu;
     const decision = await until("the scale-up decision", TRIAL_TIMEOUT_MS, STATUS_POLL_MS * 2, async () => {
-      const line = logLines(master.log()).slice(from).find((l) => l.msg === "decision" && l.action === "scale_up");
+      const line = logLines(master.log())
+        .slice(from)
+        .find((l) => l.msg === "decision" && l.action === "scale_up");
       if (line) return line;
       const cpu = cloudOne(await status())?.cpu_now;
       if (typeof cpu === "number") minReading = Math.min(minReading, cpu);
@@ -246,7 +250,12 @@ async function measure(res: Resources, cloud: Cloud, thresholds: { up: number; d
     }
     if (tServed === undefined) throw new Error(`trial ${attempt}: ${name} never answered through HAProxy; master log: ${master.log().slice(-2000)}`);
     const registered = await waitMasterLine(master, from, (l) => l.msg === "agent registered" && l.node === name, `"agent registered" for ${name}`);
-    const applied = await waitMasterLine(master, from, (l) => l.msg === "haproxy applied" && String(l.reason).includes(`registered ${name}`), `"haproxy applied" for ${name}`);
+    const applied = await waitMasterLine(
+      master,
+      from,
+      (l) => l.msg === "haproxy applied" && String(l.reason).includes(`registered ${name}`),
+      `"haproxy applied" for ${name}`,
+    );
     const agentLog = await fs.readFile(path.join(cloud.dir, "nodes", name, "agent.log"), "utf8");
     const hello = logLines(agentLog).find((l) => l.msg === "hello sent");
     const agentStarted = logLines(agentLog).find((l) => l.msg === "agent started");
@@ -282,14 +291,20 @@ async function measure(res: Resources, cloud: Cloud, thresholds: { up: number; d
 
     // Terminate the new node and drop its entry, so the next trial starts from cloud-1 alone.
     const node = (await cloud.nodes()).find((n) => n.name === name);
-    const down = await runProcess("/bin/sh", ["-c", cloud.scaleDownCommand], { env: { INSTANCE_ID: node?.instanceId ?? "", NODE_NAME: name, NODE_ADDRESS: node?.address ?? "" }, timeoutMs: 20_000 });
+    const down = await runProcess("/bin/sh", ["-c", cloud.scaleDownCommand], {
+      env: { INSTANCE_ID: node?.instanceId ?? "", NODE_NAME: name, NODE_ADDRESS: node?.address ?? "" },
+      timeoutMs: 20_000,
+    });
     if (down.code !== 0) throw new Error(`trial ${attempt}: terminating ${name} failed (${down.code}): ${down.stderr}`);
     const beforeRemoval = logLines(master.log()).length;
     await store.remove(name);
     await waitMasterLine(master, beforeRemoval, (l) => l.msg === "haproxy applied", `the removal of ${name} applied`);
     coldSince = burnOff;
   }
-  if (trials.length < TRIALS) throw new Error(`only ${trials.length} of ${TRIALS} trials were undisturbed in ${TRIALS + MAX_EXTRA_TRIALS} attempts: the machine is too busy for this benchmark now`);
+  if (trials.length < TRIALS)
+    throw new Error(
+      `only ${trials.length} of ${TRIALS} trials were undisturbed in ${TRIALS + MAX_EXTRA_TRIALS} attempts: the machine is too busy for this benchmark now`,
+    );
   // One launch for cloud-1 and one per attempt: never a second launch within a trial.
   const launches = (await cloud.launches()).length;
   const attempts = trials.length + disturbed.length;
@@ -331,7 +346,16 @@ async function report(data: Measured, cpus: number, upThreshold: number, loadAtS
   const { trials, idleReadings, disturbed } = data;
   const med = (f: (t: Trial) => number) => stats(trials.map(f)).median;
   const s = (v: number) => (v / 1000).toFixed(2);
-  const head = ["trial (s)", "burn → hot reading", "hot → decision (window wait)", "decision → launch starts", "launch → agent hello", "hello → registered", "registered → served (reload)", "burn → served"];
+  const head = [
+    "trial (s)",
+    "burn → hot reading",
+    "hot → decision (window wait)",
+    "decision → launch starts",
+    "launch → agent hello",
+    "hello → registered",
+    "registered → served (reload)",
+    "burn → served",
+  ];
   const rowOf = (label: string, f: (g: (t: Trial) => number) => number) => [
     label,
     s(f((t) => t.burnToHot)),
@@ -366,10 +390,10 @@ async function report(data: Measured, cpus: number, upThreshold: number, loadAtS
   const rows2 = [
     partRow("decision → `scale_up` event (launch saved to state.json)", (t) => t.decideToScaleUpEvent),
     partRow("`scale_up` event → launch program starts (`/bin/sh -c`, Node start-up of the cloud program)", (t) => t.scaleUpEventToLaunch),
-    partRow("launch program starts → new agent logs \"agent started\" (`autoscaler init`, web app up, agent start-up)", (t) => t.launchToAgentStarted),
-    partRow("\"agent started\" → \"hello sent\" (SSH connection to the proxy's sshd, channel to the master)", (t) => t.agentStartedToHello),
+    partRow('launch program starts → new agent logs "agent started" (`autoscaler init`, web app up, agent start-up)', (t) => t.launchToAgentStarted),
+    partRow('"agent started" → "hello sent" (SSH connection to the proxy\'s sshd, channel to the master)', (t) => t.agentStartedToHello),
     partRow("registered → apply starts (debounce: 100 ms quiet, 800 ms ceiling)", (t) => t.debounce),
-    partRow("apply (render, `haproxy -c`, reload, confirmed in `show proc`; `ms` of \"haproxy applied\")", (t) => t.applyMs),
+    partRow('apply (render, `haproxy -c`, reload, confirmed in `show proc`; `ms` of "haproxy applied")', (t) => t.applyMs),
     partRow(`"haproxy applied" → first answer from the new node (client polls every ${CLIENT_EVERY_MS} ms)`, (t) => t.appliedToServed),
   ];
   const reasons = `The apply that put the new node in served these changes together: ${[...new Set(trials.map((t) => `"${t.applyReasons}"`))].join("; ")}.`;
@@ -391,7 +415,12 @@ async function report(data: Measured, cpus: number, upThreshold: number, loadAtS
       ? [
           "",
           `${disturbed.length} more trial(s) were left out and run again because a reading of cloud-1 fell under the threshold inside the window (other work on this machine took its cores), which restarts the window: ` +
-            disturbed.map((d) => `${d.trial.node}, lowest reading ${d.minReading.toFixed(1)} %, window wait ${s(d.trial.hotToDecide)} s, burn → served ${s(d.trial.total)} s`).join("; ") +
+            disturbed
+              .map(
+                (d) =>
+                  `${d.trial.node}, lowest reading ${d.minReading.toFixed(1)} %, window wait ${s(d.trial.hotToDecide)} s, burn → served ${s(d.trial.total)} s`,
+              )
+              .join("; ") +
             ".",
         ]
       : []),
@@ -404,7 +433,10 @@ async function report(data: Measured, cpus: number, upThreshold: number, loadAtS
   ].join("\n");
   const text = [
     `reaction: ${TRIALS} trials (seconds)`,
-    textTable(head, rows.map((r) => r.map((c) => String(c).replace(/\*\*/g, "")))),
+    textTable(
+      head,
+      rows.map((r) => r.map((c) => String(c).replace(/\*\*/g, ""))),
+    ),
     "",
     summary.replace(/\*\*/g, ""),
     `disturbed trials left out: ${disturbed.length}`,

@@ -57,7 +57,10 @@ const GOAL_MEDIAN_MS = 300;
 const GOAL_P95_MS = 1000;
 
 /** A web app in this process that records when its first health check and first client request arrived. */
-async function startRecordingApp(res: Resources, name: string): Promise<{ port: number; firstCheck: () => number | undefined; firstHit: () => number | undefined; close: () => Promise<void> }> {
+async function startRecordingApp(
+  res: Resources,
+  name: string,
+): Promise<{ port: number; firstCheck: () => number | undefined; firstHit: () => number | undefined; close: () => Promise<void> }> {
   let firstCheck: number | undefined;
   let firstHit: number | undefined;
   const server = http.createServer((req, out) => {
@@ -120,7 +123,13 @@ async function settle(socket: string): Promise<ProcTable> {
 }
 
 /** Wait for the master's log to hold a line matching `pred` at or after index `from`; returns it. */
-async function waitMasterLine(master: Daemon, from: number, pred: (l: ReturnType<typeof logLines>[number]) => boolean, what: string, timeoutMs = 10_000): Promise<ReturnType<typeof logLines>[number]> {
+async function waitMasterLine(
+  master: Daemon,
+  from: number,
+  pred: (l: ReturnType<typeof logLines>[number]) => boolean,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<ReturnType<typeof logLines>[number]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const line = logLines(master.log()).slice(from).find(pred);
@@ -222,7 +231,8 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
       const client = clientLoop(proxy.inst.frontendPort, () => app.firstHit() !== undefined);
       const agent = startDaemon(res.scope, ["agent", "--config", ini, "--log-level", "debug"]);
       const sent = await client;
-      if (app.firstHit() === undefined) throw new Error(`${name}: no client request reached the node within ${TRIAL_TIMEOUT_MS} ms; agent log: ${agent.log().slice(-1500)}`);
+      if (app.firstHit() === undefined)
+        throw new Error(`${name}: no client request reached the node within ${TRIAL_TIMEOUT_MS} ms; agent log: ${agent.log().slice(-1500)}`);
       const tHitSeen = Date.now();
       while (app.firstCheck() === undefined && Date.now() - tHitSeen < CHECK_WAIT_MS) await sleep(10);
       if (app.firstCheck() === undefined) checksMissing++;
@@ -230,7 +240,12 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
       const hello = logLines(agent.log()).find((l) => l.msg === "hello sent");
       if (!hello) throw new Error(`${name}: the agent logged no "hello sent": ${agent.log().slice(-1500)}`);
       const registered = await waitMasterLine(master, from, (l) => l.msg === "agent registered" && l.node === name, `"agent registered" for ${name}`);
-      const applied = await waitMasterLine(master, from, (l) => l.msg === "haproxy applied" && String(l.reason).includes(`registered ${name}`), `"haproxy applied" for ${name}`);
+      const applied = await waitMasterLine(
+        master,
+        from,
+        (l) => l.msg === "haproxy applied" && String(l.reason).includes(`registered ${name}`),
+        `"haproxy applied" for ${name}`,
+      );
       const lines = logLines(master.log());
       const appliedIdx = lines.findIndex((l) => l === applied || (l.msg === "haproxy applied" && l.time === applied.time && l.reason === applied.reason));
       const written = lines
@@ -270,7 +285,9 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
 
       baselines.push(await baselineReload(proxy, render, i));
       const t = trials.at(-1)!;
-      log(`registration: ${name}: hello → first request ${t.helloToHit} ms, → first check ${t.helloToCheck ?? "none"} ms; HAProxy alone ${baselines.at(-1)!.served.toFixed(0)} ms`);
+      log(
+        `registration: ${name}: hello → first request ${t.helloToHit} ms, → first check ${t.helloToCheck ?? "none"} ms; HAProxy alone ${baselines.at(-1)!.served.toFixed(0)} ms`,
+      );
     }
     const reloads = logLines(master.log()).filter((l) => l.msg === "haproxy applied").length;
     return { trials, baselines, checksMissing, reloads };
@@ -293,13 +310,34 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     row("HAProxy alone: `haproxy -c` + SIGUSR2 → new worker answers a fresh connection", bServed),
   ];
   const rows2 = [
-    row("hello sent → master logs \"agent registered\" (tunnel, validation, hosts.d written)", pick((t) => t.helloToRegistered)),
-    row("debounce: registered → apply starts (APPLY_QUIET_MS = 100)", pick((t) => t.debounce)),
-    row("render + check: apply start → \"haproxy config written\" (lock, read template, list hosts.d, render, stage, `haproxy -c`, rename)", pick((t) => t.renderCheck)),
-    row("reload + confirm: written → \"haproxy applied\" (`kill -USR2`, `show proc` polled every 20 ms)", pick((t) => t.reloadConfirm)),
-    row("config written → first proxied client request at the node (reload until the new worker serves; client polls every 5 ms)", pick((t) => t.writtenToHit)),
-    row("\"haproxy applied\" → first proxied client request (negative: the new worker served before the master's 20 ms `show proc` poll confirmed it)", pick((t) => t.appliedToHit)),
-    row("whole apply as the master logs it (`ms` of \"haproxy applied\")", pick((t) => t.applyMs)),
+    row(
+      'hello sent → master logs "agent registered" (tunnel, validation, hosts.d written)',
+      pick((t) => t.helloToRegistered),
+    ),
+    row(
+      "debounce: registered → apply starts (APPLY_QUIET_MS = 100)",
+      pick((t) => t.debounce),
+    ),
+    row(
+      'render + check: apply start → "haproxy config written" (lock, read template, list hosts.d, render, stage, `haproxy -c`, rename)',
+      pick((t) => t.renderCheck),
+    ),
+    row(
+      'reload + confirm: written → "haproxy applied" (`kill -USR2`, `show proc` polled every 20 ms)',
+      pick((t) => t.reloadConfirm),
+    ),
+    row(
+      "config written → first proxied client request at the node (reload until the new worker serves; client polls every 5 ms)",
+      pick((t) => t.writtenToHit),
+    ),
+    row(
+      '"haproxy applied" → first proxied client request (negative: the new worker served before the master\'s 20 ms `show proc` poll confirmed it)',
+      pick((t) => t.appliedToHit),
+    ),
+    row(
+      'whole apply as the master logs it (`ms` of "haproxy applied")',
+      pick((t) => t.applyMs),
+    ),
   ];
   const rows3 = [
     row("`haproxy -c -f haproxy.cfg`", stats(baselines.map((b) => b.check))),

@@ -189,7 +189,15 @@ async function runA(res: Resources, backendPorts: number[], repeat: number): Pro
   }
   const table = await showProc(inst.masterSocket).catch(() => undefined);
   lingering = table ? table.workers.length - 1 : -1;
-  return { setup: "A", repeat, reloads: reloadTimes.length, reloadStats: stats(reloadTimes), seconds: (performance.now() - t0) / 1000, load: counts, lingering };
+  return {
+    setup: "A",
+    repeat,
+    reloads: reloadTimes.length,
+    reloadStats: stats(reloadTimes),
+    seconds: (performance.now() - t0) / 1000,
+    load: counts,
+    lingering,
+  };
 }
 
 /** Start `haproxy -D …` and wait for the launcher to exit; returns the new daemon's pid (from the pid file). */
@@ -250,7 +258,15 @@ async function runB(res: Resources, backendPorts: number[], repeat: number): Pro
     counts = await load.stop();
   }
   const lingering = started.filter((p) => p !== pid && isAlive(p)).length;
-  return { setup: "B", repeat, reloads: reloadTimes.length, reloadStats: stats(reloadTimes), seconds: (performance.now() - t0) / 1000, load: counts, lingering };
+  return {
+    setup: "B",
+    repeat,
+    reloads: reloadTimes.length,
+    reloadStats: stats(reloadTimes),
+    seconds: (performance.now() - t0) / 1000,
+    load: counts,
+    lingering,
+  };
 }
 
 /* ------------------------------------------------------------------ report */
@@ -283,8 +299,20 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
   });
   const info = await machineInfo();
 
-  const name = (s: "A" | "B") => (s === "A" ? "A: ours (master-worker, SIGUSR2, idle-close-on-response)" : "B: baseline (`-D … -sf`, no idle-close-on-response)");
-  const head = ["setup", "run", "reloads", "reload time median / p95 (ms)", "seconds", "requests sent", "succeeded", "failed", "failures by kind", "old processes still up when the load stopped"];
+  const name = (s: "A" | "B") =>
+    s === "A" ? "A: ours (master-worker, SIGUSR2, idle-close-on-response)" : "B: baseline (`-D … -sf`, no idle-close-on-response)";
+  const head = [
+    "setup",
+    "run",
+    "reloads",
+    "reload time median / p95 (ms)",
+    "seconds",
+    "requests sent",
+    "succeeded",
+    "failed",
+    "failures by kind",
+    "old processes still up when the load stopped",
+  ];
   const rows = results.map((r) => [
     name(r.setup),
     r.repeat,
@@ -299,7 +327,12 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
   ]);
   const sum = (s: "A" | "B") => {
     const rs = results.filter((r) => r.setup === s);
-    return { reloads: rs.reduce((a, r) => a + r.reloads, 0), sent: rs.reduce((a, r) => a + r.load.sent, 0), failed: rs.reduce((a, r) => a + r.load.failed, 0), runs: rs.length };
+    return {
+      reloads: rs.reduce((a, r) => a + r.reloads, 0),
+      sent: rs.reduce((a, r) => a + r.load.sent, 0),
+      failed: rs.reduce((a, r) => a + r.load.failed, 0),
+      runs: rs.length,
+    };
   };
   const a = sum("A");
   const b = sum("B");

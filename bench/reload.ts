@@ -20,7 +20,22 @@ import path from "node:path";
 import { createHostsStore, loadConfig, renderFromFiles, showProc, type HostEntry, type ProcTable } from "@autoscaler/shared";
 import { makeInstallation, startHaproxy } from "../test/helpers/haproxy.js";
 import { CLI, startBackend } from "../test/helpers/process.js";
-import { type BenchResult, REPO_ROOT, loadNote, machineInfo, mdTable, ms, runCommand, sleep, stats, textTable, timeHaproxyCheck, withResources, type Stats, signalReloadAndConfirm } from "./lib.js";
+import {
+  type BenchResult,
+  REPO_ROOT,
+  loadNote,
+  machineInfo,
+  mdTable,
+  ms,
+  runCommand,
+  sleep,
+  stats,
+  textTable,
+  timeHaproxyCheck,
+  withResources,
+  type Stats,
+  signalReloadAndConfirm,
+} from "./lib.js";
 
 const RUNS = 20;
 const WARMUP = 2;
@@ -195,7 +210,10 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
       const imports: number[] = [];
       for (const m of IMPORTS) {
         const t1 = performance.now();
-        const ri = await runCommand(process.execPath, ["--input-type=module", "-e", `await import(${JSON.stringify(m)})`], { cwd: REPO_ROOT, onSpawn: trackCli });
+        const ri = await runCommand(process.execPath, ["--input-type=module", "-e", `await import(${JSON.stringify(m)})`], {
+          cwd: REPO_ROOT,
+          onSpawn: trackCli,
+        });
         imports.push(performance.now() - t1);
         if (ri.code !== 0) throw new Error(`importing ${m} failed: ${ri.stderr}`);
       }
@@ -251,7 +269,11 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     ["totalMs (in-process, as `--json` reports)", ms(data.inner.totalMs.median), ms(data.inner.totalMs.p95)],
     ["outside the pipeline: node start-up, module loading, config load, exit (wall − totalMs)", ms(data.inner.outside.median), ms(data.inner.outside.p95)],
     ["for comparison, HAProxy alone: `haproxy -c`", ms(data.hapCheck.median), ms(data.hapCheck.p95)],
-    ["for comparison, HAProxy alone: SIGUSR2 → new worker in `show proc` (polled every 5 ms)", ms(data.hapSignalToConfirm.median), ms(data.hapSignalToConfirm.p95)],
+    [
+      "for comparison, HAProxy alone: SIGUSR2 → new worker in `show proc` (polled every 5 ms)",
+      ms(data.hapSignalToConfirm.median),
+      ms(data.hapSignalToConfirm.p95),
+    ],
   ];
   const head3 = ["fixed cost of a CLI run (ms)", "median", "p95"];
   const rows3 = [

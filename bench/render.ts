@@ -30,20 +30,7 @@ import {
   type HostEntry,
 } from "@autoscaler/shared";
 import { makeInstallation } from "../test/helpers/haproxy.js";
-import {
-  type BenchResult,
-  loadNote,
-  machineInfo,
-  mdTable,
-  medP95,
-  ms,
-  pct,
-  stats,
-  textTable,
-  timeHaproxyCheck,
-  withResources,
-  type Stats,
-} from "./lib.js";
+import { type BenchResult, loadNote, machineInfo, mdTable, medP95, ms, pct, stats, textTable, timeHaproxyCheck, withResources, type Stats } from "./lib.js";
 
 const SIZES: { hosts: number; runs: number }[] = [
   { hosts: 10, runs: 30 },
@@ -262,7 +249,16 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
       `in-memory ${verdict(ri)}; from disk ${verdict(rd)}`,
     ];
   });
-  const head2 = ["hosts", "cfg size", "list hosts.d", "read template", "render", "read cfg + compare", "apply, unchanged (lock + render + compare)", "ratio apply/haproxy"];
+  const head2 = [
+    "hosts",
+    "cfg size",
+    "list hosts.d",
+    "read template",
+    "render",
+    "read cfg + compare",
+    "apply, unchanged (lock + render + compare)",
+    "ratio apply/haproxy",
+  ];
   const rows2 = results.map((r) => [
     r.hosts.toLocaleString("en-US"),
     `${(r.bytes / 1024).toFixed(0)} KiB`,
@@ -286,9 +282,13 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
   const allDisk = results.every((r) => r.fromDisk.median / r.check.median < GOAL);
   const missed = results.filter((r) => r.fromDisk.median / r.check.median >= GOAL);
   const big = results[results.length - 1]!;
-  const listShare = big.breakdown.list.median / (big.breakdown.list.median + big.breakdown.template.median + big.breakdown.render.median + big.breakdown.compare.median);
+  const listShare =
+    big.breakdown.list.median / (big.breakdown.list.median + big.breakdown.template.median + big.breakdown.render.median + big.breakdown.compare.median);
   const missText = missed
-    .map((r) => `${r.hosts.toLocaleString("en-US")} hosts: ${pct((r.fromDisk.median / r.check.median) * 100)} of the check (${ms(r.fromDisk.median)} vs ${ms(r.check.median)} ms)`)
+    .map(
+      (r) =>
+        `${r.hosts.toLocaleString("en-US")} hosts: ${pct((r.fromDisk.median / r.check.median) * 100)} of the check (${ms(r.fromDisk.median)} vs ${ms(r.check.median)} ms)`,
+    )
     .join("; ");
   const where =
     `At ${big.hosts.toLocaleString("en-US")} hosts, listing hosts.d is ${pct(listShare * 100)} of the from-disk time; rendering itself is ${ms(big.breakdown.render.median)} ms. ` +

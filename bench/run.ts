@@ -116,7 +116,9 @@ async function main(): Promise<number> {
   await cleanupAll();
   const left = haproxyLeft();
   if (left) process.stderr.write(`note: haproxy processes on this machine after the run (not necessarily ours):\n${left}\n`);
-  process.stderr.write(`all done in ${((performance.now() - started) / 1000).toFixed(1)} s; ${written.size > 0 ? [...written].join(", ") : "nothing"} written\n`);
+  process.stderr.write(
+    `all done in ${((performance.now() - started) / 1000).toFixed(1)} s; ${written.size > 0 ? [...written].join(", ") : "nothing"} written\n`,
+  );
   return failed > 0 ? 1 : 0;
 }
 

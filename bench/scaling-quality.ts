@@ -54,9 +54,13 @@ function defaultsIni(): { file: string; remove: () => void } {
 let ini: { file: string; remove: () => void } | undefined;
 
 async function simulate(trace: string, args: string[]): Promise<Figures[]> {
-  const { stdout } = await run(process.execPath, [CLI, "simulate", "--config", ini!.file, "--trace", path.join(TRACES, trace), ...args, "--set", "scaling.max_nodes=100", "--json"], {
-    maxBuffer: 64 * 1024 * 1024,
-  }).catch((err: { stderr?: string }) => {
+  const { stdout } = await run(
+    process.execPath,
+    [CLI, "simulate", "--config", ini!.file, "--trace", path.join(TRACES, trace), ...args, "--set", "scaling.max_nodes=100", "--json"],
+    {
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  ).catch((err: { stderr?: string }) => {
     throw new Error(`simulate failed: ${err.stderr ?? String(err)}`);
   });
   return (JSON.parse(stdout) as { results: Figures[] }).results;
@@ -76,7 +80,11 @@ export async function run_(): Promise<BenchResult> {
 }
 
 async function measure(): Promise<BenchResult> {
-  const md: string[] = ["## Scaling quality", "", `Measured ${new Date().toISOString().slice(0, 10)} with \`autoscaler simulate --compare instance,hpa,predictive --set scaling.max_nodes=100 --json\` (bench/scaling-quality.ts). The model is the README's (a node serves 60 requests/minute at 100 % CPU and serves 120 s after the launch decision; agents sample every 5 s; 1 s ticks). \`ours\` is the default policy (target 60 %, tolerance 10 %, scale_down_window 300 s); \`instance\` the seed's defaults (75/25, window 60 s, cooldown 300 s, step 1); \`hpa\` the model of the Kubernetes HPA (target 60 %, 15 s period, 300 s scale-down stabilisation, up by max(4, 100 %)); \`predictive\` the default plus the predictive floor (history: the 8 days before the slice).`];
+  const md: string[] = [
+    "## Scaling quality",
+    "",
+    `Measured ${new Date().toISOString().slice(0, 10)} with \`autoscaler simulate --compare instance,hpa,predictive --set scaling.max_nodes=100 --json\` (bench/scaling-quality.ts). The model is the README's (a node serves 60 requests/minute at 100 % CPU and serves 120 s after the launch decision; agents sample every 5 s; 1 s ticks). \`ours\` is the default policy (target 60 %, tolerance 10 %, scale_down_window 300 s); \`instance\` the seed's defaults (75/25, window 60 s, cooldown 300 s, step 1); \`hpa\` the model of the Kubernetes HPA (target 60 %, 15 s period, 300 s scale-down stabilisation, up by max(4, 100 %)); \`predictive\` the default plus the predictive floor (history: the 8 days before the slice).`,
+  ];
   const text: string[] = [];
   const head = ["policy", "node-hours", "min CPU > 90 %", "min CPU > 100 %", "events", "peak nodes"];
   let goalMet: boolean | undefined;
@@ -89,12 +97,30 @@ async function measure(): Promise<BenchResult> {
       const ours = results.find((r) => r.policy === "ours")!;
       const hpa = results.find((r) => r.policy === "hpa")!;
       goalMet = ours.overloadMinutes90 < hpa.overloadMinutes90 && ours.nodeHours <= hpa.nodeHours && ours.events <= hpa.events / 2;
-      md.push("", `Against the HPA model on this slice: node-hours ${num((ours.nodeHours / hpa.nodeHours - 1) * 100)} %, overload minutes ${num((ours.overloadMinutes90 / hpa.overloadMinutes90 - 1) * 100)} %, events ${num((ours.events / hpa.events - 1) * 100)} %.`);
+      md.push(
+        "",
+        `Against the HPA model on this slice: node-hours ${num((ours.nodeHours / hpa.nodeHours - 1) * 100)} %, overload minutes ${num((ours.overloadMinutes90 / hpa.overloadMinutes90 - 1) * 100)} %, events ${num((ours.events / hpa.events - 1) * 100)} %.`,
+      );
     }
   }
   // A setting that meets all three goals on the NASA week, for comparison with the defaults.
-  const tuned = await simulate(SCENARIOS[0]!.trace, [...SCENARIOS[0]!.args, "--set", "scaling.scale_down_window=900", "--set", "scaling.target_cpu=70", "--compare", "hpa"]);
-  const tunedRows = tuned.map((r) => [r.policy === "ours" ? "ours, scale_down_window 900 s, target_cpu 70" : r.policy, num(r.nodeHours), num(r.overloadMinutes90), num(r.overloadMinutes100), num(r.events, 0), num(r.peakNodes, 0)]);
+  const tuned = await simulate(SCENARIOS[0]!.trace, [
+    ...SCENARIOS[0]!.args,
+    "--set",
+    "scaling.scale_down_window=900",
+    "--set",
+    "scaling.target_cpu=70",
+    "--compare",
+    "hpa",
+  ]);
+  const tunedRows = tuned.map((r) => [
+    r.policy === "ours" ? "ours, scale_down_window 900 s, target_cpu 70" : r.policy,
+    num(r.nodeHours),
+    num(r.overloadMinutes90),
+    num(r.overloadMinutes100),
+    num(r.events, 0),
+    num(r.peakNodes, 0),
+  ]);
   md.push("", "### NASA-HTTP ×2, days 7–14, a longer scale-down window", "", mdTable(head, tunedRows));
   text.push("tuned", textTable(head, tunedRows));
 
@@ -112,7 +138,14 @@ async function measure(): Promise<BenchResult> {
     ["ours (step(), every tick)", `${num(o / 1000, 2)} s`, num(604_800 / (o / 1000), 0), `${num(o / h, 1)}×`],
     ["HPA model (every 15 s)", `${num(h / 1000, 2)} s`, num(604_800 / (h / 1000), 0), "1.0×"],
   ];
-  md.push("", "### Replay speed", "", `A week (604,800 ticks of 1 s) of NASA ×2, median of ${SPEED_RUNS} runs in one process each; the goal is under 10 s.`, "", mdTable(["controller", "a week", "ticks per second", "vs the HPA model"], speedRows));
+  md.push(
+    "",
+    "### Replay speed",
+    "",
+    `A week (604,800 ticks of 1 s) of NASA ×2, median of ${SPEED_RUNS} runs in one process each; the goal is under 10 s.`,
+    "",
+    mdTable(["controller", "a week", "ticks per second", "vs the HPA model"], speedRows),
+  );
   text.push("speed", textTable(["controller", "a week", "ticks/s", "ratio"], speedRows));
   return { id: "scaling-quality", text: text.join("\n"), markdown: md.join("\n"), goalMet: Boolean(goalMet) && o < 10_000 };
 }

@@ -138,7 +138,9 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     const nodes: TestNode[] = [];
     // Four at a time: each node runs the CLI twice (authorize-key, init) before its agent starts.
     for (let i = 0; i < AGENTS; i += 4) {
-      const batch = Array.from({ length: Math.min(4, AGENTS - i) }, (_, j) => startNode(res.scope, [proxy], { name: `soak-${String(i + j + 1).padStart(2, "0")}` }));
+      const batch = Array.from({ length: Math.min(4, AGENTS - i) }, (_, j) =>
+        startNode(res.scope, [proxy], { name: `soak-${String(i + j + 1).padStart(2, "0")}` }),
+      );
       nodes.push(...(await Promise.all(batch)));
     }
     await waitFor(
@@ -196,7 +198,9 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
           await sleep(Math.max(0, cycleStart + SAMPLE_AT_MS - performance.now()));
           const s = await takeSample(proxy, i / CYCLES_PER_SAMPLE - 1);
           samples.push(s);
-          log(`soak: minute ${s.minute}/${minutes}: master RSS ${mib(s.rss)} MiB, ${s.fds} fds, ${s.live} live, ${confirmMs.length} reloads confirmed, ${unconfirmed.length} not`);
+          log(
+            `soak: minute ${s.minute}/${minutes}: master RSS ${mib(s.rss)} MiB, ${s.fds} fds, ${s.live} live, ${confirmMs.length} reloads confirmed, ${unconfirmed.length} not`,
+          );
         }
       }
     } finally {
@@ -230,13 +234,25 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     for (const f of load.failures) reasons.set(f, (reasons.get(f) ?? 0) + 1);
     const conf = stats(confirmMs);
     const masterReloads = statusAfter.haproxy.reloads - statusBefore.haproxy.reloads;
-    const fdKinds = (s: Sample) => Object.entries(s.fdKinds).sort().map(([k, v]) => `${k} ${v}`).join(", ");
+    const fdKinds = (s: Sample) =>
+      Object.entries(s.fdKinds)
+        .sort()
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ");
     const verdict = (ok: boolean) => (ok ? "met" : "missed");
 
     const head = ["", "start", "end", "min", "max", "goal", "result"];
     const rows: (string | number)[][] = [
       ["failed requests (whole run)", "", load.failed, "", "", "0", verdict(failedOk)],
-      ["master RSS, MiB", mib(first.rss), mib(last.rss), mib(rssMin), mib(rssMax), `end ≤ start × ${1 + GOAL.rssGrowth}`, `${verdict(rssOk)} (${growth >= 0 ? "+" : ""}${(growth * 100).toFixed(1)} %)`],
+      [
+        "master RSS, MiB",
+        mib(first.rss),
+        mib(last.rss),
+        mib(rssMin),
+        mib(rssMax),
+        `end ≤ start × ${1 + GOAL.rssGrowth}`,
+        `${verdict(rssOk)} (${growth >= 0 ? "+" : ""}${(growth * 100).toFixed(1)} %)`,
+      ],
       ["master open fds", first.fds, last.fds, fdMin, fdMax, "end = start", verdict(fdOk)],
       ["agents live", first.live, liveEnd, liveMin, "", `all ${AGENTS}`, verdict(liveEnd === AGENTS && agentsRunning === AGENTS)],
     ];
@@ -248,7 +264,8 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
       `Master fds by kind: start ${fdKinds(first)}; end ${fdKinds(last)}.`,
       `Per minute: RSS (MiB) ${samples.map((s) => mib(s.rss)).join(", ")}; fds ${samples.map((s) => s.fds).join(", ")}.`,
     ];
-    if (reasons.size > 0) other.push(`Failure reasons (the first ${load.failures.length} recorded): ${[...reasons].map(([r, n]) => `${n} × ${r}`).join("; ")}.`);
+    if (reasons.size > 0)
+      other.push(`Failure reasons (the first ${load.failures.length} recorded): ${[...reasons].map(([r, n]) => `${n} × ${r}`).join("; ")}.`);
     if (statusErrors > 0) other.push(`${statusErrors} \`GET /status\` reads by the soak failed (a busy machine); they are not requests through HAProxy.`);
     if (unconfirmed.length > 0) other.push(`Unconfirmed reloads: ${unconfirmed.slice(0, 5).join("; ")}${unconfirmed.length > 5 ? "; …" : ""}.`);
 
@@ -270,7 +287,17 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
       `**Goals: no failed request, master RSS growth at most ${GOAL.rssGrowth * 100} %, as many fds at the end as at the start** — ` +
         `failed requests **${verdict(failedOk)}** (${load.failed}), RSS **${verdict(rssOk)}** (${mib(first.rss)} → ${mib(last.rss)} MiB), fds **${verdict(fdOk)}** (${first.fds} → ${last.fds}).`,
     ].join("\n");
-    const text = ["soak", textTable(head, rows.map((r) => r.map(String))), "", ...other, "", `goal: ${goalMet ? "met" : "MISSED"}`].join("\n");
+    const text = [
+      "soak",
+      textTable(
+        head,
+        rows.map((r) => r.map(String)),
+      ),
+      "",
+      ...other,
+      "",
+      `goal: ${goalMet ? "met" : "MISSED"}`,
+    ].join("\n");
     return { id: "soak", text, markdown, goalMet };
   });
 }

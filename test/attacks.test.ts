@@ -30,7 +30,16 @@ afterEach(() => scope.cleanup());
 
 /** A hello line: a valid one from `name`, with fields overridden (`undefined` drops a field). */
 function hello(fields: Record<string, unknown>): string {
-  const base: Record<string, unknown> = { type: "hello", version: 1, name: "forged-1", address: "127.0.0.1", port: 8080, instance_id: "i-forged", agent_version: "0.0.0-forged", facts: { cores: 1, memory_bytes: 1024 } };
+  const base: Record<string, unknown> = {
+    type: "hello",
+    version: 1,
+    name: "forged-1",
+    address: "127.0.0.1",
+    port: 8080,
+    instance_id: "i-forged",
+    agent_version: "0.0.0-forged",
+    facts: { cores: 1, memory_bytes: 1024 },
+  };
   const merged = { ...base, ...fields };
   for (const k of Object.keys(merged)) if (merged[k] === undefined) delete merged[k];
   return JSON.stringify(merged) + "\n";
@@ -44,14 +53,19 @@ function reasonsByPeer(proxy: Proxy): Map<number, string[]> {
 /** Wait until the master has applied and reloaded everything it was asked to (no apply for 1.2 s, past the 800 ms ceiling); its counts then. */
 async function appliesSettled(proxy: Proxy): Promise<{ applies: number; reloads: number }> {
   let last = "";
-  return waitFor("the master's applies to settle", async () => {
-    const { applies, reloads } = (await status(proxy)).haproxy;
-    const now = JSON.stringify({ applies, reloads });
-    if (now === last) return { applies, reloads };
-    last = now;
-    await sleep(1200);
-    return undefined;
-  }, 15_000, 0);
+  return waitFor(
+    "the master's applies to settle",
+    async () => {
+      const { applies, reloads } = (await status(proxy)).haproxy;
+      const now = JSON.stringify({ applies, reloads });
+      if (now === last) return { applies, reloads };
+      last = now;
+      await sleep(1200);
+      return undefined;
+    },
+    15_000,
+    0,
+  );
 }
 
 /** A hand-added backend: a real HTTP server answering `name`, added with `add-host`. */
@@ -68,10 +82,15 @@ describe("forged agents on the master's port", () => {
     await addManual(proxy, "manual-1");
     const a = await startNode(scope, [proxy], { name: "web-a", address: "127.0.0.2" });
     const b = await startNode(scope, [proxy], { name: "web-b", address: "127.0.0.3" });
-    await waitFor("both real nodes live", async () => {
-      const s = await status(proxy);
-      return ["web-a", "web-b"].every((n) => s.nodes.some((x) => x.name === n && x.state === "live" && x.connections === 1));
-    }, 20_000, 100);
+    await waitFor(
+      "both real nodes live",
+      async () => {
+        const s = await status(proxy);
+        return ["web-a", "web-b"].every((n) => s.nodes.some((x) => x.name === n && x.state === "live" && x.connections === 1));
+      },
+      20_000,
+      100,
+    );
     await waitFor("HAProxy to have three servers", async () => serverLines(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).length === 3, 5_000, 20);
     const reloadsBefore = await appliesSettled(proxy);
     const hostsBefore = await hostsDir(proxy.inst.dir);
@@ -89,9 +108,24 @@ describe("forged agents on the master's port", () => {
       ["a hello with an empty token", hello({ token: "" }), /^\{"type":"error","code":"TOKEN"/, "token"],
       ["a hello with a wrong token", hello({ token: `wrong-${randomBytes(16).toString("hex")}` }), /^\{"type":"error","code":"TOKEN"/, "token"],
       ["a hello with a token one character off", hello({ token: t.slice(0, -1) + (t.endsWith("A") ? "B" : "A") }), /^\{"type":"error","code":"TOKEN"/, "token"],
-      ["the right token, web-a's name, another address", hello({ token: t, name: "web-a", address: "127.0.0.99" }), /^\{"type":"error","code":"NAME_TAKEN"/, "name_taken"],
-      ["the right token, the hand-added host's name, its own address", hello({ token: t, name: "manual-1", address: "127.0.0.1" }), /^\{"type":"error","code":"NAME_MANUAL"/, "name_manual"],
-      ["the right token, the hand-added host's name, another address", hello({ token: t, name: "manual-1", address: "127.0.0.98" }), /^\{"type":"error","code":"NAME_MANUAL"/, "name_manual"],
+      [
+        "the right token, web-a's name, another address",
+        hello({ token: t, name: "web-a", address: "127.0.0.99" }),
+        /^\{"type":"error","code":"NAME_TAKEN"/,
+        "name_taken",
+      ],
+      [
+        "the right token, the hand-added host's name, its own address",
+        hello({ token: t, name: "manual-1", address: "127.0.0.1" }),
+        /^\{"type":"error","code":"NAME_MANUAL"/,
+        "name_manual",
+      ],
+      [
+        "the right token, the hand-added host's name, another address",
+        hello({ token: t, name: "manual-1", address: "127.0.0.98" }),
+        /^\{"type":"error","code":"NAME_MANUAL"/,
+        "name_manual",
+      ],
     ];
     const probes: { what: string; probe: ProbeResult; reason: string }[] = [];
     for (const [what, line, answer, reason] of single) {
@@ -125,7 +159,12 @@ describe("forged agents on the master's port", () => {
       for (let i = w * WAVE; i < (w + 1) * WAVE; i++) {
         let up!: () => void;
         connected.push(new Promise<void>((r) => (up = r)));
-        pending.push(probeMaster(proxy.masterPort, kinds[i % kinds.length]![1](i), { waitForClose: true, timeoutMs: 30_000, onConnect: up }).then((probe) => ({ i, probe })));
+        pending.push(
+          probeMaster(proxy.masterPort, kinds[i % kinds.length]![1](i), { waitForClose: true, timeoutMs: 30_000, onConnect: up }).then((probe) => ({
+            i,
+            probe,
+          })),
+        );
       }
       await Promise.race([Promise.all(connected), sleep(10_000)]);
     }
@@ -138,11 +177,19 @@ describe("forged agents on the master's port", () => {
     expect(floodMs).toBeLessThan(30_000);
 
     // Every forged connection has its logged reason, and the metric counted each.
-    const logged = await waitFor("a logged reason for each forged connection", () => {
-      const byPeer = reasonsByPeer(proxy);
-      const all = [...probes.map((p) => ({ port: p.probe.localPort, reason: p.reason })), ...flood.map((f) => ({ port: f.probe.localPort, reason: kinds[f.i % kinds.length]![0] }))];
-      return all.every((x) => byPeer.get(x.port)?.includes(x.reason)) ? byPeer : undefined;
-    }, 10_000, 200);
+    const logged = await waitFor(
+      "a logged reason for each forged connection",
+      () => {
+        const byPeer = reasonsByPeer(proxy);
+        const all = [
+          ...probes.map((p) => ({ port: p.probe.localPort, reason: p.reason })),
+          ...flood.map((f) => ({ port: f.probe.localPort, reason: kinds[f.i % kinds.length]![0] })),
+        ];
+        return all.every((x) => byPeer.get(x.port)?.includes(x.reason)) ? byPeer : undefined;
+      },
+      10_000,
+      200,
+    );
     expect([...logged.values()].flat().length).toBe(single.length + FLOOD);
     const expected: Record<string, number> = {};
     for (const p of probes) expected[p.reason] = (expected[p.reason] ?? 0) + 1;
@@ -153,12 +200,20 @@ describe("forged agents on the master's port", () => {
 
     // The real agents never noticed: live, fresh samples, one tunnel each, no reconnect.
     const attacksEndedAt = Date.now();
-    await waitFor("both real nodes live with a sample after the flood", async () => {
-      const asked = Date.now();
-      const s = await status(proxy);
-      const real = s.nodes.filter((n) => n.name === "web-a" || n.name === "web-b");
-      return real.length === 2 && real.every((n) => n.state === "live" && n.connections === 1 && asked - (n.last_seen_seconds_ago ?? 99) * 1000 - 100 > attacksEndedAt);
-    }, 10_000, 200);
+    await waitFor(
+      "both real nodes live with a sample after the flood",
+      async () => {
+        const asked = Date.now();
+        const s = await status(proxy);
+        const real = s.nodes.filter((n) => n.name === "web-a" || n.name === "web-b");
+        return (
+          real.length === 2 &&
+          real.every((n) => n.state === "live" && n.connections === 1 && asked - (n.last_seen_seconds_ago ?? 99) * 1000 - 100 > attacksEndedAt)
+        );
+      },
+      10_000,
+      200,
+    );
     expect(a.agent.log().slice(agentLogFrom.a)).not.toMatch(/tunnel closed|cannot reach the master|refused/);
     expect(b.agent.log().slice(agentLogFrom.b)).not.toMatch(/tunnel closed|cannot reach the master|refused/);
     attacking = false;
@@ -173,8 +228,14 @@ describe("forged agents on the master's port", () => {
     expect(await hostsDir(proxy.inst.dir)).toEqual(hostsBefore);
     expect(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).toBe(cfgBefore);
     expect((await status(proxy)).haproxy).toMatchObject(reloadsBefore);
-    expect((await status(proxy)).nodes.map((n) => [n.name, n.source])).toEqual([["manual-1", "manual"], ["web-a", "agent"], ["web-b", "agent"]]);
-    console.info(`flood of ${FLOOD} forged connections: all open after ${openedMs} ms, the last closed by the master after ${floodMs} ms; ${served.ok} requests through HAProxy meanwhile, 0 failed`);
+    expect((await status(proxy)).nodes.map((n) => [n.name, n.source])).toEqual([
+      ["manual-1", "manual"],
+      ["web-a", "agent"],
+      ["web-b", "agent"],
+    ]);
+    console.info(
+      `flood of ${FLOOD} forged connections: all open after ${openedMs} ms, the last closed by the master after ${floodMs} ms; ${served.ok} requests through HAProxy meanwhile, 0 failed`,
+    );
   }, 120_000);
 });
 
@@ -233,15 +294,24 @@ describe("config injection", () => {
       expect(probe.received, what).toBe("");
       probes.push({ what, probe });
     }
-    const byPeer = await waitFor("a logged reason for each", () => {
-      const m = reasonsByPeer(proxy);
-      return probes.every((p) => m.has(p.probe.localPort)) ? m : undefined;
-    }, 5_000, 50);
+    const byPeer = await waitFor(
+      "a logged reason for each",
+      () => {
+        const m = reasonsByPeer(proxy);
+        return probes.every((p) => m.has(p.probe.localPort)) ? m : undefined;
+      },
+      5_000,
+      50,
+    );
     expect(probes.filter((p) => byPeer.get(p.probe.localPort)?.[0] !== "wrong_shape").map((p) => `${p.what}: ${byPeer.get(p.probe.localPort)}`)).toEqual([]);
     // The master names the field, never the value: no line of its log carries the payloads.
     const log = proxy.master.log();
     for (const needle of ["evil", "touch", "reboot", "backup", "../", "inject-1", "w".repeat(64), "i".repeat(129)]) expect(log, needle).not.toContain(needle);
-    expect(jsonLogLines(log).filter((l) => String(l.msg).startsWith("agent connection closed")).map((l) => String(l.msg))).toContainEqual(expect.stringMatching(/^agent connection closed: wrong shape: name: expected 1-63 characters/));
+    expect(
+      jsonLogLines(log)
+        .filter((l) => String(l.msg).startsWith("agent connection closed"))
+        .map((l) => String(l.msg)),
+    ).toContainEqual(expect.stringMatching(/^agent connection closed: wrong shape: name: expected 1-63 characters/));
     await sleep(300);
     expect(await hostsDir(proxy.inst.dir)).toEqual(hostsBefore);
     expect(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).toBe(cfgBefore);
@@ -262,11 +332,16 @@ describe("config injection", () => {
       "web;touch x.json": { address: "10.0.0.1", port: 80 },
     };
     for (const [name, body] of Object.entries(files)) await fs.writeFile(path.join(proxy.inst.dir, "hosts.d", name), JSON.stringify(body));
-    const s = await waitFor("status to name every refused file", async () => {
-      const st = await status(proxy);
-      const details = st.haproxy.last_error?.details ?? [];
-      return Object.keys(files).every((f) => details.some((d) => d.startsWith(`${f}: `))) ? st : undefined;
-    }, 10_000, 100);
+    const s = await waitFor(
+      "status to name every refused file",
+      async () => {
+        const st = await status(proxy);
+        const details = st.haproxy.last_error?.details ?? [];
+        return Object.keys(files).every((f) => details.some((d) => d.startsWith(`${f}: `))) ? st : undefined;
+      },
+      10_000,
+      100,
+    );
     const details = s.haproxy.last_error!.details;
     expect(details.find((d) => d.startsWith("evil-addr.json"))).toMatch(/host "10\.0\.0\.1\\n {4}server evil 6\.6\.6\.6:80 check" contains white space/);
     expect(details.find((d) => d.startsWith("evil-port.json"))).toMatch(/port "80 backup" is not a port number/);
@@ -301,25 +376,41 @@ describe("config injection", () => {
     // Each run appends INSTANCE_ID, NODE_NAME and NODE_ADDRESS as they arrived, one a line, then a separator.
     await fs.writeFile(path.join(cloud, "terminate.sh"), `printf '%s\\n' "$INSTANCE_ID" "$NODE_NAME" "$NODE_ADDRESS" -- >> '${out}'\n`);
     const proxy = await startProxy(scope, {
-      settings: [`machine.scale_up_command=sh '${cloud}/launch.sh'`, `machine.scale_down_command=sh '${cloud}/terminate.sh'`, "machine.launch_timeout=300", "scaling.drain_seconds=0", "master.interval=0.2"],
+      settings: [
+        `machine.scale_up_command=sh '${cloud}/launch.sh'`,
+        `machine.scale_down_command=sh '${cloud}/terminate.sh'`,
+        "machine.launch_timeout=300",
+        "scaling.drain_seconds=0",
+        "master.interval=0.2",
+      ],
     });
     const marker = path.join(proxy.inst.dir, "pwned");
 
     const up = await proxy.inst.cli("scale-up", "1");
     expect(up.code, up.stderr).toBe(0);
-    const launched = await waitFor("the launch to be pending", async () => {
-      const s = await status(proxy);
-      return s.launches[0]?.status === "pending" ? s : undefined;
-    }, 10_000, 50);
+    const launched = await waitFor(
+      "the launch to be pending",
+      async () => {
+        const s = await status(proxy);
+        return s.launches[0]?.status === "pending" ? s : undefined;
+      },
+      10_000,
+      50,
+    );
     // Every hostile id and address was dropped: the launch waits for "any new node".
     expect(launched.launches[0]!.instances).toEqual([]);
     expect(proxy.master.log()).toMatch(/launch command for 1 node\(s\) succeeded in \d+ ms \(no run-instances JSON: the next new node\(s\) will be matched\)/);
     const node = await startNode(scope, [proxy], { name: "web-l", address: "127.0.0.5" });
     await node.agent.waitForLog(/connected to the master/, 20_000);
-    const registered = await waitFor("the launch to be done", async () => {
-      const s = await status(proxy);
-      return s.launches[0]?.status === "done" ? s : undefined;
-    }, 10_000, 50);
+    const registered = await waitFor(
+      "the launch to be done",
+      async () => {
+        const s = await status(proxy);
+        return s.launches[0]?.status === "done" ? s : undefined;
+      },
+      10_000,
+      50,
+    );
     expect(registered.launches[0]!.nodes).toEqual(["web-l"]);
     const entry = JSON.parse((await hostsDir(proxy.inst.dir))["web-l.json"]!);
     expect(entry).toMatchObject({ name: "web-l", address: "127.0.0.5", source: "launched", instance_id: "i-web-l" });
@@ -344,20 +435,36 @@ describe("config injection", () => {
     const state = JSON.parse(await fs.readFile(stateFile, "utf8")) as { drains: unknown[] };
     const hostileId = "$(touch pwned) `touch pwned`; touch pwned | touch pwned && touch pwned";
     const hostileAddress = "10.0.0.9; touch pwned";
-    state.drains.push({ id: "drain-planted-1", node: "ghost-1", instanceId: hostileId, address: hostileAddress, decidedAt: Date.now() - 1000, drainUntil: Date.now() - 1000, status: "draining", reason: "planted by the test", manual: true });
+    state.drains.push({
+      id: "drain-planted-1",
+      node: "ghost-1",
+      instanceId: hostileId,
+      address: hostileAddress,
+      decidedAt: Date.now() - 1000,
+      drainUntil: Date.now() - 1000,
+      status: "draining",
+      reason: "planted by the test",
+      manual: true,
+    });
     await fs.writeFile(stateFile, JSON.stringify(state, null, 2), { mode: 0o600 });
     proxy.master = await proxy.startMaster();
     await waitFor("the planted terminate to run", async () => (await fs.readFile(out, "utf8")).split("--\n").length === 3, 10_000, 50);
     expect((await fs.readFile(out, "utf8")).split("--\n")[1]).toBe(`${hostileId}\nghost-1\n${hostileAddress}\n`);
     await expect(fs.access(marker)).rejects.toThrow();
     // The script has written its lines; the master marks the drain done once the script exits.
-    const planted = await waitFor("the planted drain to be done", async () => (await status(proxy)).drains.find((d) => d.node === "ghost-1" && d.status === "done"), 10_000, 50);
+    const planted = await waitFor(
+      "the planted drain to be done",
+      async () => (await status(proxy)).drains.find((d) => d.node === "ghost-1" && d.status === "done"),
+      10_000,
+      50,
+    );
     expect(planted).toMatchObject({ status: "done", instance_id: hostileId });
   });
 });
 
 describe("an ini readable by group or others", () => {
-  const warning = (file: string, mode: string) => `warning: ${file}: is readable by group or others (mode ${mode}) and may hold credentials; fix: chmod 600 ${file}`;
+  const warning = (file: string, mode: string) =>
+    `warning: ${file}: is readable by group or others (mode ${mode}) and may hold credentials; fix: chmod 600 ${file}`;
 
   test("autoscaler master warns at every start and every reload, naming the file and the fix; at 0600 it does not", async () => {
     const proxy = await startProxy(scope);
@@ -374,7 +481,10 @@ describe("an ini readable by group or others", () => {
     // A reload reads the file again, so it warns again (as a log line).
     process.kill(proxy.master.child.pid!, "SIGHUP");
     const reloadWarning = JSON.parse(await proxy.master.waitForLog(/"msg":"[^"]*is readable by group or others/)) as { level: string; msg: string };
-    expect(reloadWarning).toMatchObject({ level: "warn", msg: `${proxy.inst.ini}: is readable by group or others (mode 0644) and may hold credentials; fix: chmod 600 ${proxy.inst.ini}` });
+    expect(reloadWarning).toMatchObject({
+      level: "warn",
+      msg: `${proxy.inst.ini}: is readable by group or others (mode 0644) and may hold credentials; fix: chmod 600 ${proxy.inst.ini}`,
+    });
     await proxy.master.waitForLog(/"msg":"config reloaded"/);
     expect(await restart()).toContain(warning(proxy.inst.ini, "0644"));
     await fs.chmod(proxy.inst.ini, 0o640);
@@ -405,7 +515,10 @@ describe("the suite's secrets check (test/helpers/secrets.ts)", () => {
   test("fails a cleanup when an output shows a known secret or a registered token, naming where and masking the value; a scope may opt out", async () => {
     const own = new Scope();
     await runProcess("/bin/echo", [`the key is ${KNOWN_AWS_SECRET_KEY}`]);
-    const leak = await own.cleanup().then(() => undefined, (err: Error) => err.message);
+    const leak = await own.cleanup().then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
     expect(leak).toMatch(/the known AWS secret key appears in the output of echo the key is <the known AWS secret key>/);
     expect(leak).not.toContain(KNOWN_AWS_SECRET_KEY);
 
@@ -414,7 +527,10 @@ describe("the suite's secrets check (test/helpers/secrets.ts)", () => {
     const daemonScope = new Scope();
     const d = startDaemon(daemonScope, ["status", "--config", `/nonexistent/${token}/autoscaler.ini`]);
     await new Promise((r) => d.child.once("exit", r));
-    const daemonLeak = await daemonScope.cleanup().then(() => undefined, (err: Error) => err.message);
+    const daemonLeak = await daemonScope.cleanup().then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
     expect(daemonLeak).toMatch(/a test's token appears in the log of autoscaler status --config/);
 
     const optedOut = new Scope();

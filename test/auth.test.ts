@@ -25,10 +25,15 @@ function refusals(node: TestNode): string[] {
 
 /** Wait for at least `n` host-key refusals (so the agent tried, backed off and tried again). */
 async function waitForRefusals(node: TestNode, n: number): Promise<string[]> {
-  return waitFor(`${n} host-key refusals in the agent log (log: ${node.agent.log().slice(-1500)})`, () => {
-    const r = refusals(node);
-    return r.length >= n ? r : undefined;
-  }, 20_000, 50);
+  return waitFor(
+    `${n} host-key refusals in the agent log (log: ${node.agent.log().slice(-1500)})`,
+    () => {
+      const r = refusals(node);
+      return r.length >= n ? r : undefined;
+    },
+    20_000,
+    50,
+  );
 }
 
 /** Nothing of `name` reached the master: no hosts.d entry, not in status, no registration logged. */
@@ -114,7 +119,16 @@ test("a hello with a wrong token is refused and registers nothing, from a real a
   // (b) Straight to the master's loopback port: an error answer, then the master closes the connection.
   const direct = await probeMaster(
     proxy.masterPort,
-    JSON.stringify({ type: "hello", version: 1, token: wrongDirectToken, name: "direct-bad", address: "127.0.0.1", port: 9, agent_version: "x", facts: { cores: 1, memory_bytes: 0 } }) + "\n",
+    JSON.stringify({
+      type: "hello",
+      version: 1,
+      token: wrongDirectToken,
+      name: "direct-bad",
+      address: "127.0.0.1",
+      port: 9,
+      agent_version: "x",
+      facts: { cores: 1, memory_bytes: 0 },
+    }) + "\n",
     { waitForClose: true, timeoutMs: 5000 },
   );
   expect(direct.closedByMaster).toBe(true);
@@ -141,7 +155,12 @@ test("a hello with a wrong token is refused and registers nothing, from a real a
   texts.set("/status", await fetchText(`http://127.0.0.1:${proxy.metricsPort}/status`));
   texts.set("/metrics", await fetchText(`http://127.0.0.1:${proxy.metricsPort}/metrics`));
   const notIni = (rel: string) => path.basename(rel) === "autoscaler.ini";
-  for (const [where, dir] of [["proxy", proxy.inst.dir], ["sshd", path.dirname(proxy.sshd.authorizedKeysFile)], ["good node", good.dir], ["bad node", bad.dir]] as const) {
+  for (const [where, dir] of [
+    ["proxy", proxy.inst.dir],
+    ["sshd", path.dirname(proxy.sshd.authorizedKeysFile)],
+    ["good node", good.dir],
+    ["bad node", bad.dir],
+  ] as const) {
     for (const [rel, bytes] of await readAllFiles(dir, notIni)) texts.set(`${where}: ${rel}`, bytes);
   }
   expect(texts.size).toBeGreaterThan(15);
@@ -149,7 +168,11 @@ test("a hello with a wrong token is refused and registers nothing, from a real a
   const leaks: string[] = [];
   for (const [where, content] of texts) {
     const text = Buffer.isBuffer(content) ? content.toString("latin1") : content;
-    for (const [which, token] of [["real", proxy.token], ["agent's wrong", wrongAgentToken], ["direct wrong", wrongDirectToken]] as const) {
+    for (const [which, token] of [
+      ["real", proxy.token],
+      ["agent's wrong", wrongAgentToken],
+      ["direct wrong", wrongDirectToken],
+    ] as const) {
       if (text.includes(token)) leaks.push(`${which} token in ${where}`);
     }
   }

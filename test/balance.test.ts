@@ -26,7 +26,10 @@ test("HAProxy balances across two backends added with add-host; after remove-hos
   const inst = await makeInstallation(scope);
   const a = await startBackend(scope, "A");
   const b = await startBackend(scope, "B");
-  for (const [name, backend] of [["a", a], ["b", b]] as const) {
+  for (const [name, backend] of [
+    ["a", a],
+    ["b", b],
+  ] as const) {
     const r = await inst.cli("add-host", "127.0.0.1", String(backend.port), "--name", name, "--no-reload");
     expect(r.code, r.stderr).toBe(0);
   }

@@ -77,16 +77,26 @@ test("a launch of COUNT=2 starts two real nodes that register and serve, burn mo
   ]);
   expect(await cloud.nodeNames()).toEqual(["cloud-1", "cloud-2"]);
 
-  await waitFor("cloud-1 and cloud-2 live with samples", async () => {
-    const live = await liveNodes(proxy);
-    return ["cloud-1", "cloud-2"].every((n) => live.get(n)?.cpu_now !== null && live.get(n)?.address === `127.0.0.${10 + Number(n.slice(6))}`);
-  }, 15_000, 200);
+  await waitFor(
+    "cloud-1 and cloud-2 live with samples",
+    async () => {
+      const live = await liveNodes(proxy);
+      return ["cloud-1", "cloud-2"].every((n) => live.get(n)?.cpu_now !== null && live.get(n)?.address === `127.0.0.${10 + Number(n.slice(6))}`);
+    },
+    15_000,
+    200,
+  );
   const seen = new Set<string>();
-  await waitFor("HAProxy to serve both cloud nodes", async () => {
-    const body = await getThrough(proxy.inst.frontendPort);
-    if (body) seen.add(body);
-    return seen.has("cloud-1") && seen.has("cloud-2");
-  }, 5_000, 10);
+  await waitFor(
+    "HAProxy to serve both cloud nodes",
+    async () => {
+      const body = await getThrough(proxy.inst.frontendPort);
+      if (body) seen.add(body);
+      return seen.has("cloud-1") && seen.has("cloud-2");
+    },
+    5_000,
+    10,
+  );
 
   // CPU is a percent of all cores of this machine: one busy thread on two cores is about 50
   // (less when other tests share the cores; idle is about 1). Only the named node burns.

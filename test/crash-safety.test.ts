@@ -141,7 +141,9 @@ async function restartMaster(h: Harness): Promise<void> {
 /** A proxy with the cloud's commands (or `scaleUpCommand` instead of the cloud's launch). */
 async function startHarness(scaleUpCommand?: (cloud: Cloud) => string): Promise<Harness> {
   const cloud = await createCloud(scope);
-  const commands = scaleUpCommand ? [`machine.scale_up_command=${scaleUpCommand(cloud)}`, `machine.scale_down_command=${cloud.scaleDownCommand}`] : cloud.settings;
+  const commands = scaleUpCommand
+    ? [`machine.scale_up_command=${scaleUpCommand(cloud)}`, `machine.scale_down_command=${cloud.scaleDownCommand}`]
+    : cloud.settings;
   const proxy = await startProxy(scope, { settings: [...commands, ...SETTINGS] });
   await cloud.attach(proxy);
   return { proxy, cloud, masters: [proxy.master], table: [] };
@@ -293,7 +295,9 @@ async function scaleDownTrial(h: Harness, kill: Kill): Promise<void> {
   // An armed "start" kill strikes before the terminate program logs; it finishes on its own.
   await waitFor(`the terminate of ${node} in the cloud's log`, async () => (await terminationsOf()).length > 0, 10_000);
   await waitFor(`${node}'s processes to be gone`, async () => !(await h.cloud.isRunning(node)), 10_000);
-  expect(await terminationsOf(), "the terminate command ran exactly once").toMatchObject([{ instanceId: drain.instanceId, name: node, found: true, fail: false }]);
+  expect(await terminationsOf(), "the terminate command ran exactly once").toMatchObject([
+    { instanceId: drain.instanceId, name: node, found: true, fail: false },
+  ]);
   expect(await inHostsD(h.proxy, node), `${node} out of hosts.d`).toBe(false);
   await waitFor(`${node} out of haproxy.cfg`, async () => !(await inHaproxyCfg(h.proxy, node)), 5_000);
   for (const n of survivors) {
@@ -321,19 +325,36 @@ async function scaleDownTrial(h: Harness, kill: Kill): Promise<void> {
 async function checkAcrossTrials(h: Harness): Promise<void> {
   const state = await readState(h.proxy);
   const logs = masterLogs(h);
-  expect(state.launches.filter((l) => l.status === "running" || l.status === "pending"), "launches left in flight").toEqual([]);
-  expect(state.drains.filter((d) => d.status === "draining" || d.status === "terminating"), "drains left in flight").toEqual([]);
+  expect(
+    state.launches.filter((l) => l.status === "running" || l.status === "pending"),
+    "launches left in flight",
+  ).toEqual([]);
+  expect(
+    state.drains.filter((d) => d.status === "draining" || d.status === "terminating"),
+    "drains left in flight",
+  ).toEqual([]);
   expect(state.launches.every((l) => l.manual) && state.drains.every((d) => d.manual), "only manual actions were recorded").toBe(true);
   for (const run of await h.cloud.launches()) {
     for (const n of run.nodes) {
-      expect(state.launches.filter((l) => l.nodes.includes(n.name)), `${n.name} registered for exactly one launch`).toHaveLength(1);
+      expect(
+        state.launches.filter((l) => l.nodes.includes(n.name)),
+        `${n.name} registered for exactly one launch`,
+      ).toHaveLength(1);
       // At most once: a master killed right after saving the claim never writes its log line.
-      expect(logs.filter((l) => l.event === "launch_registered" && l.node === n.name).length, `${n.name} claimed at most once in the logs`).toBeLessThanOrEqual(1);
+      expect(logs.filter((l) => l.event === "launch_registered" && l.node === n.name).length, `${n.name} claimed at most once in the logs`).toBeLessThanOrEqual(
+        1,
+      );
     }
   }
-  expect(state.launches.every((l) => l.status === "done"), `every launch done: ${JSON.stringify(state.launches.map((l) => [l.id, l.status]))}`).toBe(true);
+  expect(
+    state.launches.every((l) => l.status === "done"),
+    `every launch done: ${JSON.stringify(state.launches.map((l) => [l.id, l.status]))}`,
+  ).toBe(true);
   for (const l of state.launches) {
-    expect(logs.filter((x) => x.event === "scale_up" && x.launch === l.id), `"launching" logged once for ${l.id}`).toHaveLength(1);
+    expect(
+      logs.filter((x) => x.event === "scale_up" && x.launch === l.id),
+      `"launching" logged once for ${l.id}`,
+    ).toHaveLength(1);
   }
   const ids = (await h.cloud.terminations()).map((t) => t.instanceId);
   expect(new Set(ids).size, `no instance terminated twice: ${ids.join(" ")}`).toBe(ids.length);
@@ -363,85 +384,82 @@ const SCALE_DOWN_KILLS: Kill[] = [
   { test: "after-cli" },
 ];
 
-test(
-  "a master SIGKILLed at each point of a scale-up and started again runs each launch once, forgets none, and loses no host",
-  async () => {
-    const h = await startHarness();
-    for (const kill of SCALE_UP_KILLS) await scaleUpTrial(h, kill);
-    const nodes = await h.cloud.nodeNames();
-    expect(nodes).toHaveLength(SCALE_UP_KILLS.length);
-    await waitServed(h.proxy, nodes);
-    await checkAcrossTrials(h);
-  },
-  150_000,
-);
+test("a master SIGKILLed at each point of a scale-up and started again runs each launch once, forgets none, and loses no host", async () => {
+  const h = await startHarness();
+  for (const kill of SCALE_UP_KILLS) await scaleUpTrial(h, kill);
+  const nodes = await h.cloud.nodeNames();
+  expect(nodes).toHaveLength(SCALE_UP_KILLS.length);
+  await waitServed(h.proxy, nodes);
+  await checkAcrossTrials(h);
+}, 150_000);
 
-test(
-  "a master SIGKILLed at each point of a scale-down (draining, terminate running, just after it) and started again terminates each node once and loses no other host",
-  async () => {
-    const h = await startHarness();
-    // Nodes to remove, and one to survive them all.
-    const total = SCALE_DOWN_KILLS.length + 1;
-    const up = await h.proxy.inst.cli("scale-up", String(total));
-    expect(up.code, up.stderr).toBe(0);
-    const launched = await waitFor(
-      `${total} nodes launched and registered`,
-      async () => {
-        const s = await h.proxy.status();
-        return s.launches.length === 1 && s.launches[0]!.status === "done" && s.nodes.filter((n) => n.state === "live").length === total ? s.launches[0]! : undefined;
-      },
-      40_000,
-      200,
-    );
-    await waitServed(h.proxy, launched.nodes);
+test("a master SIGKILLed at each point of a scale-down (draining, terminate running, just after it) and started again terminates each node once and loses no other host", async () => {
+  const h = await startHarness();
+  // Nodes to remove, and one to survive them all.
+  const total = SCALE_DOWN_KILLS.length + 1;
+  const up = await h.proxy.inst.cli("scale-up", String(total));
+  expect(up.code, up.stderr).toBe(0);
+  const launched = await waitFor(
+    `${total} nodes launched and registered`,
+    async () => {
+      const s = await h.proxy.status();
+      return s.launches.length === 1 && s.launches[0]!.status === "done" && s.nodes.filter((n) => n.state === "live").length === total
+        ? s.launches[0]!
+        : undefined;
+    },
+    40_000,
+    200,
+  );
+  await waitServed(h.proxy, launched.nodes);
 
-    for (const kill of SCALE_DOWN_KILLS) await scaleDownTrial(h, kill);
-    const left = await nodesInHostsD(h);
-    expect(left).toHaveLength(1);
-    expect(await h.cloud.terminations()).toHaveLength(SCALE_DOWN_KILLS.length);
-    await checkAcrossTrials(h);
-  },
-  150_000,
-);
+  for (const kill of SCALE_DOWN_KILLS) await scaleDownTrial(h, kill);
+  const left = await nodesInHostsD(h);
+  expect(left).toHaveLength(1);
+  expect(await h.cloud.terminations()).toHaveLength(SCALE_DOWN_KILLS.length);
+  await checkAcrossTrials(h);
+}, 150_000);
 
-test(
-  "a master SIGKILLed while the launch command still runs, after its node registered, counts the launch done once restarted",
-  async () => {
-    // A launch command that goes on after the cloud program (like `aws ec2 wait instance-running`)
-    // while a flag file exists: its node registers while the launch is still `running`.
-    let linger = "";
-    const h = await startHarness((cloud) => {
-      linger = path.join(cloud.dir, "linger");
-      return `${cloud.scaleUpCommand}; rc=$?; while [ -e ${shellQuote(linger)} ]; do sleep 0.1; done; exit $rc`;
-    });
-    await fs.writeFile(linger, "");
-    const started = Date.now();
-    const up = await h.proxy.inst.cli("scale-up", "1");
-    expect(up.code, up.stderr).toBe(0);
-    const registered = await waitFor(
-      "the node to register while the launch command still runs",
-      async () => {
-        const s = await h.proxy.status();
-        return s.launches[0]?.nodes.length === 1 ? s.launches[0] : undefined;
-      },
-      SETTLE_MS,
-      50,
-    );
-    expect(registered.status).toBe("running");
-    // The claim is in status before state.json has it: wait for the node's hosts.d entry, written after the save.
-    await waitFor("the node's hosts.d entry", async () => (await nodesInHostsD(h)).includes(registered.nodes[0]!), SETTLE_MS, 20);
-    killMaster(h);
-    await waitKilled(h.masters[0]!);
-    await fs.rm(linger);
-    expect((await readState(h.proxy)).launches).toMatchObject([{ id: registered.id, status: "running", nodes: registered.nodes }]);
+test("a master SIGKILLed while the launch command still runs, after its node registered, counts the launch done once restarted", async () => {
+  // A launch command that goes on after the cloud program (like `aws ec2 wait instance-running`)
+  // while a flag file exists: its node registers while the launch is still `running`.
+  let linger = "";
+  const h = await startHarness((cloud) => {
+    linger = path.join(cloud.dir, "linger");
+    return `${cloud.scaleUpCommand}; rc=$?; while [ -e ${shellQuote(linger)} ]; do sleep 0.1; done; exit $rc`;
+  });
+  await fs.writeFile(linger, "");
+  const started = Date.now();
+  const up = await h.proxy.inst.cli("scale-up", "1");
+  expect(up.code, up.stderr).toBe(0);
+  const registered = await waitFor(
+    "the node to register while the launch command still runs",
+    async () => {
+      const s = await h.proxy.status();
+      return s.launches[0]?.nodes.length === 1 ? s.launches[0] : undefined;
+    },
+    SETTLE_MS,
+    50,
+  );
+  expect(registered.status).toBe("running");
+  // The claim is in status before state.json has it: wait for the node's hosts.d entry, written after the save.
+  await waitFor("the node's hosts.d entry", async () => (await nodesInHostsD(h)).includes(registered.nodes[0]!), SETTLE_MS, 20);
+  killMaster(h);
+  await waitKilled(h.masters[0]!);
+  await fs.rm(linger);
+  expect((await readState(h.proxy)).launches).toMatchObject([{ id: registered.id, status: "running", nodes: registered.nodes }]);
 
-    await restartMaster(h);
-    const node = registered.nodes[0]!;
-    const status = await waitNodeServing(h, registered.id, node, []);
-    expect(status.capacity.pending).toBe(0);
-    expect(await h.cloud.launches()).toHaveLength(1);
-    h.table.push({ trial: "scale-up, test kill while the command runs after its node registered", cli: 0, "state at kill": "running +node", outcome: `done (${node})`, runs: 1, ms: Date.now() - started });
-    await checkAcrossTrials(h);
-  },
-  60_000,
-);
+  await restartMaster(h);
+  const node = registered.nodes[0]!;
+  const status = await waitNodeServing(h, registered.id, node, []);
+  expect(status.capacity.pending).toBe(0);
+  expect(await h.cloud.launches()).toHaveLength(1);
+  h.table.push({
+    trial: "scale-up, test kill while the command runs after its node registered",
+    cli: 0,
+    "state at kill": "running +node",
+    outcome: `done (${node})`,
+    runs: 1,
+    ms: Date.now() - started,
+  });
+  await checkAcrossTrials(h);
+}, 60_000);

@@ -31,12 +31,37 @@ test("only the node key gets in, only to the master's port, with no shell; the h
   const otherPort = await echoServer();
   const node = makeKeyPair();
   const stranger = makeKeyPair();
-  for (const [name, key] of [["node_key", node], ["stranger_key", stranger]] as const) await fs.writeFile(path.join(dir, name), key.privateKey, { mode: 0o600 });
+  for (const [name, key] of [
+    ["node_key", node],
+    ["stranger_key", stranger],
+  ] as const)
+    await fs.writeFile(path.join(dir, name), key.privateKey, { mode: 0o600 });
   const port = await freePort();
   endpoint = await startEmbedded(port, masterPort, node.publicLine);
   await fs.writeFile(path.join(dir, "known_hosts"), endpoint.knownHostsLine + "\n");
   const ssh = (key: string, ...args: string[]) =>
-    runProcess("ssh", ["-F", "/dev/null", "-i", path.join(dir, key), "-p", String(port), "-o", `UserKnownHostsFile=${path.join(dir, "known_hosts")}`, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", ...args, "demo@127.0.0.1"], { timeoutMs: 15_000, input: "hello" });
+    runProcess(
+      "ssh",
+      [
+        "-F",
+        "/dev/null",
+        "-i",
+        path.join(dir, key),
+        "-p",
+        String(port),
+        "-o",
+        `UserKnownHostsFile=${path.join(dir, "known_hosts")}`,
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        ...args,
+        "demo@127.0.0.1",
+      ],
+      { timeoutMs: 15_000, input: "hello" },
+    );
 
   const through = await ssh("node_key", "-W", `127.0.0.1:${masterPort}`);
   expect(through.stdout, through.stderr).toBe("master:hello");

@@ -62,7 +62,10 @@ test("the demo scales up under its load and back down, HAProxy serves every node
   expect(out).toMatch(/scale_up +launching 1 node\(s\): scale-up: node web-\d+ at [\d.]+ % ≥ \d+ % for 5 s/);
   expect(out).toMatch(/scale_down +draining web-\d+ for 2 s, then terminating it: scale-down: every node < \d+ % for 5 s/);
   expect(out).toMatch(/terminated +web-\d+ terminated/);
-  const summary = /demo finished after \d+ s: launched (\d+) node\(s\), terminated (\d+); at most (\d+) nodes live; (\d+) requests through HAProxy, (\d+) failed; served by (.*)/.exec(out);
+  const summary =
+    /demo finished after \d+ s: launched (\d+) node\(s\), terminated (\d+); at most (\d+) nodes live; (\d+) requests through HAProxy, (\d+) failed; served by (.*)/.exec(
+      out,
+    );
   expect(summary, out).not.toBeNull();
   const [, launched, , , requests, failed, servedBy] = summary!;
   // The demo counts every request that failed or took over 5 s; on a quiet machine none does

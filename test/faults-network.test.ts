@@ -74,7 +74,12 @@ async function startBridgeProxy(address: string, settings: string[]): Promise<Pr
   const masterPort = await freePort();
   const metricsPort = await freePort();
   const token = randomBytes(24).toString("base64url");
-  const inst = await makeInstallation(scope, [`master.listen=127.0.0.1:${masterPort}`, `master.metrics_listen=127.0.0.1:${metricsPort}`, `master.token=${token}`, ...settings]);
+  const inst = await makeInstallation(scope, [
+    `master.listen=127.0.0.1:${masterPort}`,
+    `master.metrics_listen=127.0.0.1:${metricsPort}`,
+    `master.token=${token}`,
+    ...settings,
+  ]);
   const sshd = await startSshd(scope, { masterPort, address });
   const gen = await inst.cli("generate");
   if (gen.code !== 0) throw new Error(`generate failed: ${gen.stderr}`);
@@ -162,136 +167,137 @@ const PARTITION_MS = 2 * NODE_TIMEOUT_S * 1000;
 /** The warm node burns this many ms of every 100 (30 % of one core), read through `cpu_source = pid:`. */
 const WARM_BURN_MS = 30;
 
-test(
-  `a partition between nodes and their proxy (link down ${PARTITION_MS / 1000} s, node_timeout ${NODE_TIMEOUT_S} s), ${PARTITION_TRIALS} trials: the nodes show unreachable, keep their hosts.d entry and server line, nothing scales; after the heal they are live within the backoff cap + 2 s`,
-  async () => {
-    const started = Date.now();
-    const net3 = await createNetwork(3);
-    networks.push(net3);
-    const [nsP1, nsP2, nsQ] = net3.namespaces as [Namespace, Namespace, Namespace];
-    // Temptations, each of which would act if missing data counted: min_nodes = 2 launches when
-    // the two unreachable nodes stop counting as backends; the threshold makes the idle node Q
-    // "cold", so only the warm node P1's readings hold a scale-down back, and P1 is cut off.
-    // Cooldowns are off, so nothing but the decision itself stands in the way.
-    // An eighth of the warm node's expected reading: it still clears it when other work halves its CPU share.
-    const downThreshold = Math.max(0.5, round1(WARM_BURN_MS / CORES / 8));
-    const cmds = await countingCommands();
-    const proxy = await startBridgeProxy(net3.hostAddress, [
-      ...cmds.settings,
-      "master.interval=0.2",
-      `scaling.node_timeout=${NODE_TIMEOUT_S}`,
-      "scaling.window=2",
-      "scaling.cooldown=0",
-      // 0 while the nodes come up (an empty hosts.d would make the master launch two), 2 below.
-      "scaling.min_nodes=0",
-      "scaling.max_nodes=10",
-      "scaling.mode=instance",
-      "scaling.scale_up_threshold=90",
-      `scaling.scale_down_threshold=${downThreshold}`,
-      "scaling.drain_seconds=1",
-      "haproxy.runtime_socket=admin.sock",
-    ]);
-    const p1 = await startFaultNode([proxy], { name: "web-p1", address: nsP1.address, port: 8080, ns: nsP1, burnMs: WARM_BURN_MS });
-    const p2 = await startFaultNode([proxy], { name: "web-p2", address: nsP2.address, port: 8080, ns: nsP2 });
-    await startFaultNode([proxy], { name: "web-q", address: nsQ.address, port: 8080, ns: nsQ });
-    const cut = [p1, p2];
-    await waitFor("all three nodes registered", async () => (await proxy.status()).nodes.filter((n) => n.state === "live").length === 3, 20_000, 100);
-    // Now min_nodes = 2, by restarting the master on the edited ini: its hosts.d holds all three.
-    await setIni(proxy.inst, "min_nodes", "2");
-    await restartMaster(proxy);
-    const names = ["web-p1", "web-p2", "web-q"];
-    const hostsDir = path.join(proxy.inst.dir, "hosts.d");
+test(`a partition between nodes and their proxy (link down ${PARTITION_MS / 1000} s, node_timeout ${NODE_TIMEOUT_S} s), ${PARTITION_TRIALS} trials: the nodes show unreachable, keep their hosts.d entry and server line, nothing scales; after the heal they are live within the backoff cap + 2 s`, async () => {
+  const started = Date.now();
+  const net3 = await createNetwork(3);
+  networks.push(net3);
+  const [nsP1, nsP2, nsQ] = net3.namespaces as [Namespace, Namespace, Namespace];
+  // Temptations, each of which would act if missing data counted: min_nodes = 2 launches when
+  // the two unreachable nodes stop counting as backends; the threshold makes the idle node Q
+  // "cold", so only the warm node P1's readings hold a scale-down back, and P1 is cut off.
+  // Cooldowns are off, so nothing but the decision itself stands in the way.
+  // An eighth of the warm node's expected reading: it still clears it when other work halves its CPU share.
+  const downThreshold = Math.max(0.5, round1(WARM_BURN_MS / CORES / 8));
+  const cmds = await countingCommands();
+  const proxy = await startBridgeProxy(net3.hostAddress, [
+    ...cmds.settings,
+    "master.interval=0.2",
+    `scaling.node_timeout=${NODE_TIMEOUT_S}`,
+    "scaling.window=2",
+    "scaling.cooldown=0",
+    // 0 while the nodes come up (an empty hosts.d would make the master launch two), 2 below.
+    "scaling.min_nodes=0",
+    "scaling.max_nodes=10",
+    "scaling.mode=instance",
+    "scaling.scale_up_threshold=90",
+    `scaling.scale_down_threshold=${downThreshold}`,
+    "scaling.drain_seconds=1",
+    "haproxy.runtime_socket=admin.sock",
+  ]);
+  const p1 = await startFaultNode([proxy], { name: "web-p1", address: nsP1.address, port: 8080, ns: nsP1, burnMs: WARM_BURN_MS });
+  const p2 = await startFaultNode([proxy], { name: "web-p2", address: nsP2.address, port: 8080, ns: nsP2 });
+  await startFaultNode([proxy], { name: "web-q", address: nsQ.address, port: 8080, ns: nsQ });
+  const cut = [p1, p2];
+  await waitFor("all three nodes registered", async () => (await proxy.status()).nodes.filter((n) => n.state === "live").length === 3, 20_000, 100);
+  // Now min_nodes = 2, by restarting the master on the edited ini: its hosts.d holds all three.
+  await setIni(proxy.inst, "min_nodes", "2");
+  await restartMaster(proxy);
+  const names = ["web-p1", "web-p2", "web-q"];
+  const hostsDir = path.join(proxy.inst.dir, "hosts.d");
 
-    /** All three live, heard in the last 1.5 s, P1 visibly warm over the window: the cluster at rest, held back from a scale-down by P1 alone. */
-    const settled = () =>
-      waitFor(
-        "all three nodes live and fresh, web-p1 warm over the window",
-        async () => {
-          const s = await proxy.status();
-          const fresh = names.every((n) => nodeOf(s, n)?.state === "live" && (nodeOf(s, n)?.last_seen_seconds_ago ?? 99) < 1.5 && (nodeOf(s, n)?.samples_in_window ?? 0) >= 2);
-          return fresh && (nodeOf(s, "web-p1")?.cpu_window ?? 0) >= downThreshold && s.last_decision?.reason === "within thresholds" ? s : undefined;
-        },
-        30_000,
-        100,
-      );
-    const atRest = await settled();
-    const restFigures = `web-p1 ${nodeOf(atRest, "web-p1")!.cpu_window} %, web-p2 ${nodeOf(atRest, "web-p2")!.cpu_window} %, web-q ${nodeOf(atRest, "web-q")!.cpu_window} % (scale-down below ${downThreshold} %)`;
-    const hostsBefore = await snapshotDir(hostsDir);
-    expect(Object.keys(hostsBefore).sort()).toEqual(names.map((n) => `${n}.json`));
-    const configBefore = await fs.readFile(proxy.inst.haproxyConfig, "utf8");
-    expect(serverLines(configBefore).map((l) => l.split(" ")[1])).toEqual(names);
-
-    const rows: Record<string, string | number>[] = [];
-    for (let trial = 1; trial <= PARTITION_TRIALS; trial++) {
-      await settled();
-      const connectedBefore = cut.map((n) => countLines(n.agent, /connected to the master/));
-      const downAt = Date.now();
-      for (const n of cut) await setLink(n.ns!, "down");
-
-      // Watch the whole partition: when each cut node turns unreachable, what the decider says.
-      const unreachableAt = new Map<string, number>();
-      const reasons = new Set<string>();
-      const qStates = new Set<string>();
-      let polls = 0;
-      while (Date.now() - downAt < PARTITION_MS && polls < 1000) {
-        polls++;
+  /** All three live, heard in the last 1.5 s, P1 visibly warm over the window: the cluster at rest, held back from a scale-down by P1 alone. */
+  const settled = () =>
+    waitFor(
+      "all three nodes live and fresh, web-p1 warm over the window",
+      async () => {
         const s = await proxy.status();
-        for (const n of cut) if (stateOf(s, n.name) === "unreachable" && !unreachableAt.has(n.name)) unreachableAt.set(n.name, Date.now() - downAt);
-        if (s.last_decision) reasons.add(s.last_decision.reason);
-        qStates.add(stateOf(s, "web-q") ?? "absent");
-        await sleep(200);
-      }
-      const during = await proxy.status();
-      const haproxyDuring = new Map((await showServersState(proxy.inst.dir)).map((r) => [r.name, r.opState]));
-      const runsDuring = await cmds.runs();
-      // Before the heal: entries and server lines all kept, the running HAProxy still has every backend.
-      for (const n of cut) expect(stateOf(during, n.name), `${n.name} in trial ${trial}`).toBe("unreachable");
-      const story = `decisions: ${[...reasons].join(" / ")}; commands: ${(await cmds.runs()).join(", ")}; events: ${during.events.map((e) => `${e.kind}: ${e.message}`).join(" | ")}`;
-      expect([...qStates], `web-q's states during partition ${trial}; ${story}`).toEqual(["live"]);
-      expect(await snapshotDir(hostsDir)).toEqual(hostsBefore);
-      expect(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).toBe(configBefore);
-      expect([...haproxyDuring.keys()].sort()).toEqual(names);
-      expect(runsDuring, `commands run during partition ${trial}; decisions: ${[...reasons].join(" / ")}`).toEqual([]);
-      expect(during.launches).toEqual([]);
-      expect(during.drains).toEqual([]);
-      expect(during.capacity).toMatchObject({ active: 1, pending: 0, leaving: 0, desired: 3 });
+        const fresh = names.every(
+          (n) => nodeOf(s, n)?.state === "live" && (nodeOf(s, n)?.last_seen_seconds_ago ?? 99) < 1.5 && (nodeOf(s, n)?.samples_in_window ?? 0) >= 2,
+        );
+        return fresh && (nodeOf(s, "web-p1")?.cpu_window ?? 0) >= downThreshold && s.last_decision?.reason === "within thresholds" ? s : undefined;
+      },
+      30_000,
+      100,
+    );
+  const atRest = await settled();
+  const restFigures = `web-p1 ${nodeOf(atRest, "web-p1")!.cpu_window} %, web-p2 ${nodeOf(atRest, "web-p2")!.cpu_window} %, web-q ${nodeOf(atRest, "web-q")!.cpu_window} % (scale-down below ${downThreshold} %)`;
+  const hostsBefore = await snapshotDir(hostsDir);
+  expect(Object.keys(hostsBefore).sort()).toEqual(names.map((n) => `${n}.json`));
+  const configBefore = await fs.readFile(proxy.inst.haproxyConfig, "utf8");
+  expect(serverLines(configBefore).map((l) => l.split(" ")[1])).toEqual(names);
 
-      const upAt = Date.now();
-      for (const n of cut) await setLink(n.ns!, "up");
-      const liveAfter = new Map<string, number>();
-      await waitFor(
-        "the cut nodes to be live again",
-        async () => {
-          const s = await proxy.status();
-          for (const n of cut) if (stateOf(s, n.name) === "live" && !liveAfter.has(n.name)) liveAfter.set(n.name, Date.now() - upAt);
-          return liveAfter.size === cut.length;
-        },
-        BACKOFF_CAP_MS + 10_000,
-        100,
-      );
-      const reconnected = cut.map((n, i) => countLines(n.agent, /connected to the master/) - connectedBefore[i]!);
-      for (const n of cut) expect(liveAfter.get(n.name)!).toBeLessThanOrEqual(BACKOFF_CAP_MS + 2_000);
-      rows.push({
-        trial,
-        "link down (ms)": upAt - downAt,
-        "unreachable after (ms) p1 / p2": cut.map((n) => unreachableAt.get(n.name) ?? "-").join(" / "),
-        "HAProxy op state during (p1 / p2 / q)": names.map((n) => haproxyDuring.get(n)).join(" / "),
-        "live again after heal (ms) p1 / p2": cut.map((n) => liveAfter.get(n.name)).join(" / "),
-        "new SSH sessions": reconnected.join(" / "),
-        "commands run": runsDuring.length,
-        "decider said": [...new Set([...reasons].map(vague))].join("; "),
-      });
+  const rows: Record<string, string | number>[] = [];
+  for (let trial = 1; trial <= PARTITION_TRIALS; trial++) {
+    await settled();
+    const connectedBefore = cut.map((n) => countLines(n.agent, /connected to the master/));
+    const downAt = Date.now();
+    for (const n of cut) await setLink(n.ns!, "down");
+
+    // Watch the whole partition: when each cut node turns unreachable, what the decider says.
+    const unreachableAt = new Map<string, number>();
+    const reasons = new Set<string>();
+    const qStates = new Set<string>();
+    let polls = 0;
+    while (Date.now() - downAt < PARTITION_MS && polls < 1000) {
+      polls++;
+      const s = await proxy.status();
+      for (const n of cut) if (stateOf(s, n.name) === "unreachable" && !unreachableAt.has(n.name)) unreachableAt.set(n.name, Date.now() - downAt);
+      if (s.last_decision) reasons.add(s.last_decision.reason);
+      qStates.add(stateOf(s, "web-q") ?? "absent");
+      await sleep(200);
     }
-    // And nothing ran afterwards either, once the nodes were back.
-    await sleep(1000);
-    const end = await proxy.status();
-    expect(await cmds.runs()).toEqual([]);
-    expect(end.launches).toEqual([]);
-    expect(end.drains).toEqual([]);
-    printTable(`Partition (${PARTITION_TRIALS} trials; at rest: ${restFigures}; limit ${BACKOFF_CAP_MS + 2000} ms; test ${Math.round((Date.now() - started) / 1000)} s)`, rows);
-  },
-  150_000,
-);
+    const during = await proxy.status();
+    const haproxyDuring = new Map((await showServersState(proxy.inst.dir)).map((r) => [r.name, r.opState]));
+    const runsDuring = await cmds.runs();
+    // Before the heal: entries and server lines all kept, the running HAProxy still has every backend.
+    for (const n of cut) expect(stateOf(during, n.name), `${n.name} in trial ${trial}`).toBe("unreachable");
+    const story = `decisions: ${[...reasons].join(" / ")}; commands: ${(await cmds.runs()).join(", ")}; events: ${during.events.map((e) => `${e.kind}: ${e.message}`).join(" | ")}`;
+    expect([...qStates], `web-q's states during partition ${trial}; ${story}`).toEqual(["live"]);
+    expect(await snapshotDir(hostsDir)).toEqual(hostsBefore);
+    expect(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).toBe(configBefore);
+    expect([...haproxyDuring.keys()].sort()).toEqual(names);
+    expect(runsDuring, `commands run during partition ${trial}; decisions: ${[...reasons].join(" / ")}`).toEqual([]);
+    expect(during.launches).toEqual([]);
+    expect(during.drains).toEqual([]);
+    expect(during.capacity).toMatchObject({ active: 1, pending: 0, leaving: 0, desired: 3 });
+
+    const upAt = Date.now();
+    for (const n of cut) await setLink(n.ns!, "up");
+    const liveAfter = new Map<string, number>();
+    await waitFor(
+      "the cut nodes to be live again",
+      async () => {
+        const s = await proxy.status();
+        for (const n of cut) if (stateOf(s, n.name) === "live" && !liveAfter.has(n.name)) liveAfter.set(n.name, Date.now() - upAt);
+        return liveAfter.size === cut.length;
+      },
+      BACKOFF_CAP_MS + 10_000,
+      100,
+    );
+    const reconnected = cut.map((n, i) => countLines(n.agent, /connected to the master/) - connectedBefore[i]!);
+    for (const n of cut) expect(liveAfter.get(n.name)!).toBeLessThanOrEqual(BACKOFF_CAP_MS + 2_000);
+    rows.push({
+      trial,
+      "link down (ms)": upAt - downAt,
+      "unreachable after (ms) p1 / p2": cut.map((n) => unreachableAt.get(n.name) ?? "-").join(" / "),
+      "HAProxy op state during (p1 / p2 / q)": names.map((n) => haproxyDuring.get(n)).join(" / "),
+      "live again after heal (ms) p1 / p2": cut.map((n) => liveAfter.get(n.name)).join(" / "),
+      "new SSH sessions": reconnected.join(" / "),
+      "commands run": runsDuring.length,
+      "decider said": [...new Set([...reasons].map(vague))].join("; "),
+    });
+  }
+  // And nothing ran afterwards either, once the nodes were back.
+  await sleep(1000);
+  const end = await proxy.status();
+  expect(await cmds.runs()).toEqual([]);
+  expect(end.launches).toEqual([]);
+  expect(end.drains).toEqual([]);
+  printTable(
+    `Partition (${PARTITION_TRIALS} trials; at rest: ${restFigures}; limit ${BACKOFF_CAP_MS + 2000} ms; test ${Math.round((Date.now() - started) / 1000)} s)`,
+    rows,
+  );
+}, 150_000);
 
 // ---------------------------------------------------------------------------------------------
 // 2. The deciding proxy's sshd gone for a minute under load
@@ -312,7 +318,11 @@ interface LoopResult {
  * `concurrency` loops of sequential GETs to address:port over keep-alive connections, with a gap
  * after each, until `stop()` or `maxRequests` or `deadlineMs`. Nothing is retried.
  */
-async function requestLoop(address: string, port: number, o: { concurrency: number; gapMs: number; maxRequests: number; deadlineMs: number; stop: () => boolean }): Promise<LoopResult> {
+async function requestLoop(
+  address: string,
+  port: number,
+  o: { concurrency: number; gapMs: number; maxRequests: number; deadlineMs: number; stop: () => boolean },
+): Promise<LoopResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: o.concurrency });
   const result: LoopResult = { answers: [], failures: [] };
   const deadline = Date.now() + o.deadlineMs;
@@ -362,30 +372,67 @@ test(
     // claim as they register; one stays pending), then holds back only because unreachable nodes
     // still count and the scale-up cooldown runs. The follower sees all of this and must never act.
     const upThreshold = round1(HOT_BURN_MS / CORES / 4);
-    const settings = (cmds: string[]) => [...cmds, "master.interval=0.5", "scaling.node_timeout=5", "scaling.window=3", "scaling.min_nodes=4", "scaling.max_nodes=10", "scaling.mode=instance", `scaling.scale_up_threshold=${upThreshold}`, `scaling.scale_down_threshold=${round1(upThreshold / 4)}`, "scaling.cooldown=300"];
+    const settings = (cmds: string[]) => [
+      ...cmds,
+      "master.interval=0.5",
+      "scaling.node_timeout=5",
+      "scaling.window=3",
+      "scaling.min_nodes=4",
+      "scaling.max_nodes=10",
+      "scaling.mode=instance",
+      `scaling.scale_up_threshold=${upThreshold}`,
+      `scaling.scale_down_threshold=${round1(upThreshold / 4)}`,
+      "scaling.cooldown=300",
+    ];
     const [cmdsA, cmdsB] = [await countingCommands(), await countingCommands()];
-    const [a, b] = await Promise.all([startNsProxy(scope, nsA, { token, servers, settings: settings(cmdsA.settings) }), startNsProxy(scope, nsB, { token, servers, settings: settings(cmdsB.settings) })]);
+    const [a, b] = await Promise.all([
+      startNsProxy(scope, nsA, { token, servers, settings: settings(cmdsA.settings) }),
+      startNsProxy(scope, nsB, { token, servers, settings: settings(cmdsB.settings) }),
+    ]);
     const names = ["web-1", "web-2", "web-3"];
     const nodes: FaultNode[] = [];
     for (const name of names) nodes.push(await startFaultNode([a, b], { name, address: net2.hostAddress, port: await freePort(), burnMs: HOT_BURN_MS }));
     const labelA = `${nsA.address}:22`;
-    const connectedToA = (n: FaultNode) => n.agent.log().split("\n").filter((l) => l.includes("connected to the master") && l.includes(labelA)).length;
+    const connectedToA = (n: FaultNode) =>
+      n.agent
+        .log()
+        .split("\n")
+        .filter((l) => l.includes("connected to the master") && l.includes(labelA)).length;
 
     const allLive = (s: MasterStatus) => names.every((n) => stateOf(s, n) === "live");
     await waitFor("both masters to list all three nodes live", async () => allLive(await status(a.inst)) && allLive(await status(b.inst)), 30_000, 200);
     // The launch that was due: exactly one, on the decider, its nodes claimed by the registrations.
-    const launched = await waitFor("the decider's launch for min_nodes", async () => {
-      const s = await status(a.inst);
-      return s.launches.length === 1 && s.launches[0]!.nodes.length === 3 ? s : undefined;
-    }, 15_000, 200);
+    const launched = await waitFor(
+      "the decider's launch for min_nodes",
+      async () => {
+        const s = await status(a.inst);
+        return s.launches.length === 1 && s.launches[0]!.nodes.length === 3 ? s : undefined;
+      },
+      15_000,
+      200,
+    );
     expect(launched.launches[0]).toMatchObject({ count: 4, status: "pending" });
     expect(await cmdsA.runs()).toHaveLength(1);
     // Load: a bounded request loop through the second proxy's HAProxy, for the whole outage.
     let stopLoad = false;
-    const load = requestLoop(nsB.address, b.inst.frontendPort, { concurrency: 2, gapMs: 20, maxRequests: 20_000, deadlineMs: SSHD_OUTAGE_MS + 60_000, stop: () => stopLoad });
+    const load = requestLoop(nsB.address, b.inst.frontendPort, {
+      concurrency: 2,
+      gapMs: 20,
+      maxRequests: 20_000,
+      deadlineMs: SSHD_OUTAGE_MS + 60_000,
+      stop: () => stopLoad,
+    });
     await waitFor("the decider to see a hot node", async () => /scale-up cooldown/.test((await status(a.inst)).last_decision?.reason ?? ""), 15_000, 200);
     for (const p of [a, b]) {
-      await waitFor(`${p.inst.haproxyConfig} to hold all three nodes`, async () => serverLines(await fs.readFile(p.inst.haproxyConfig, "utf8")).map((l) => l.split(" ")[1]).join() === names.join(), 10_000, 100);
+      await waitFor(
+        `${p.inst.haproxyConfig} to hold all three nodes`,
+        async () =>
+          serverLines(await fs.readFile(p.inst.haproxyConfig, "utf8"))
+            .map((l) => l.split(" ")[1])
+            .join() === names.join(),
+        10_000,
+        100,
+      );
     }
     const configB = await fs.readFile(b.inst.haproxyConfig, "utf8");
     const hostsB = await snapshotDir(path.join(b.inst.dir, "hosts.d"));
@@ -408,7 +455,18 @@ test(
     const sessions = await killSshdAndSessions(a);
     const downAt = Date.now();
     expect(sessions).toBeGreaterThanOrEqual(3);
-    await waitFor("the decider to log all three agents disconnected", () => names.every((n) => a.master.log().split("\n").some((l) => l.includes("agent disconnected") && l.includes(`"node":"${n}"`))), 10_000, 50);
+    await waitFor(
+      "the decider to log all three agents disconnected",
+      () =>
+        names.every((n) =>
+          a.master
+            .log()
+            .split("\n")
+            .some((l) => l.includes("agent disconnected") && l.includes(`"node":"${n}"`)),
+        ),
+      10_000,
+      50,
+    );
 
     // The outage: every 2 s, the follower lists all three live and neither master ran a command.
     const reasonsA = new Set<string>();
@@ -416,7 +474,10 @@ test(
     while (Date.now() - downAt < SSHD_OUTAGE_MS && checks < SSHD_OUTAGE_MS / 1000) {
       checks++;
       const [sa, sb] = [await status(a.inst), await status(b.inst)];
-      expect(names.map((n) => stateOf(sb, n)), `the follower's view ${Math.round((Date.now() - downAt) / 1000)} s into the outage`).toEqual(["live", "live", "live"]);
+      expect(
+        names.map((n) => stateOf(sb, n)),
+        `the follower's view ${Math.round((Date.now() - downAt) / 1000)} s into the outage`,
+      ).toEqual(["live", "live", "live"]);
       if (sa.last_decision) reasonsA.add(sa.last_decision.reason);
       expect(await cmdsA.runs()).toHaveLength(1);
       expect(await cmdsB.runs()).toEqual([]);
@@ -431,13 +492,26 @@ test(
     expect((await status(b.inst)).haproxy.reloads).toBe(reloadsB);
     expect(await snapshotDir(path.join(b.inst.dir, "hosts.d"))).toEqual(hostsB);
     expect(await snapshotDir(path.join(a.inst.dir, "hosts.d"))).toEqual(hostsA);
-    const backoffs = nodes.map((n) => Math.max(...n.agent.log().split("\n").filter((l) => l.includes("reconnecting after backoff") && l.includes(labelA)).map((l) => (JSON.parse(l) as { ms: number }).ms)));
+    const backoffs = nodes.map((n) =>
+      Math.max(
+        ...n.agent
+          .log()
+          .split("\n")
+          .filter((l) => l.includes("reconnecting after backoff") && l.includes(labelA))
+          .map((l) => (JSON.parse(l) as { ms: number }).ms),
+      ),
+    );
     const attempts = nodes.map((n, i) => countLines(n.agent, /cannot reach the master/) - failedBefore[i]!);
 
     await a.sshd.restart();
     await waitFor("sshd in the first namespace to listen again", async () => canConnect(22, nsA.address), 10_000, 20);
     const restartedAt = Date.now();
-    await waitFor("every agent to reconnect to the first proxy", () => nodes.every((n, i) => connectedToA(n) > connectedBefore[i]!), BACKOFF_CAP_MS + 10_000, 100);
+    await waitFor(
+      "every agent to reconnect to the first proxy",
+      () => nodes.every((n, i) => connectedToA(n) > connectedBefore[i]!),
+      BACKOFF_CAP_MS + 10_000,
+      100,
+    );
     // From each agent's own log line: when it was welcomed again, after sshd listened.
     const backMs = nodes.map((n) => logLines(n.agent, "connected to the master").find((l) => l.fields.proxy === labelA && l.at > downAt)!.at - restartedAt);
     await waitFor("the decider to list all three live again", async () => allLive(await status(a.inst)), 10_000, 100);

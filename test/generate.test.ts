@@ -115,12 +115,28 @@ describe("the original tool's ini loads unchanged", () => {
 test("a CLI generate or add-host during a master's drain leaves the draining node out; once the drain is over it is rendered again", async () => {
   const inst = await installationWithOneHost();
   // Two agent nodes in hosts.d, and the master's state.json with a drain of web-2 in progress.
-  for (const [name, address] of [["web-1", "10.0.0.11"], ["web-2", "10.0.0.12"]] as const) {
-    await fs.writeFile(path.join(inst.dir, "hosts.d", `${name}.json`), JSON.stringify({ name, address, port: 80, source: "agent", addedAt: new Date().toISOString() }));
+  for (const [name, address] of [
+    ["web-1", "10.0.0.11"],
+    ["web-2", "10.0.0.12"],
+  ] as const) {
+    await fs.writeFile(
+      path.join(inst.dir, "hosts.d", `${name}.json`),
+      JSON.stringify({ name, address, port: 80, source: "agent", addedAt: new Date().toISOString() }),
+    );
   }
   const stateDir = inst.stateDir;
   await fs.mkdir(stateDir, { recursive: true });
-  const drain = { id: "drain-1", node: "web-2", instanceId: "i-2", address: "10.0.0.12", decidedAt: Date.now(), drainUntil: Date.now() + 30_000, status: "draining", reason: "scale-down", manual: false };
+  const drain = {
+    id: "drain-1",
+    node: "web-2",
+    instanceId: "i-2",
+    address: "10.0.0.12",
+    decidedAt: Date.now(),
+    drainUntil: Date.now() + 30_000,
+    status: "draining",
+    reason: "scale-down",
+    manual: false,
+  };
   const state = { version: 2, paused: false, launches: [], drains: [drain], backoff: {} };
   await fs.writeFile(path.join(stateDir, "state.json"), JSON.stringify(state));
 

@@ -41,10 +41,15 @@ test("random bytes, a 10 MB line, wrong shapes, garbage after a valid hello and 
   const hostileBackend = await startBackend(scope, "hostile-1");
   await a.agent.waitForLog(/connected to the master/, 20_000);
   await b.agent.waitForLog(/connected to the master/, 20_000);
-  await waitFor("both real nodes live with samples", async () => {
-    const s = await proxy.status();
-    return s.nodes.length === 2 && s.nodes.every((n) => n.state === "live" && n.cpu_now !== null);
-  }, 15_000, 100);
+  await waitFor(
+    "both real nodes live with samples",
+    async () => {
+      const s = await proxy.status();
+      return s.nodes.length === 2 && s.nodes.every((n) => n.state === "live" && n.cpu_now !== null);
+    },
+    15_000,
+    100,
+  );
   const before = await hostsDir(proxy.inst.dir);
   expect(Object.keys(before)).toEqual(["web-a.json", "web-b.json"]);
   const agentLogStart = { a: a.agent.log().length, b: b.agent.log().length };
@@ -60,8 +65,17 @@ test("random bytes, a 10 MB line, wrong shapes, garbage after a valid hello and 
 
   // (i) ~200 random inputs, each on its own connection: raw bytes, arbitrary JSON, and objects
   // that look like messages. Each ends with a newline so the master has a line to judge.
-  const message = fc.record({ type: fc.constantFrom("hello", "sample", "welcome", "error"), rest: fc.dictionary(fc.string({ maxLength: 12 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 6 }) }).map(({ type, rest }) => Buffer.from(JSON.stringify({ ...rest, type })));
-  const input = fc.oneof(fc.uint8Array({ maxLength: 2048 }), fc.json({ maxDepth: 4 }).map((s) => Buffer.from(s)), message);
+  const message = fc
+    .record({
+      type: fc.constantFrom("hello", "sample", "welcome", "error"),
+      rest: fc.dictionary(fc.string({ maxLength: 12 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 6 }),
+    })
+    .map(({ type, rest }) => Buffer.from(JSON.stringify({ ...rest, type })));
+  const input = fc.oneof(
+    fc.uint8Array({ maxLength: 2048 }),
+    fc.json({ maxDepth: 4 }).map((s) => Buffer.from(s)),
+    message,
+  );
   let randomRuns = 0;
   await fc.assert(
     fc.asyncProperty(input, async (bytes) => {
@@ -92,7 +106,11 @@ test("random bytes, a 10 MB line, wrong shapes, garbage after a valid hello and 
     ["a hello with a huge port", line(hello(t, { port: 1e300 })), ["wrong_shape"]],
     ["a hello with a number too big for a double", line(hello(t)).replace('"version":1', '"version":1e999'), ["wrong_shape"]],
     ["a hello with 10^40 cores", line(hello(t)).replace('"cores":1', '"cores":10000000000000000000000000000000000000000'), ["wrong_shape"]],
-    ["a hello with nested garbage in facts", line(hello(t, { facts: { cores: 1, memory_bytes: 1, junk: { a: [[[[{ b: [null, {}, [[]]] }]]]] } } })), ["wrong_shape"]],
+    [
+      "a hello with nested garbage in facts",
+      line(hello(t, { facts: { cores: 1, memory_bytes: 1, junk: { a: [[[[{ b: [null, {}, [[]]] }]]]] } } })),
+      ["wrong_shape"],
+    ],
     ["20,000 levels of nested arrays", "[".repeat(20_000) + "]".repeat(20_000) + "\n", ["wrong_shape", "bad_json"]],
     ["an unterminated 60,000-deep nest", "[{".repeat(30_000) + "\n", ["bad_json"]],
     ["a __proto__ key", '{"__proto__":{"type":"hello","version":1},"type":"sample"}\n', ["wrong_shape"]],
@@ -135,17 +153,27 @@ test("random bytes, a 10 MB line, wrong shapes, garbage after a valid hello and 
   expectClosed("bad JSON after the flood", after, ["bad_json"]);
 
   // Every connection the master closed has a logged reason, and the metric counted each one.
-  const logged = await waitFor("a logged reason for every connection the master closed", () => {
-    const byPeer = closedByPeer(proxy.master.log());
-    return mustBeLogged.every((m) => byPeer.get(m.probe.localPort)?.some((e) => m.reasons.includes(e.reason))) ? byPeer : undefined;
-  }, 10_000, 100).catch(() => closedByPeer(proxy.master.log()));
-  const missing = mustBeLogged.filter((m) => !logged.get(m.probe.localPort)?.some((e) => m.reasons.includes(e.reason))).map((m) => `${m.what} (port ${m.probe.localPort}: ${JSON.stringify(logged.get(m.probe.localPort))}, expected ${m.reasons.join("|")})`);
+  const logged = await waitFor(
+    "a logged reason for every connection the master closed",
+    () => {
+      const byPeer = closedByPeer(proxy.master.log());
+      return mustBeLogged.every((m) => byPeer.get(m.probe.localPort)?.some((e) => m.reasons.includes(e.reason))) ? byPeer : undefined;
+    },
+    10_000,
+    100,
+  ).catch(() => closedByPeer(proxy.master.log()));
+  const missing = mustBeLogged
+    .filter((m) => !logged.get(m.probe.localPort)?.some((e) => m.reasons.includes(e.reason)))
+    .map((m) => `${m.what} (port ${m.probe.localPort}: ${JSON.stringify(logged.get(m.probe.localPort))}, expected ${m.reasons.join("|")})`);
   expect(missing).toEqual([]);
   expect(logged.get(garbageAfter.localPort)).toContainEqual({ reason: "bad_json", node: "hostile-1" });
   const allClosedLines = jsonLogLines(proxy.master.log()).filter((l) => String(l.msg).startsWith("agent connection closed"));
   expect(allClosedLines.length).toBeGreaterThanOrEqual(mustBeLogged.length);
   for (const reason of ["bad_json", "wrong_shape", "line_too_long", "no_hello", "version", "name_taken"]) {
-    expect(allClosedLines.some((l) => l.reason === reason), `a connection closed for ${reason}`).toBe(true);
+    expect(
+      allClosedLines.some((l) => l.reason === reason),
+      `a connection closed for ${reason}`,
+    ).toBe(true);
   }
   expect(allClosedLines.filter((l) => !junkReasons.includes(String(l.reason)) && l.reason !== "name_taken").map((l) => l.reason)).toEqual([]);
   const refused = await refusedByReason(proxy.metricsPort);
@@ -158,12 +186,20 @@ test("random bytes, a 10 MB line, wrong shapes, garbage after a valid hello and 
   // A sample counts as fresh when it reached the master after the last attack: the status is
   // asked after `asked`, so `asked - last_seen` is no later than the master's own receive time.
   const attacksEndedAt = Date.now();
-  const status = await waitFor("both real nodes live with a sample received after the attacks", async () => {
-    const asked = Date.now();
-    const s = await proxy.status();
-    const real = s.nodes.filter((n) => n.name === "web-a" || n.name === "web-b");
-    return real.length === 2 && real.every((n) => n.state === "live" && n.cpu_now !== null && asked - (n.last_seen_seconds_ago ?? 99) * 1000 - 100 > attacksEndedAt) ? s : undefined;
-  }, 15_000, 200);
+  const status = await waitFor(
+    "both real nodes live with a sample received after the attacks",
+    async () => {
+      const asked = Date.now();
+      const s = await proxy.status();
+      const real = s.nodes.filter((n) => n.name === "web-a" || n.name === "web-b");
+      return real.length === 2 &&
+        real.every((n) => n.state === "live" && n.cpu_now !== null && asked - (n.last_seen_seconds_ago ?? 99) * 1000 - 100 > attacksEndedAt)
+        ? s
+        : undefined;
+    },
+    15_000,
+    200,
+  );
   expect(status.nodes.map((n) => [n.name, n.address, n.source])).toEqual([
     ["hostile-1", "127.0.0.1", "agent"],
     ["web-a", "127.0.0.2", "agent"],
@@ -173,11 +209,16 @@ test("random bytes, a 10 MB line, wrong shapes, garbage after a valid hello and 
   const connections = Object.fromEntries(status.nodes.map((n) => [n.name, n.connections]));
   expect(connections).toEqual({ "hostile-1": 0, "web-a": 1, "web-b": 1 });
   const seen = new Set<string>();
-  await waitFor("HAProxy to serve web-a and web-b", async () => {
-    const body = await getThrough(proxy.inst.frontendPort);
-    if (body) seen.add(body);
-    return seen.has("web-a") && seen.has("web-b");
-  }, 15_000, 20);
+  await waitFor(
+    "HAProxy to serve web-a and web-b",
+    async () => {
+      const body = await getThrough(proxy.inst.frontendPort);
+      if (body) seen.add(body);
+      return seen.has("web-a") && seen.has("web-b");
+    },
+    15_000,
+    20,
+  );
   expect(a.agent.log().slice(agentLogStart.a)).not.toMatch(/tunnel closed|cannot reach the master/);
   expect(b.agent.log().slice(agentLogStart.b)).not.toMatch(/tunnel closed|cannot reach the master/);
 
@@ -186,7 +227,13 @@ test("random bytes, a 10 MB line, wrong shapes, garbage after a valid hello and 
   expect(Object.keys(afterHosts)).toEqual(["hostile-1.json", "web-a.json", "web-b.json"]);
   expect(afterHosts["web-a.json"]).toBe(before["web-a.json"]);
   expect(afterHosts["web-b.json"]).toBe(before["web-b.json"]);
-  expect(JSON.parse(afterHosts["hostile-1.json"]!)).toMatchObject({ name: "hostile-1", address: "127.0.0.1", port: hostileBackend.port, source: "agent", instance_id: "i-hostile-1" });
+  expect(JSON.parse(afterHosts["hostile-1.json"]!)).toMatchObject({
+    name: "hostile-1",
+    address: "127.0.0.1",
+    port: hostileBackend.port,
+    source: "agent",
+    instance_id: "i-hostile-1",
+  });
   const cfg = await fs.readFile(proxy.inst.haproxyConfig, "utf8");
   expect(serverLines(cfg).map((l) => l.split(" ")[1])).toEqual(["hostile-1", "web-a", "web-b"]);
   expect(cfg).not.toMatch(/evil|6\.6\.6\.6/);

@@ -32,86 +32,104 @@ async function addManualHost(proxy: Proxy, name: string, address: string): Promi
   expect(r.code, r.stderr).toBe(0);
 }
 
-test(
-  "a silent node shows unreachable after node_timeout and keeps its entry, then is forgotten after forget_after; a hand-added host is never forgotten",
-  async () => {
-    const proxy = await startProxy(scope, { settings: ["scaling.node_timeout=2", "scaling.forget_after=5", "master.interval=0.2"] });
-    // The short settings parse: the ini holds them, check-config accepts it (a decimal duration included) and warns about nothing.
-    const ini = await fs.readFile(proxy.inst.ini, "utf8");
-    expect(ini).toMatch(/^node_timeout = 2$/m);
-    expect(ini).toMatch(/^forget_after = 5$/m);
-    expect(ini).toMatch(/^interval = 0\.2$/m);
-    const check = await proxy.inst.cli("check-config", "--json");
-    expect(check.code, check.stderr).toBe(0);
-    expect(check.stderr).toBe("");
-    expect(proxy.master.log()).not.toMatch(/"level":"(warn|error)"/);
+test("a silent node shows unreachable after node_timeout and keeps its entry, then is forgotten after forget_after; a hand-added host is never forgotten", async () => {
+  const proxy = await startProxy(scope, { settings: ["scaling.node_timeout=2", "scaling.forget_after=5", "master.interval=0.2"] });
+  // The short settings parse: the ini holds them, check-config accepts it (a decimal duration included) and warns about nothing.
+  const ini = await fs.readFile(proxy.inst.ini, "utf8");
+  expect(ini).toMatch(/^node_timeout = 2$/m);
+  expect(ini).toMatch(/^forget_after = 5$/m);
+  expect(ini).toMatch(/^interval = 0\.2$/m);
+  const check = await proxy.inst.cli("check-config", "--json");
+  expect(check.code, check.stderr).toBe(0);
+  expect(check.stderr).toBe("");
+  expect(proxy.master.log()).not.toMatch(/"level":"(warn|error)"/);
 
-    await addManualHost(proxy, "manual-1", "127.0.0.4");
-    const manualBefore = await fs.readFile(hostFile(proxy, "manual-1"), "utf8");
-    const a = await startNode(scope, [proxy], { name: "web-a", address: "127.0.0.2" });
-    const b = await startNode(scope, [proxy], { name: "web-b", address: "127.0.0.3" });
-    await waitFor("both nodes live with samples", async () => {
+  await addManualHost(proxy, "manual-1", "127.0.0.4");
+  const manualBefore = await fs.readFile(hostFile(proxy, "manual-1"), "utf8");
+  const a = await startNode(scope, [proxy], { name: "web-a", address: "127.0.0.2" });
+  const b = await startNode(scope, [proxy], { name: "web-b", address: "127.0.0.3" });
+  await waitFor(
+    "both nodes live with samples",
+    async () => {
       const s = await status(proxy);
       return ["web-a", "web-b"].every((n) => node(s, n)?.state === "live" && node(s, n)?.cpu_now !== null);
-    }, 20_000, 100);
-    expect(await hasServer(proxy, "web-a")).toBe(true);
+    },
+    20_000,
+    100,
+  );
+  expect(await hasServer(proxy, "web-a")).toBe(true);
 
-    // Stop web-a's agent: its tunnel drops, but a dropped tunnel alone changes nothing.
-    const exited = new Promise((r) => a.agent.child.once("exit", r));
-    process.kill(a.agent.child.pid!, "SIGTERM");
-    await exited;
-    const stoppedAt = Date.now();
-    await proxy.master.waitForLog(/agent disconnected.*"node":"web-a"/, 10_000);
-    const justDropped = await status(proxy);
-    expect(node(justDropped, "web-a")?.state).toBe("live");
+  // Stop web-a's agent: its tunnel drops, but a dropped tunnel alone changes nothing.
+  const exited = new Promise((r) => a.agent.child.once("exit", r));
+  process.kill(a.agent.child.pid!, "SIGTERM");
+  await exited;
+  const stoppedAt = Date.now();
+  await proxy.master.waitForLog(/agent disconnected.*"node":"web-a"/, 10_000);
+  const justDropped = await status(proxy);
+  expect(node(justDropped, "web-a")?.state).toBe("live");
 
-    // After node_timeout without samples: unreachable, entry and server line still there.
-    const unreachable = await waitFor("web-a to show unreachable", async () => {
+  // After node_timeout without samples: unreachable, entry and server line still there.
+  const unreachable = await waitFor(
+    "web-a to show unreachable",
+    async () => {
       const s = await status(proxy);
       return node(s, "web-a")?.state === "unreachable" ? s : undefined;
-    }, 10_000, 50);
-    const unreachableAfter = Date.now() - stoppedAt;
-    // last_seen is rounded to a tenth of a second, so 2.04 s shows as 2.
-    expect(node(unreachable, "web-a")!.last_seen_seconds_ago).toBeGreaterThanOrEqual(2);
-    expect(existsSync(hostFile(proxy, "web-a"))).toBe(true);
-    expect(await hasServer(proxy, "web-a")).toBe(true);
-    expect(await runningServers(proxy)).toEqual(["manual-1", "web-a", "web-b"]);
-    expect(node(unreachable, "web-b")?.state).toBe("live");
-    const viaCli = JSON.parse((await proxy.inst.cli("status", "--json")).stdout) as MasterStatus;
-    expect(node(viaCli, "web-a")?.state).toBe("unreachable");
+    },
+    10_000,
+    50,
+  );
+  const unreachableAfter = Date.now() - stoppedAt;
+  // last_seen is rounded to a tenth of a second, so 2.04 s shows as 2.
+  expect(node(unreachable, "web-a")!.last_seen_seconds_ago).toBeGreaterThanOrEqual(2);
+  expect(existsSync(hostFile(proxy, "web-a"))).toBe(true);
+  expect(await hasServer(proxy, "web-a")).toBe(true);
+  expect(await runningServers(proxy)).toEqual(["manual-1", "web-a", "web-b"]);
+  expect(node(unreachable, "web-b")?.state).toBe("live");
+  const viaCli = JSON.parse((await proxy.inst.cli("status", "--json")).stdout) as MasterStatus;
+  expect(node(viaCli, "web-a")?.state).toBe("unreachable");
 
-    // After forget_after: gone from status, hosts.d and haproxy.cfg, and never shown in between as
-    // a plain hosts.d backend ("configured"): the master drops it from memory before removing the file.
-    let lastSight = node(unreachable, "web-a")!;
-    let configuredSightings = 0;
-    await waitFor("web-a to be forgotten", async () => {
+  // After forget_after: gone from status, hosts.d and haproxy.cfg, and never shown in between as
+  // a plain hosts.d backend ("configured"): the master drops it from memory before removing the file.
+  let lastSight = node(unreachable, "web-a")!;
+  let configuredSightings = 0;
+  await waitFor(
+    "web-a to be forgotten",
+    async () => {
       const seen = node(await status(proxy), "web-a");
       if (seen?.state === "configured") configuredSightings++;
       else if (seen) lastSight = seen;
       return seen === undefined;
-    }, 15_000, 50);
-    const forgottenAfter = Date.now() - stoppedAt;
-    await waitFor("web-a's hosts.d entry and server line to go", async () => !existsSync(hostFile(proxy, "web-a")) && !(await hasServer(proxy, "web-a")), 5_000, 20);
-    console.log(`agent stopped → unreachable after ${unreachableAfter} ms (node_timeout 2 s), forgotten after ${forgottenAfter} ms (forget_after 5 s); shown "configured" in ${configuredSightings} polls in between`);
-    expect(configuredSightings).toBe(0);
-    // Kept, unreachable, until close to forget_after (polled every 50 ms; generous for a loaded machine).
-    expect(lastSight.state).toBe("unreachable");
-    expect(lastSight.last_seen_seconds_ago).toBeGreaterThanOrEqual(4);
-    // The last sample came at most one agent interval before the stop, so neither step is late.
-    expect(unreachableAfter).toBeLessThan(2_000 + 3_000);
-    expect(forgottenAfter).toBeLessThan(5_000 + 4_000);
+    },
+    15_000,
+    50,
+  );
+  const forgottenAfter = Date.now() - stoppedAt;
+  await waitFor(
+    "web-a's hosts.d entry and server line to go",
+    async () => !existsSync(hostFile(proxy, "web-a")) && !(await hasServer(proxy, "web-a")),
+    5_000,
+    20,
+  );
+  console.log(
+    `agent stopped → unreachable after ${unreachableAfter} ms (node_timeout 2 s), forgotten after ${forgottenAfter} ms (forget_after 5 s); shown "configured" in ${configuredSightings} polls in between`,
+  );
+  expect(configuredSightings).toBe(0);
+  // Kept, unreachable, until close to forget_after (polled every 50 ms; generous for a loaded machine).
+  expect(lastSight.state).toBe("unreachable");
+  expect(lastSight.last_seen_seconds_ago).toBeGreaterThanOrEqual(4);
+  // The last sample came at most one agent interval before the stop, so neither step is late.
+  expect(unreachableAfter).toBeLessThan(2_000 + 3_000);
+  expect(forgottenAfter).toBeLessThan(5_000 + 4_000);
 
-    // The hand-added host is older than forget_after and sends nothing, yet stays; web-b stays live.
-    const after = await proxy.status();
-    expect(node(after, "manual-1")).toMatchObject({ source: "manual", state: "configured" });
-    expect(node(after, "web-b")?.state).toBe("live");
-    expect(await fs.readFile(hostFile(proxy, "manual-1"), "utf8")).toBe(manualBefore);
-    expect((await serversOf(proxy)).map((l) => l.split(" ")[1])).toEqual(["manual-1", "web-b"]);
-    await waitFor("the running HAProxy to drop web-a", async () => (await runningServers(proxy)).join() === "manual-1,web-b", 5_000, 50);
-    expect(b.agent.child.exitCode).toBeNull();
-  },
-  90_000,
-);
+  // The hand-added host is older than forget_after and sends nothing, yet stays; web-b stays live.
+  const after = await proxy.status();
+  expect(node(after, "manual-1")).toMatchObject({ source: "manual", state: "configured" });
+  expect(node(after, "web-b")?.state).toBe("live");
+  expect(await fs.readFile(hostFile(proxy, "manual-1"), "utf8")).toBe(manualBefore);
+  expect((await serversOf(proxy)).map((l) => l.split(" ")[1])).toEqual(["manual-1", "web-b"]);
+  await waitFor("the running HAProxy to drop web-a", async () => (await runningServers(proxy)).join() === "manual-1,web-b", 5_000, 50);
+  expect(b.agent.child.exitCode).toBeNull();
+}, 90_000);
 
 test("a hello claiming the name of a live node from another address, or of a hand-added host, is refused and changes nothing", async () => {
   const proxy = await startProxy(scope);
@@ -148,7 +166,7 @@ test("a hello claiming the name of a live node from another address, or of a han
   expect(squatter.agent.log()).not.toMatch(/connected to the master/);
 });
 
-test("a registering node is served by HAProxy within a second of the master's \"agent registered\" line, with an agent entry carrying its instance id", async () => {
+test('a registering node is served by HAProxy within a second of the master\'s "agent registered" line, with an agent entry carrying its instance id', async () => {
   const proxy = await startProxy(scope);
   const n = await startNode(scope, [proxy], { name: "web-r", address: "127.0.0.2", startAgent: false });
   expect(await getThrough(proxy.inst.frontendPort)).toBeUndefined();
@@ -183,7 +201,12 @@ test("a registering node is served by HAProxy within a second of the master's \"
 /** The shape of a JSON value: key names and value types, arrays by their elements' shapes. */
 function shape(v: unknown): unknown {
   if (Array.isArray(v)) return [...new Set(v.map((e) => JSON.stringify(shape(e))))].map((s) => JSON.parse(s) as unknown);
-  if (v !== null && typeof v === "object") return Object.fromEntries(Object.keys(v).sort().map((k) => [k, shape((v as Record<string, unknown>)[k])]));
+  if (v !== null && typeof v === "object")
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, shape((v as Record<string, unknown>)[k])]),
+    );
   return v === null ? "null" : typeof v;
 }
 
@@ -198,10 +221,15 @@ test("/metrics reports each node's CPU, live nodes, samples and reloads; /status
   await startNode(scope, [proxy], { name: "web-a", address: "127.0.0.2" });
   await startNode(scope, [proxy], { name: "web-b", address: "127.0.0.3" });
   const base = `http://127.0.0.1:${proxy.metricsPort}`;
-  await waitFor("both nodes reporting CPU", async () => {
-    const s = await status(proxy);
-    return s.nodes.filter((n) => n.state === "live" && n.cpu_now !== null).length === 2 && s.haproxy.reloads >= 1;
-  }, 20_000, 100);
+  await waitFor(
+    "both nodes reporting CPU",
+    async () => {
+      const s = await status(proxy);
+      return s.nodes.filter((n) => n.state === "live" && n.cpu_now !== null).length === 2 && s.haproxy.reloads >= 1;
+    },
+    20_000,
+    100,
+  );
 
   const res = await fetch(`${base}/metrics`);
   expect(res.status).toBe(200);

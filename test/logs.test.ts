@@ -27,7 +27,11 @@ async function installation(): Promise<{ inst: Installation; port: number }> {
   return { inst, port };
 }
 
-const lines = (log: string) => log.split("\n").map((l) => l.replace(/\r$/, "")).filter((l) => l.trim() !== "");
+const lines = (log: string) =>
+  log
+    .split("\n")
+    .map((l) => l.replace(/\r$/, ""))
+    .filter((l) => l.trim() !== "");
 
 test("with stdout not a terminal, the master prints JSON lines only: each has time, level and msg; a refusal and a scale-up are one line each, with the reason", async () => {
   const { inst, port } = await installation();
@@ -71,7 +75,8 @@ function startOnTerminal(args: string[]): Daemon {
   return {
     child,
     log: () => log,
-    waitForLog: (pattern, timeoutMs = 10_000) => waitFor(`a log line matching ${pattern} (log so far: ${log.slice(-2000)})`, () => lines(log).find((l) => pattern.test(l)), timeoutMs),
+    waitForLog: (pattern, timeoutMs = 10_000) =>
+      waitFor(`a log line matching ${pattern} (log so far: ${log.slice(-2000)})`, () => lines(log).find((l) => pattern.test(l)), timeoutMs),
   };
 }
 

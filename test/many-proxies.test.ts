@@ -29,7 +29,10 @@ test("one agent reports to two proxies in their own network namespaces: both HAP
   const connected = await waitFor(
     "the agent to be connected to both proxies",
     () => {
-      const lines = node.agent.log().split("\n").filter((l) => l.includes("connected to the master"));
+      const lines = node.agent
+        .log()
+        .split("\n")
+        .filter((l) => l.includes("connected to the master"));
       return lines.length >= 2 ? lines : undefined;
     },
     20_000,
@@ -41,9 +44,17 @@ test("one agent reports to two proxies in their own network namespaces: both HAP
 
   const line = `server web-m ${net.hostAddress}:${node.webPort} check`;
   for (const p of [a, b]) {
-    await waitFor(`${p.inst.haproxyConfig} to hold the node`, async () => serverLines(await fs.readFile(p.inst.haproxyConfig, "utf8")).includes(line), 5_000, 20);
+    await waitFor(
+      `${p.inst.haproxyConfig} to hold the node`,
+      async () => serverLines(await fs.readFile(p.inst.haproxyConfig, "utf8")).includes(line),
+      5_000,
+      20,
+    );
   }
-  for (const [ns, p] of [[nsA, a], [nsB, b]] as const) {
+  for (const [ns, p] of [
+    [nsA, a],
+    [nsB, b],
+  ] as const) {
     await waitFor(`HAProxy in ${ns.name} to serve the node`, async () => (await getFrom(ns.address, p.inst.frontendPort)) === "web-m", 5_000, 20);
   }
 

@@ -23,7 +23,10 @@ test("npm pack, npm install -g --prefix, then the installed autoscaler runs --he
   expect(tarballs).toHaveLength(1);
 
   // --offline: the tarball bundles every package it needs, so installing it needs no registry.
-  const install = await runProcess("npm", ["install", "-g", "--offline", "--prefix", prefix, path.join(packDir, tarballs[0]!), ...npmQuiet], { cwd: work, timeoutMs: 120_000 });
+  const install = await runProcess("npm", ["install", "-g", "--offline", "--prefix", prefix, path.join(packDir, tarballs[0]!), ...npmQuiet], {
+    cwd: work,
+    timeoutMs: 120_000,
+  });
   expect(install.code, install.stderr).toBe(0);
   const bin = path.join(prefix, "bin", "autoscaler");
 

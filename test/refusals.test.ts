@@ -74,9 +74,30 @@ describe("a config that breaks a rule is refused with exit 78", () => {
   }
 
   test.each([
-    ["min_nodes > max_nodes", [["min_nodes", "5"], ["max_nodes", "2"]], /scaling\.min_nodes: 5 is greater than scaling\.max_nodes \(2\)/],
-    ["scale_down_threshold = scale_up_threshold", [["scale_down_threshold", "70"], ["scale_up_threshold", "70"]], /scaling\.scale_down_threshold: 70 is not below scaling\.scale_up_threshold \(70\)/],
-    ["scale_down_threshold > scale_up_threshold", [["scale_down_threshold", "80"], ["scale_up_threshold", "60"]], /scaling\.scale_down_threshold: 80 is not below scaling\.scale_up_threshold \(60\)/],
+    [
+      "min_nodes > max_nodes",
+      [
+        ["min_nodes", "5"],
+        ["max_nodes", "2"],
+      ],
+      /scaling\.min_nodes: 5 is greater than scaling\.max_nodes \(2\)/,
+    ],
+    [
+      "scale_down_threshold = scale_up_threshold",
+      [
+        ["scale_down_threshold", "70"],
+        ["scale_up_threshold", "70"],
+      ],
+      /scaling\.scale_down_threshold: 70 is not below scaling\.scale_up_threshold \(70\)/,
+    ],
+    [
+      "scale_down_threshold > scale_up_threshold",
+      [
+        ["scale_down_threshold", "80"],
+        ["scale_up_threshold", "60"],
+      ],
+      /scaling\.scale_down_threshold: 80 is not below scaling\.scale_up_threshold \(60\)/,
+    ],
     ["a negative window", [["window", "-5"]], /scaling\.window: "-5" is not valid; expected a duration greater than 0/],
     ["a non-loopback master listen", [["listen", "0.0.0.0:7300"]], /master\.listen.*0\.0\.0\.0:7300.*loopback/],
     ["a master listen on a LAN address", [["listen", "10.0.0.1:7300"]], /master\.listen.*10\.0\.0\.1:7300.*loopback/],

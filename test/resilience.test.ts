@@ -10,8 +10,11 @@ const scope = new Scope();
 afterEach(() => scope.cleanup());
 
 /** Lines of a daemon's output that match `pattern`. */
-const count = (d: Daemon, pattern: RegExp) => d.log().split("\n").filter((l) => pattern.test(l)).length;
-
+const count = (d: Daemon, pattern: RegExp) =>
+  d
+    .log()
+    .split("\n")
+    .filter((l) => pattern.test(l)).length;
 
 /** Both nodes live in `status --json`, each with a sample newer than two seconds. */
 async function bothLive(proxy: Proxy, names: string[]) {
@@ -35,74 +38,96 @@ async function twoNodes(proxy: Proxy): Promise<[TestNode, TestNode]> {
   return [a, b];
 }
 
-test(
-  "after sshd and every connection it holds are killed, agents are back within the backoff cap once sshd restarts",
-  async () => {
-    const proxy = await startProxy(scope);
-    const nodes = await twoNodes(proxy);
-    await bothLive(proxy, ["web-a", "web-b"]);
+test("after sshd and every connection it holds are killed, agents are back within the backoff cap once sshd restarts", async () => {
+  const proxy = await startProxy(scope);
+  const nodes = await twoNodes(proxy);
+  await bothLive(proxy, ["web-a", "web-b"]);
 
-    // Killing only the listener leaves the per-connection sshd processes, and so the tunnels, alive.
-    const listener = proxy.sshd.pid();
-    const children = await descendants(listener);
-    expect(children.length).toBeGreaterThanOrEqual(2);
-    const masterLog = proxy.master;
-    const failedBefore = nodes.map((n) => count(n.agent, /cannot reach the master/));
-    const connectedBefore = nodes.map((n) => count(n.agent, /connected to the master/));
-    proxy.sshd.kill("SIGKILL");
-    for (const pid of children) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone with its parent
-      }
+  // Killing only the listener leaves the per-connection sshd processes, and so the tunnels, alive.
+  const listener = proxy.sshd.pid();
+  const children = await descendants(listener);
+  expect(children.length).toBeGreaterThanOrEqual(2);
+  const masterLog = proxy.master;
+  const failedBefore = nodes.map((n) => count(n.agent, /cannot reach the master/));
+  const connectedBefore = nodes.map((n) => count(n.agent, /connected to the master/));
+  proxy.sshd.kill("SIGKILL");
+  for (const pid of children) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone with its parent
     }
-    await waitFor("the master to log both agents disconnected", () => ["web-a", "web-b"].every((n) => masterLog.log().split("\n").some((l) => l.includes("agent disconnected") && l.includes(`"node":"${n}"`))), 10_000, 20);
-    for (const n of nodes) await n.agent.waitForLog(/tunnel closed/, 10_000);
+  }
+  await waitFor(
+    "the master to log both agents disconnected",
+    () =>
+      ["web-a", "web-b"].every((n) =>
+        masterLog
+          .log()
+          .split("\n")
+          .some((l) => l.includes("agent disconnected") && l.includes(`"node":"${n}"`)),
+      ),
+    10_000,
+    20,
+  );
+  for (const n of nodes) await n.agent.waitForLog(/tunnel closed/, 10_000);
 
-    // Keep sshd down while each agent fails three reconnects, so their backoff has grown.
-    const downSince = Date.now();
-    await waitFor("each agent to fail three reconnects", () => nodes.every((n, i) => count(n.agent, /cannot reach the master/) >= failedBefore[i]! + 3), 20_000, 50);
-    expect(await canConnect(proxy.sshd.port)).toBe(false);
-    const downMs = Date.now() - downSince;
+  // Keep sshd down while each agent fails three reconnects, so their backoff has grown.
+  const downSince = Date.now();
+  await waitFor(
+    "each agent to fail three reconnects",
+    () => nodes.every((n, i) => count(n.agent, /cannot reach the master/) >= failedBefore[i]! + 3),
+    20_000,
+    50,
+  );
+  expect(await canConnect(proxy.sshd.port)).toBe(false);
+  const downMs = Date.now() - downSince;
 
-    const restartedAt = Date.now();
-    await proxy.sshd.restart();
-    const limit = BACKOFF_CAP_MS + 2_000;
-    const backMs = await Promise.all(
-      nodes.map(async (n, i) => {
-        await waitFor(`${n.name} to log "connected to the master" again`, () => count(n.agent, /connected to the master/) > connectedBefore[i]!, limit + 5_000, 20);
-        return Date.now() - restartedAt;
-      }),
-    );
-    console.log(`sshd down ${downMs} ms; agents back after the restart in: ${nodes.map((n, i) => `${n.name} ${backMs[i]} ms`).join(", ")} (limit ${limit} ms)`);
-    for (const ms of backMs) expect(ms).toBeLessThan(limit);
+  const restartedAt = Date.now();
+  await proxy.sshd.restart();
+  const limit = BACKOFF_CAP_MS + 2_000;
+  const backMs = await Promise.all(
+    nodes.map(async (n, i) => {
+      await waitFor(
+        `${n.name} to log "connected to the master" again`,
+        () => count(n.agent, /connected to the master/) > connectedBefore[i]!,
+        limit + 5_000,
+        20,
+      );
+      return Date.now() - restartedAt;
+    }),
+  );
+  console.log(`sshd down ${downMs} ms; agents back after the restart in: ${nodes.map((n, i) => `${n.name} ${backMs[i]} ms`).join(", ")} (limit ${limit} ms)`);
+  for (const ms of backMs) expect(ms).toBeLessThan(limit);
 
-    // Fresh samples: more readings than at the reconnect, and seen in the last two seconds.
-    const atReconnect = await bothLive(proxy, ["web-a", "web-b"]);
-    const samples = (s: typeof atReconnect, name: string) => s.nodes.find((n) => n.name === name)!.samples_in_window;
-    await waitFor(
-      "new samples from both nodes",
-      async () => {
-        const s = await proxy.status();
-        return ["web-a", "web-b"].every((name) => samples(s, name) > samples(atReconnect, name) && s.nodes.find((n) => n.name === name)!.state === "live");
-      },
-      15_000,
-      200,
-    );
-  },
-  120_000,
-);
+  // Fresh samples: more readings than at the reconnect, and seen in the last two seconds.
+  const atReconnect = await bothLive(proxy, ["web-a", "web-b"]);
+  const samples = (s: typeof atReconnect, name: string) => s.nodes.find((n) => n.name === name)!.samples_in_window;
+  await waitFor(
+    "new samples from both nodes",
+    async () => {
+      const s = await proxy.status();
+      return ["web-a", "web-b"].every((name) => samples(s, name) > samples(atReconnect, name) && s.nodes.find((n) => n.name === name)!.state === "live");
+    },
+    15_000,
+    200,
+  );
+}, 120_000);
 
 test("a master killed with SIGKILL and started again leaves hosts.d byte-identical, HAProxy serves both nodes throughout, and the agents come back", async () => {
   const proxy = await startProxy(scope);
   const nodes = await twoNodes(proxy);
   const seenBefore = new Set<string>();
-  await waitFor("HAProxy to serve both nodes", async () => {
-    const body = await getThrough(proxy.inst.frontendPort);
-    if (body) seenBefore.add(body);
-    return seenBefore.has("web-a") && seenBefore.has("web-b");
-  }, 10_000, 10);
+  await waitFor(
+    "HAProxy to serve both nodes",
+    async () => {
+      const body = await getThrough(proxy.inst.frontendPort);
+      if (body) seenBefore.add(body);
+      return seenBefore.has("web-a") && seenBefore.has("web-b");
+    },
+    10_000,
+    10,
+  );
   await bothLive(proxy, ["web-a", "web-b"]);
 
   const hostsDir = path.join(proxy.inst.dir, "hosts.d");
@@ -159,5 +184,7 @@ test("a master killed with SIGKILL and started again leaves hosts.d byte-identic
   await traffic;
   expect(failures).toBe(0);
   expect(new Set(bodies)).toEqual(new Set(["web-a", "web-b"]));
-  console.log(`master restart: agents back in ${nodes.map((n, i) => `${n.name} ${backMs[i]} ms`).join(", ")}; ${bodies.length} requests through HAProxy during the outage and reconnect, ${failures} failed`);
+  console.log(
+    `master restart: agents back in ${nodes.map((n, i) => `${n.name} ${backMs[i]} ms`).join(", ")}; ${bodies.length} requests through HAProxy during the outage and reconnect, ${failures} failed`,
+  );
 }, 90_000);

@@ -34,10 +34,14 @@ test("below min_nodes the master launches once; a launch that never brings a nod
   expect(pending.launches[0]!.reason).toMatch(/below min_nodes: 0 backends or pending < 1/);
   expect(await proxy.runs()).toEqual(["COUNT=1"]);
 
-  const failed = await waitFor("the launch to time out", async () => {
-    const s = await status(proxy);
-    return s.launches.find((l) => l.status === "failed") ? s : undefined;
-  }, 8_000);
+  const failed = await waitFor(
+    "the launch to time out",
+    async () => {
+      const s = await status(proxy);
+      return s.launches.find((l) => l.status === "failed") ? s : undefined;
+    },
+    8_000,
+  );
   expect(failed.launches[0]!.error).toMatch(/launch_timeout: 0 of 1 node\(s\) registered within 3 s/);
   expect(failed.capacity.pending).toBe(0);
   expect(failed.events.map((e) => e.kind)).toContain("launch_timeout");
@@ -54,7 +58,10 @@ test("below min_nodes the master launches once; a launch that never brings a nod
 
 test("a failing launch command is an event with its exit code and stderr (secrets redacted), and is not retried before the backoff", async () => {
   const secret = "AKIAEXAMPLESECRET0123456789";
-  const proxy = await proxyWithLaunch(["scaling.min_nodes=1", `aws.aws_secret_key=${secret}`], 'echo "quota exceeded for key $AWS_SECRET_ACCESS_KEY" >&2; exit 3');
+  const proxy = await proxyWithLaunch(
+    ["scaling.min_nodes=1", `aws.aws_secret_key=${secret}`],
+    'echo "quota exceeded for key $AWS_SECRET_ACCESS_KEY" >&2; exit 3',
+  );
 
   const s = await waitFor("a failed launch", async () => {
     const st = await status(proxy);
@@ -184,7 +191,12 @@ test("a node this master terminated cannot register again while it shuts down, e
   // The master restarts: both agents reconnect. web-b is back; web-a is refused with the reason.
   await stopDaemon(proxy.master);
   proxy.master = await proxy.startMaster();
-  await waitFor("web-a's reconnect refused", () => /the master refused this node: instance i-web-a was terminated \d+ s ago by this master/.test(a.agent.log()), 40_000, 200);
+  await waitFor(
+    "web-a's reconnect refused",
+    () => /the master refused this node: instance i-web-a was terminated \d+ s ago by this master/.test(a.agent.log()),
+    40_000,
+    200,
+  );
   await waitFor("web-b live again", async () => (await proxy.status()).nodes.some((n) => n.name === "web-b" && n.state === "live"), 40_000, 200);
   expect(proxy.master.log()).toMatch(/agent connection closed: instance i-web-a was terminated/);
   const metrics = await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).text();
@@ -198,6 +210,9 @@ test("a node this master terminated cannot register again while it shuts down, e
   await fs.writeFile(a.ini, (await fs.readFile(a.ini, "utf8")).replace(/^instance_id = i-web-a$/m, "instance_id = i-web-a2"));
   a.agent = a.startAgent();
   await waitFor("the new web-a in hosts.d", async () => (await hostsFiles()).join() === "web-a.json,web-b.json", 40_000, 200);
-  expect(JSON.parse(await fs.readFile(path.join(proxy.inst.dir, "hosts.d", "web-a.json"), "utf8"))).toMatchObject({ address: "127.0.0.21", instance_id: "i-web-a2" });
+  expect(JSON.parse(await fs.readFile(path.join(proxy.inst.dir, "hosts.d", "web-a.json"), "utf8"))).toMatchObject({
+    address: "127.0.0.21",
+    instance_id: "i-web-a2",
+  });
   await waitFor("HAProxy's config to hold both", async () => (await configNames()).join() === "web-a,web-b", 10_000, 100);
 });

@@ -20,7 +20,11 @@ afterEach(() => scope.cleanup());
 // so these tests get room beyond the default minute (each takes 15–25 s on a quiet machine).
 vi.setConfig({ testTimeout: 120_000 });
 
-const liveNames = (s: MasterStatus) => s.nodes.filter((n) => n.state === "live").map((n) => n.name).sort();
+const liveNames = (s: MasterStatus) =>
+  s.nodes
+    .filter((n) => n.state === "live")
+    .map((n) => n.name)
+    .sort();
 const configServers = async (proxy: Proxy) => serverLines(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).map((l) => l.split(" ")[1]!);
 
 /** A proxy whose master launches through the cloud (and terminates through it when `down`). */
@@ -29,7 +33,16 @@ async function cloudProxy(settings: string[], options: { down?: boolean; delayMs
   const commands = options.down ? cloud.settings : cloud.settings.filter((s) => s.startsWith("machine.scale_up_command="));
   const proxy = await startProxy(scope, {
     // The seed's instance rule unless a test picks a mode: its thresholds make a burn decisive.
-    settings: [...commands, "master.interval=0.2", ...(settings.some((x) => x.startsWith("scaling.mode=")) ? [] : ["scaling.mode=instance"]), "scaling.scale_up_threshold=30", "scaling.scale_down_threshold=10", "scaling.window=3", "machine.launch_timeout=60", ...settings],
+    settings: [
+      ...commands,
+      "master.interval=0.2",
+      ...(settings.some((x) => x.startsWith("scaling.mode=")) ? [] : ["scaling.mode=instance"]),
+      "scaling.scale_up_threshold=30",
+      "scaling.scale_down_threshold=10",
+      "scaling.window=3",
+      "machine.launch_timeout=60",
+      ...settings,
+    ],
   });
   await cloud.attach(proxy);
   return { proxy, cloud };
@@ -71,10 +84,15 @@ test("a node held above the threshold for the window makes the master launch exa
   expect(scaleUp, JSON.stringify(s.events, null, 1)).toBeDefined();
   expect(s.launches[1]).toMatchObject({ status: "done", nodes: ["cloud-2"], manual: false });
   expect(s.capacity).toMatchObject({ active: 2, pending: 0, desired: 2 });
-  await waitFor("HAProxy to serve both nodes", async () => {
-    const served = await servedNames(proxy);
-    return served.has("cloud-1") && served.has("cloud-2");
-  }, 10_000, 200);
+  await waitFor(
+    "HAProxy to serve both nodes",
+    async () => {
+      const served = await servedNames(proxy);
+      return served.has("cloud-1") && served.has("cloud-2");
+    },
+    10_000,
+    200,
+  );
 
   // Still hot for two more windows: the cooldown holds, and status says so (polled: on a busy
   // machine one reading may dip below the threshold and restart the window for a moment).
@@ -85,13 +103,22 @@ test("a node held above the threshold for the window makes the master launch exa
     await sleep(250);
   }
   expect((await cloud.launches()).length).toBe(2);
-  expect([...reasons].some((r) => /in scale-up cooldown \(\d+ s left\)/.test(r)), [...reasons].join("\n")).toBe(true);
+  expect(
+    [...reasons].some((r) => /in scale-up cooldown \(\d+ s left\)/.test(r)),
+    [...reasons].join("\n"),
+  ).toBe(true);
 });
 
 test("target mode (the default): a hot node makes the master launch the whole deficit in one decision, and the reason names the numbers", async () => {
   // One busy thread on a node is well over 30 % of this machine: at target_cpu 15 that asks for
   // at least 3 nodes, capped at max_nodes 3, so the launch is for 2 at once (a step of 1 would need two).
-  const { proxy, cloud } = await cloudProxy(["scaling.mode=target", "scaling.target_cpu=15", "scaling.min_nodes=1", "scaling.max_nodes=3", "scaling.scale_up_cooldown=1"]);
+  const { proxy, cloud } = await cloudProxy([
+    "scaling.mode=target",
+    "scaling.target_cpu=15",
+    "scaling.min_nodes=1",
+    "scaling.max_nodes=3",
+    "scaling.scale_up_cooldown=1",
+  ]);
   await waitFor("cloud-1 live", async () => liveNames(await status(proxy)).includes("cloud-1"), 30_000, 200);
   await cloud.burn(true, "cloud-1");
   await waitFor("the scale-up launch", async () => (await cloud.launches()).length >= 2, 45_000, 200);
@@ -115,15 +142,22 @@ test("with a slow launch and max_nodes = 2, sustained load never launches past t
     if (liveNames(s).includes("cloud-2") && Date.now() > deadline - 4000) break;
     await sleep(200);
   }
-  expect(seen.some((s) => s.capacity.pending === 1 && s.launches.some((l) => l.status === "running" || l.status === "pending")), "a pending launch was seen").toBe(true);
-  for (const s of seen) expect(s.capacity.desired, JSON.stringify({ c: s.capacity, n: s.nodes.map((x) => [x.name, x.state, x.source]), l: s.launches })).toBeLessThanOrEqual(2);
+  expect(
+    seen.some((s) => s.capacity.pending === 1 && s.launches.some((l) => l.status === "running" || l.status === "pending")),
+    "a pending launch was seen",
+  ).toBe(true);
+  for (const s of seen)
+    expect(s.capacity.desired, JSON.stringify({ c: s.capacity, n: s.nodes.map((x) => [x.name, x.state, x.source]), l: s.launches })).toBeLessThanOrEqual(2);
   expect((await cloud.launches()).length).toBe(2);
   const last = await status(proxy);
   expect(liveNames(last)).toEqual(["cloud-1", "cloud-2"]);
   // While hot at the cap the decision says why it launched nothing (a busy machine may let one
   // reading dip under the threshold for a moment, so look over every status seen).
   const reasons = seen.map((x) => x.last_decision?.reason ?? "");
-  expect(reasons.some((r) => /capped 1 → 0 by max_nodes \(2 of 2 backends or pending\)/.test(r)), reasons.join("\n")).toBe(true);
+  expect(
+    reasons.some((r) => /capped 1 → 0 by max_nodes \(2 of 2 backends or pending\)/.test(r)),
+    reasons.join("\n"),
+  ).toBe(true);
 });
 
 test("pause: a hot node launches nothing; a manual scale-up still works; resume lets the hot node scale up", async () => {
@@ -144,12 +178,19 @@ test("pause: a hot node launches nothing; a manual scale-up still works; resume 
   await cloud.burn(true, "cloud-1");
   expect((await proxy.inst.cli("resume")).code).toBe(0);
   // With cooldown 0 the hot node keeps launching, one after another: a slow poll may see 4 at once.
-  await waitFor("an automatic launch after resume", async () => {
-    if ((await cloud.launches()).length >= 3) return true;
-    // Thrown, so a timeout says what the master saw last.
-    const s = await status(proxy);
-    throw new Error(`last decision "${s.last_decision?.reason}"; cpu ${s.nodes.map((n) => `${n.name}=${n.cpu_now}`).join(" ")}; launches ${s.launches.map((l) => l.status).join(",")}`);
-  }, 45_000, 200);
+  await waitFor(
+    "an automatic launch after resume",
+    async () => {
+      if ((await cloud.launches()).length >= 3) return true;
+      // Thrown, so a timeout says what the master saw last.
+      const s = await status(proxy);
+      throw new Error(
+        `last decision "${s.last_decision?.reason}"; cpu ${s.nodes.map((n) => `${n.name}=${n.cpu_now}`).join(" ")}; launches ${s.launches.map((l) => l.status).join(",")}`,
+      );
+    },
+    45_000,
+    200,
+  );
   const after = (await status(proxy)).launches;
   expect(after.slice(0, 2).map((l) => l.manual)).toEqual([false, true]); // below min_nodes, then the manual one
   expect(after[2]).toMatchObject({ manual: false });
@@ -162,64 +203,80 @@ const adminState = async (proxy: Proxy, name: string) => (await showServersState
 test.each([
   ["through HAProxy's runtime socket", true],
   ["by leaving it out of the config", false],
-])("scale-down drains the oldest node %s, terminates it once with its INSTANCE_ID, removes its entry, and no request fails under load", async (_how, runtime) => {
-  const { proxy, cloud } = await cloudProxy(
-    ["scaling.min_nodes=1", "scaling.cooldown=0", "scaling.drain_seconds=2", ...(runtime ? ["haproxy.runtime_socket=admin.sock"] : [])],
-    { down: true },
-  );
-  // Hold automatic decisions while the cluster is built: cloud-1 (below min), then cloud-2.
-  await waitFor("cloud-1 live", async () => liveNames(await status(proxy)).includes("cloud-1"), 30_000, 200);
-  expect((await proxy.inst.cli("pause")).code).toBe(0);
-  expect((await proxy.inst.cli("scale-up")).code).toBe(0);
-  await waitFor("cloud-2 live and served", async () => liveNames(await status(proxy)).includes("cloud-2") && (await servedNames(proxy, 6)).has("cloud-2"), 30_000, 200);
-  const victim = (await status(proxy)).nodes.find((n) => n.name === "cloud-1")!;
+])(
+  "scale-down drains the oldest node %s, terminates it once with its INSTANCE_ID, removes its entry, and no request fails under load",
+  async (_how, runtime) => {
+    const { proxy, cloud } = await cloudProxy(
+      ["scaling.min_nodes=1", "scaling.cooldown=0", "scaling.drain_seconds=2", ...(runtime ? ["haproxy.runtime_socket=admin.sock"] : [])],
+      { down: true },
+    );
+    // Hold automatic decisions while the cluster is built: cloud-1 (below min), then cloud-2.
+    await waitFor("cloud-1 live", async () => liveNames(await status(proxy)).includes("cloud-1"), 30_000, 200);
+    expect((await proxy.inst.cli("pause")).code).toBe(0);
+    expect((await proxy.inst.cli("scale-up")).code).toBe(0);
+    await waitFor(
+      "cloud-2 live and served",
+      async () => liveNames(await status(proxy)).includes("cloud-2") && (await servedNames(proxy, 6)).has("cloud-2"),
+      30_000,
+      200,
+    );
+    const victim = (await status(proxy)).nodes.find((n) => n.name === "cloud-1")!;
 
-  // A bounded load loop through HAProxy for the whole scale-down; it records who answered when.
-  let done = false;
-  const answers: { body: string; at: number }[] = [];
-  const load = runLoad({ port: proxy.inst.frontendPort, concurrency: 2, maxRequests: 20_000, deadlineMs: 40_000, gapMs: 5, stop: () => done, onAnswer: (body, at) => answers.push({ body, at }) });
-  await sleep(500);
-  expect((await proxy.inst.cli("resume")).code).toBe(0);
+    // A bounded load loop through HAProxy for the whole scale-down; it records who answered when.
+    let done = false;
+    const answers: { body: string; at: number }[] = [];
+    const load = runLoad({
+      port: proxy.inst.frontendPort,
+      concurrency: 2,
+      maxRequests: 20_000,
+      deadlineMs: 40_000,
+      gapMs: 5,
+      stop: () => done,
+      onAnswer: (body, at) => answers.push({ body, at }),
+    });
+    await sleep(500);
+    expect((await proxy.inst.cli("resume")).code).toBe(0);
 
-  let sawDrain = false;
-  /** Without the runtime socket the drain holds once the live haproxy.cfg no longer lists cloud-1 (a busy machine may take a while to reload). */
-  let leftConfigAt: number | undefined;
-  const drained = await waitFor(
-    "the scale-down to finish",
-    async () => {
-      if (runtime && !sawDrain) sawDrain = ((await adminState(proxy, "cloud-1")) ?? 0) & 0x08 ? true : false;
-      if (!runtime && leftConfigAt === undefined && !(await configServers(proxy)).includes("cloud-1")) leftConfigAt = Date.now();
-      const s = await status(proxy);
-      return s.drains.find((d) => d.status === "done") ? s : undefined;
-    },
-    30_000,
-    100,
-  );
-  await sleep(1000);
-  done = true;
-  const result = await load;
+    let sawDrain = false;
+    /** Without the runtime socket the drain holds once the live haproxy.cfg no longer lists cloud-1 (a busy machine may take a while to reload). */
+    let leftConfigAt: number | undefined;
+    const drained = await waitFor(
+      "the scale-down to finish",
+      async () => {
+        if (runtime && !sawDrain) sawDrain = ((await adminState(proxy, "cloud-1")) ?? 0) & 0x08 ? true : false;
+        if (!runtime && leftConfigAt === undefined && !(await configServers(proxy)).includes("cloud-1")) leftConfigAt = Date.now();
+        const s = await status(proxy);
+        return s.drains.find((d) => d.status === "done") ? s : undefined;
+      },
+      30_000,
+      100,
+    );
+    await sleep(1000);
+    done = true;
+    const result = await load;
 
-  expect(result.failed, result.failures.join("\n")).toBe(0);
-  expect(result.ok).toBeGreaterThan(200);
-  const drain = drained.drains.find((d) => d.status === "done")!;
-  expect(drain).toMatchObject({ node: "cloud-1", instance_id: victim.instance_id });
-  expect(drain.reason).toMatch(/scale-down: every node < 10 % for 3 s; cloud-1 is the oldest removable node/);
-  if (runtime) expect(sawDrain, "cloud-1 was seen in HAProxy's drain state").toBe(true);
-  // The terminate ran exactly once, with cloud-1's instance id, after the drain.
-  const terms = await cloud.terminations();
-  expect(terms).toHaveLength(1);
-  expect(terms[0]).toMatchObject({ instanceId: victim.instance_id, name: "cloud-1", found: true });
-  const drainEvent = drained.events.find((e) => e.kind === "scale_down")!;
-  expect(terms[0]!.at - Date.parse(drainEvent.at)).toBeGreaterThanOrEqual(2000);
-  // Nothing went to cloud-1 once its drain had taken hold (a moment for in-flight requests).
-  const heldAt = runtime ? Date.parse(drainEvent.at) : leftConfigAt!;
-  expect(heldAt, "cloud-1 left the live haproxy.cfg").toBeDefined();
-  expect(answers.filter((a) => a.body === "cloud-1" && a.at > heldAt + 500)).toEqual([]);
-  expect(await cloud.isRunning("cloud-1")).toBe(false);
-  await expect(fs.access(path.join(proxy.inst.dir, "hosts.d", "cloud-1.json"))).rejects.toThrow();
-  expect(await configServers(proxy)).toEqual(["cloud-2"]);
-  // At min_nodes now: no further scale-down.
-  await sleep(4000);
-  expect(await cloud.terminations()).toHaveLength(1);
-  expect((await status(proxy)).last_decision?.reason).toMatch(/at min_nodes \(1\)/);
-});
+    expect(result.failed, result.failures.join("\n")).toBe(0);
+    expect(result.ok).toBeGreaterThan(200);
+    const drain = drained.drains.find((d) => d.status === "done")!;
+    expect(drain).toMatchObject({ node: "cloud-1", instance_id: victim.instance_id });
+    expect(drain.reason).toMatch(/scale-down: every node < 10 % for 3 s; cloud-1 is the oldest removable node/);
+    if (runtime) expect(sawDrain, "cloud-1 was seen in HAProxy's drain state").toBe(true);
+    // The terminate ran exactly once, with cloud-1's instance id, after the drain.
+    const terms = await cloud.terminations();
+    expect(terms).toHaveLength(1);
+    expect(terms[0]).toMatchObject({ instanceId: victim.instance_id, name: "cloud-1", found: true });
+    const drainEvent = drained.events.find((e) => e.kind === "scale_down")!;
+    expect(terms[0]!.at - Date.parse(drainEvent.at)).toBeGreaterThanOrEqual(2000);
+    // Nothing went to cloud-1 once its drain had taken hold (a moment for in-flight requests).
+    const heldAt = runtime ? Date.parse(drainEvent.at) : leftConfigAt!;
+    expect(heldAt, "cloud-1 left the live haproxy.cfg").toBeDefined();
+    expect(answers.filter((a) => a.body === "cloud-1" && a.at > heldAt + 500)).toEqual([]);
+    expect(await cloud.isRunning("cloud-1")).toBe(false);
+    await expect(fs.access(path.join(proxy.inst.dir, "hosts.d", "cloud-1.json"))).rejects.toThrow();
+    expect(await configServers(proxy)).toEqual(["cloud-2"]);
+    // At min_nodes now: no further scale-down.
+    await sleep(4000);
+    expect(await cloud.terminations()).toHaveLength(1);
+    expect((await status(proxy)).last_decision?.reason).toMatch(/at min_nodes \(1\)/);
+  },
+);

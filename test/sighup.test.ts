@@ -50,17 +50,34 @@ async function editIni(proxy: Proxy, edits: [string, string][]): Promise<void> {
 async function hup(proxy: Proxy, ends: RegExp): Promise<Record<string, unknown>> {
   const before = jsonLogLines(proxy.master.log()).filter((l) => ends.test(String(l.msg))).length;
   process.kill(proxy.master.child.pid!, "SIGHUP");
-  return waitFor(`the master's log to end the reload with ${ends} (log: ${proxy.master.log().slice(-1500)})`, () => jsonLogLines(proxy.master.log()).filter((l) => ends.test(String(l.msg)))[before], 10_000, 20);
+  return waitFor(
+    `the master's log to end the reload with ${ends} (log: ${proxy.master.log().slice(-1500)})`,
+    () => jsonLogLines(proxy.master.log()).filter((l) => ends.test(String(l.msg)))[before],
+    10_000,
+    20,
+  );
 }
 
 const hello = (token: string, name: string, port: number) =>
-  JSON.stringify({ type: "hello", version: 1, token, name, address: "127.0.0.1", port, instance_id: `i-${name}`, agent_version: "test", facts: { cores: 1, memory_bytes: 1 } }) + "\n";
+  JSON.stringify({
+    type: "hello",
+    version: 1,
+    token,
+    name,
+    address: "127.0.0.1",
+    port,
+    instance_id: `i-${name}`,
+    agent_version: "test",
+    facts: { cores: 1, memory_bytes: 1 },
+  }) + "\n";
 
 test("SIGHUP applies a new server_line and max_nodes live, refuses a bad ini with every problem and keeps running unchanged, and names [master] keys that need a restart", async () => {
   const cloud = await scope.tempDir("autoscaler-hup-launch-");
   await fs.writeFile(path.join(cloud, "launch.sh"), `echo "COUNT=$COUNT" >> "${cloud}/runs.log"\n`);
   const runs = async () => (await fs.readFile(path.join(cloud, "runs.log"), "utf8").catch(() => "")).split("\n").filter(Boolean);
-  const proxy = await startProxy(scope, { settings: [`machine.scale_up_command=sh '${cloud}/launch.sh'`, "machine.launch_timeout=300", "scaling.max_nodes=10"] });
+  const proxy = await startProxy(scope, {
+    settings: [`machine.scale_up_command=sh '${cloud}/launch.sh'`, "machine.launch_timeout=300", "scaling.max_nodes=10"],
+  });
   const backend = await startBackend(scope, "web-1");
   const add = await proxy.inst.cli("add-host", "127.0.0.1", String(backend.port), "--name", "web-1");
   expect(add.code, add.stderr).toBe(0);
@@ -70,7 +87,10 @@ test("SIGHUP applies a new server_line and max_nodes live, refuses a bad ini wit
   expect((await status(proxy)).capacity.max).toBe(10);
 
   // (1) A good ini: max_nodes 10 → 2, and the server line gets `weight 50`.
-  await editIni(proxy, [["scaling.max_nodes", "2"], ["haproxy.server_line", "server $NAME $IP:$PORT check weight 50"]]);
+  await editIni(proxy, [
+    ["scaling.max_nodes", "2"],
+    ["haproxy.server_line", "server $NAME $IP:$PORT check weight 50"],
+  ]);
   const hupAt = Date.now();
   const reloaded = await hup(proxy, /^config reloaded$/);
   expect(reloaded).toMatchObject({ level: "info", applied: ["haproxy.server_line", "scaling.max_nodes"], needs_restart: [], ignored: [] });
@@ -97,7 +117,11 @@ test("SIGHUP applies a new server_line and max_nodes live, refuses a bad ini wit
   const goodIni = await fs.readFile(proxy.inst.ini, "utf8");
   const newSecret = `NEWSECRET-${randomBytes(12).toString("hex")}`;
   registerSecret(newSecret, "the bad ini's new AWS secret key");
-  await editIni(proxy, [["scaling.min_nodes", "5"], ["master.listen", `0.0.0.0:${proxy.masterPort}`], ["haproxy.server_line", "server $NAME $IP:$PORT check weight 7"]]);
+  await editIni(proxy, [
+    ["scaling.min_nodes", "5"],
+    ["master.listen", `0.0.0.0:${proxy.masterPort}`],
+    ["haproxy.server_line", "server $NAME $IP:$PORT check weight 7"],
+  ]);
   const badIni = (await fs.readFile(proxy.inst.ini, "utf8")).replace(`aws_secret_key = ${KNOWN_AWS_SECRET_KEY}`, `aws_secret_key = ${newSecret}\n  continued`);
   expect(badIni).toContain(newSecret);
   await fs.writeFile(proxy.inst.ini, badIni);
@@ -114,7 +138,9 @@ test("SIGHUP applies a new server_line and max_nodes live, refuses a bad ini wit
   expect(problems.map((l) => l.level)).toEqual(["error", "error", "error"]);
   const messages = problems.map((l) => String(l.msg));
   expect(messages).toContainEqual(expect.stringMatching(/^aws\.aws_secret_key: \[redacted\] is not valid; expected a single line/));
-  expect(messages).toContainEqual(expect.stringMatching(new RegExp(`^master\\.listen: "0\\.0\\.0\\.0:${proxy.masterPort}" is not valid; expected a loopback address`)));
+  expect(messages).toContainEqual(
+    expect.stringMatching(new RegExp(`^master\\.listen: "0\\.0\\.0\\.0:${proxy.masterPort}" is not valid; expected a loopback address`)),
+  );
   expect(messages).toContainEqual("scaling.min_nodes: 5 is greater than scaling.max_nodes (2); expected min_nodes <= max_nodes");
   expect(proxy.master.log()).not.toContain(newSecret);
   // Past the apply ceiling (800 ms): nothing was applied, written or reloaded.
@@ -137,13 +163,22 @@ test("SIGHUP applies a new server_line and max_nodes live, refuses a bad ini wit
   const newToken = randomBytes(24).toString("base64url");
   registerSecret(newToken, "the reloaded ini's new master.token");
   await fs.writeFile(proxy.inst.ini, goodIni);
-  await editIni(proxy, [["master.listen", `127.0.0.1:${newPort}`], ["master.token", newToken], ["scaling.max_nodes", "3"]]);
+  await editIni(proxy, [
+    ["master.listen", `127.0.0.1:${newPort}`],
+    ["master.token", newToken],
+    ["scaling.max_nodes", "3"],
+  ]);
   const logFrom3 = proxy.master.log().length;
   const partial = await hup(proxy, /^config reloaded$/);
   expect(partial).toMatchObject({ applied: ["scaling.max_nodes"], needs_restart: ["master.listen", "master.token"] });
   const warnings = jsonLogLines(proxy.master.log().slice(logFrom3)).filter((l) => l.event === "config_needs_restart");
-  expect(warnings.map((l) => [l.level, l.key])).toEqual([["warn", "master.listen"], ["warn", "master.token"]]);
-  expect(String(warnings[0]!.msg)).toBe(`master.listen changed in ${proxy.inst.ini}, but only a restart applies it (the agent listener is bound once, at start); the running master keeps its current value`);
+  expect(warnings.map((l) => [l.level, l.key])).toEqual([
+    ["warn", "master.listen"],
+    ["warn", "master.token"],
+  ]);
+  expect(String(warnings[0]!.msg)).toBe(
+    `master.listen changed in ${proxy.inst.ini}, but only a restart applies it (the agent listener is bound once, at start); the running master keeps its current value`,
+  );
   expect(proxy.master.log()).not.toContain(newToken);
   expect((await status(proxy)).capacity.max).toBe(3);
   expect(await canConnect(newPort)).toBe(false);

@@ -16,7 +16,9 @@ let ini: string;
 let before: Record<string, string>;
 
 /** 10 minutes, from the model test: on 2 static nodes of 60 req/min, 3 minutes over 90 % and 2 over 100 %. */
-const HAND_TRACE = ["minute_utc,requests", ...[60, 60, 120, 150, 30, 0, 90, 108, 180, 60].map((r, m) => `1995-07-01T04:${String(m).padStart(2, "0")}:00Z,${r}`)].join("\n") + "\n";
+const HAND_TRACE =
+  ["minute_utc,requests", ...[60, 60, 120, 150, 30, 0, 90, 108, 180, 60].map((r, m) => `1995-07-01T04:${String(m).padStart(2, "0")}:00Z,${r}`)].join("\n") +
+  "\n";
 
 beforeEach(async () => {
   dir = await scope.tempDir("autoscaler-simulate-");
@@ -47,7 +49,13 @@ test("simulate prints a table with one row per policy and writes nothing", async
   expect(r.code, r.stderr).toBe(0);
   expect(r.stdout).toMatch(/^trace\.csv: 10 minutes from 1995-07-01T04:00Z/);
   expect(r.stdout).toMatch(/^POLICY +NODE-HOURS +MIN CPU>90% +MIN CPU>100% +EVENTS +PEAK NODES +DECISIONS\/S$/m);
-  expect(r.stdout.trimEnd().split("\n").slice(-3).map((l) => l.split(/ +/)[0])).toEqual(["ours", "hpa", "static"]);
+  expect(
+    r.stdout
+      .trimEnd()
+      .split("\n")
+      .slice(-3)
+      .map((l) => l.split(/ +/)[0]),
+  ).toEqual(["ours", "hpa", "static"]);
   expect(await snapshotDir(dir)).toEqual(before);
 });
 
@@ -102,14 +110,29 @@ test.each<[string, string, RegExp]>([
 });
 
 test.each<[string, string[], number, RegExp]>([
-  ["a negative min_nodes exits 78 naming scaling.min_nodes", ["--set", "scaling.min_nodes=-1"], 78, /scaling\.min_nodes: "-1" is not valid; expected a whole number of at least 0/],
+  [
+    "a negative min_nodes exits 78 naming scaling.min_nodes",
+    ["--set", "scaling.min_nodes=-1"],
+    78,
+    /scaling\.min_nodes: "-1" is not valid; expected a whole number of at least 0/,
+  ],
   ["min_nodes above max_nodes exits 78", ["--set", "scaling.min_nodes=30"], 78, /scaling\.min_nodes: 30 is greater than scaling\.max_nodes/],
   ["an unknown key exits 2", ["--set", "scaling.no_such_key=1"], 2, /--set scaling\.no_such_key: no such setting/],
   ["a key outside [scaling] exits 2", ["--set", "haproxy.config=other.cfg"], 2, /--set haproxy\.config: simulate reads only \[scaling\] and agent\.interval/],
-  ["a target_cpu over 100 exits 78 naming scaling.target_cpu", ["--set", "scaling.target_cpu=150"], 78, /scaling\.target_cpu: "150" is not valid; expected a CPU percentage/],
+  [
+    "a target_cpu over 100 exits 78 naming scaling.target_cpu",
+    ["--set", "scaling.target_cpu=150"],
+    78,
+    /scaling\.target_cpu: "150" is not valid; expected a CPU percentage/,
+  ],
   ["a bad number exits 2", ["--scale", "abc"], 2, /--scale "abc" is not valid; expected a number greater than 0/],
   ["a negative skew exits 2", ["--skew", "-0.3"], 2, /--skew "-0\.3" is not valid; expected a number of at least 0/],
-  ["an unknown policy exits 2", ["--compare", "hpa,magic"], 2, /--compare "magic" is not a policy; expected a comma list of ini, instance, predictive, hpa, static/],
+  [
+    "an unknown policy exits 2",
+    ["--compare", "hpa,magic"],
+    2,
+    /--compare "magic" is not a policy; expected a comma list of ini, instance, predictive, hpa, static/,
+  ],
   ["a slice past the end exits 2", ["--start", "1"], 2, /--start 1 is past the end: the trace has 10 minutes/],
   ["a missing trace file exits 2", ["--trace", "nope.csv"], 2, /cannot read the trace nope\.csv/],
 ])("%s, and writes nothing", async (_name, args, code, message) => {
@@ -141,7 +164,10 @@ test.skipIf(existsSync(DEFAULT_CONFIG_PATH) || process.env.AUTOSCALER_CONFIG !==
 test("our default policy on a hand-computed trace: steady at 50 % on one node nothing moves; a doubling to 100 % launches one node, once, within a tick or so", async () => {
   // 30 minutes of one node's worth at 50 % (30 req/min at 60 per node): desired = ceil(50 / 60) = 1, so
   // 0.5 node-hours, no event, no overload. Then 60 req/min (one node at 100 %): desired = ceil(100 / 60) = 2.
-  const rows = Array.from({ length: 40 }, (_, m) => `1995-07-01T${String(4 + Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}:00Z,${m < 30 ? 30 : 60}`);
+  const rows = Array.from(
+    { length: 40 },
+    (_, m) => `1995-07-01T${String(4 + Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}:00Z,${m < 30 ? 30 : 60}`,
+  );
   await fs.writeFile(path.join(dir, "steady.csv"), ["minute_utc,requests", ...rows].join("\n") + "\n");
   const steady = JSON.parse((await simulate("--trace", "steady.csv", "--days", "1", "--json", "--set", "scaling.min_nodes=1")).stdout || "null");
   expect(steady).toBeNull(); // --days 1 is past the end of 40 minutes: refused (exit 2, nothing printed)
@@ -149,7 +175,13 @@ test("our default policy on a hand-computed trace: steady at 50 % on one node no
   await fs.writeFile(path.join(dir, "steady.csv"), ["minute_utc,requests", ...rows.slice(0, 30)].join("\n") + "\n");
   const flat = await simulate("--trace", "steady.csv", "--json");
   expect(flat.code, flat.stderr).toBe(0);
-  expect((JSON.parse(flat.stdout) as { results: unknown[] }).results[0]).toMatchObject({ policy: "ours", nodeHours: 0.5, overloadMinutes90: 0, events: 0, peakNodes: 1 });
+  expect((JSON.parse(flat.stdout) as { results: unknown[] }).results[0]).toMatchObject({
+    policy: "ours",
+    nodeHours: 0.5,
+    overloadMinutes90: 0,
+    events: 0,
+    peakNodes: 1,
+  });
 
   await fs.writeFile(path.join(dir, "steady.csv"), ["minute_utc,requests", ...rows].join("\n") + "\n");
   const step = await simulate("--trace", "steady.csv", "--json", "--boot", "60");

@@ -64,7 +64,10 @@ describe("the shipped units", () => {
       /^RestrictSUIDSGID=yes$/,
       /^UMask=0077$/,
     ]) {
-      expect(lines.some((l) => line.test(l)), `${role}: ${line}`).toBe(true);
+      expect(
+        lines.some((l) => line.test(l)),
+        `${role}: ${line}`,
+      ).toBe(true);
     }
     expect(lines.some((l) => l.startsWith("MemoryDenyWriteExecute="))).toBe(false); // V8's JIT needs W+X memory
     const writable = lines.filter((l) => l.startsWith("ReadWritePaths="));

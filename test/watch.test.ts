@@ -17,7 +17,8 @@ const writeHost = (p: Proxy, name: string, port: number) =>
   fs.writeFile(path.join(p.inst.dir, "hosts.d", `${name}.json`), JSON.stringify({ address: "127.0.0.1", port }) + "\n");
 const liveServers = async (p: Proxy) => serverLines(await fs.readFile(p.inst.haproxyConfig, "utf8"));
 /** Wait until haproxy.cfg holds exactly `count` server lines. */
-const waitServers = (p: Proxy, count: number) => waitFor(`${count} server lines in haproxy.cfg`, async () => (await liveServers(p)).length === count, 10_000, 20);
+const waitServers = (p: Proxy, count: number) =>
+  waitFor(`${count} server lines in haproxy.cfg`, async () => (await liveServers(p)).length === count, 10_000, 20);
 
 test("a hand-written hosts.d file is applied by the running master and served by HAProxy", async () => {
   const proxy = await startProxy(scope);
@@ -34,11 +35,15 @@ test("a hand-written hosts.d file is applied by the running master and served by
 test("a burst of twenty changes becomes at most two reloads (debounce with a ceiling)", async () => {
   const proxy = await startProxy(scope);
   // Let the start-up apply settle first (a second with no reload), so the count below is the burst's alone.
-  await waitFor("no pending apply", async () => {
-    const a = (await showProc(proxy.inst)).master.reloads;
-    await sleep(1000);
-    return (await showProc(proxy.inst)).master.reloads === a;
-  }, 15_000);
+  await waitFor(
+    "no pending apply",
+    async () => {
+      const a = (await showProc(proxy.inst)).master.reloads;
+      await sleep(1000);
+      return (await showProc(proxy.inst)).master.reloads === a;
+    },
+    15_000,
+  );
   const before = (await showProc(proxy.inst)).master.reloads;
   await Promise.all(Array.from({ length: 20 }, (_, i) => writeHost(proxy, `burst-${String(i).padStart(2, "0")}`, 20000 + i)));
   await waitServers(proxy, 20);

@@ -252,7 +252,8 @@ function validateKnobs(raw, file) {
   bool("terminateFail");
   point("killMasterAt");
   point("killMasterAtTerminate");
-  if (typeof k.agentInterval !== "number" || !(k.agentInterval > 0 && k.agentInterval <= 60)) problems.push(`agentInterval must be a number of seconds above 0 and up to 60, not ${JSON.stringify(k.agentInterval)}`);
+  if (typeof k.agentInterval !== "number" || !(k.agentInterval > 0 && k.agentInterval <= 60))
+    problems.push(`agentInterval must be a number of seconds above 0 and up to 60, not ${JSON.stringify(k.agentInterval)}`);
   if (problems.length > 0) throw new CloudError(2, `${file}: ${problems.join("; ")}`);
   return k;
 }
@@ -279,7 +280,8 @@ function masterToKill(cloudDir) {
   if (text === undefined) throw new CloudError(5, `a master kill is armed but ${file} is missing; the test must call setMasterPid first`);
   if (!/^[1-9][0-9]*$/.test(text)) throw new CloudError(5, `${file} must hold a process id, not ${JSON.stringify(text.slice(0, 40))}`);
   const pid = Number(text);
-  if (!ancestors().includes(pid)) throw new CloudError(5, `refusing to kill pid ${pid} from ${file}: it is not an ancestor of this script (ancestors: ${ancestors().join(" ")})`);
+  if (!ancestors().includes(pid))
+    throw new CloudError(5, `refusing to kill pid ${pid} from ${file}: it is not an ancestor of this script (ancestors: ${ancestors().join(" ")})`);
   return pid;
 }
 
@@ -329,7 +331,8 @@ function maybeKillMaster(cloudDir, kill, point, command) {
 
 function parseCount(text) {
   if (text === undefined || text === "") return 1;
-  if (!/^[1-9][0-9]*$/.test(text) || Number(text) > MAX_COUNT) throw new CloudError(2, `COUNT must be a whole number from 1 to ${MAX_COUNT}, not ${JSON.stringify(text.slice(0, 40))}`);
+  if (!/^[1-9][0-9]*$/.test(text) || Number(text) > MAX_COUNT)
+    throw new CloudError(2, `COUNT must be a whole number from 1 to ${MAX_COUNT}, not ${JSON.stringify(text.slice(0, 40))}`);
   return Number(text);
 }
 
@@ -341,10 +344,14 @@ async function waitForSetup(cloudDir) {
     const setup = readJson(file, "the cloud's setup");
     if (setup !== undefined) {
       const ok =
-        typeof setup.servers === "string" && /^[0-9A-Za-z.:,[\]-]+$/.test(setup.servers) &&
-        typeof setup.token === "string" && /^[A-Za-z0-9_-]+$/.test(setup.token) &&
-        typeof setup.masterListen === "string" && /^127\.0\.0\.1:[0-9]{1,5}$/.test(setup.masterListen) &&
-        typeof setup.sshUser === "string" && NODE_NAME.test(setup.sshUser);
+        typeof setup.servers === "string" &&
+        /^[0-9A-Za-z.:,[\]-]+$/.test(setup.servers) &&
+        typeof setup.token === "string" &&
+        /^[A-Za-z0-9_-]+$/.test(setup.token) &&
+        typeof setup.masterListen === "string" &&
+        /^127\.0\.0\.1:[0-9]{1,5}$/.test(setup.masterListen) &&
+        typeof setup.sshUser === "string" &&
+        NODE_NAME.test(setup.sshUser);
       if (!ok) throw new CloudError(2, `${file} must hold servers, token, masterListen (127.0.0.1:PORT) and sshUser`);
       return setup;
     }
@@ -372,7 +379,8 @@ async function allocateNodes(cloudDir, count) {
     const text = readText(counterFile)?.trim() ?? "0";
     if (!/^[0-9]+$/.test(text)) throw new CloudError(2, `${counterFile} must hold a number, not ${JSON.stringify(text.slice(0, 40))}`);
     const last = Number(text);
-    if (last + count > MAX_NODE_NUMBER) throw new CloudError(1, `out of loopback addresses: ${last} nodes made, ${count} more asked, at most ${MAX_NODE_NUMBER}`);
+    if (last + count > MAX_NODE_NUMBER)
+      throw new CloudError(1, `out of loopback addresses: ${last} nodes made, ${count} more asked, at most ${MAX_NODE_NUMBER}`);
     writeAtomic(counterFile, `${last + count}\n`);
     return Array.from({ length: count }, (_, i) => last + 1 + i);
   });
@@ -392,7 +400,17 @@ async function allocateNodes(cloudDir, count) {
 /** The environment a node's processes get: the caller's, minus what only the master's commands should see. */
 function nodeEnvironment() {
   const env = { ...process.env };
-  for (const key of ["COUNT", "INSTANCE_ID", "NODE_NAME", "NODE_ADDRESS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AUTOSCALER_CONFIG"]) delete env[key];
+  for (const key of [
+    "COUNT",
+    "INSTANCE_ID",
+    "NODE_NAME",
+    "NODE_ADDRESS",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AUTOSCALER_CONFIG",
+  ])
+    delete env[key];
   return env;
 }
 
@@ -551,9 +569,11 @@ function terminate(cloudDir) {
     const name = process.env.NODE_NAME ?? "";
     const address = process.env.NODE_ADDRESS ?? "";
     const problems = [];
-    if (instanceId !== "" && !INSTANCE_ID.test(instanceId)) problems.push(`INSTANCE_ID must look like i-0123456789abcdef0, not ${JSON.stringify(instanceId.slice(0, 80))}`);
+    if (instanceId !== "" && !INSTANCE_ID.test(instanceId))
+      problems.push(`INSTANCE_ID must look like i-0123456789abcdef0, not ${JSON.stringify(instanceId.slice(0, 80))}`);
     if (name !== "" && !NODE_NAME.test(name)) problems.push(`NODE_NAME must match [A-Za-z0-9._-]{1,63}, not ${JSON.stringify(name.slice(0, 80))}`);
-    if (address !== "" && !/^[0-9a-fA-F.:]{2,45}$/.test(address)) problems.push(`NODE_ADDRESS must be an IP address, not ${JSON.stringify(address.slice(0, 80))}`);
+    if (address !== "" && !/^[0-9a-fA-F.:]{2,45}$/.test(address))
+      problems.push(`NODE_ADDRESS must be an IP address, not ${JSON.stringify(address.slice(0, 80))}`);
     if (instanceId === "" && name === "") problems.push("INSTANCE_ID or NODE_NAME must be set");
     if (problems.length > 0) throw new CloudError(2, problems.join("; "));
 
@@ -575,7 +595,9 @@ function terminate(cloudDir) {
     writeAtomic(path.join(dir, "node.json"), JSON.stringify({ ...info, terminatedAt: Date.now() }, null, 2) + "\n");
     appendJsonLine(log, { ...record, found: true, fail: false, node: node.name, ...stopped });
     // The shape of `aws ec2 terminate-instances` output.
-    const out = { TerminatingInstances: [{ InstanceId: node.instanceId, CurrentState: { Code: 32, Name: "shutting-down" }, PreviousState: { Code: 16, Name: "running" } }] };
+    const out = {
+      TerminatingInstances: [{ InstanceId: node.instanceId, CurrentState: { Code: 32, Name: "shutting-down" }, PreviousState: { Code: 16, Name: "running" } }],
+    };
     return JSON.stringify(out, null, 4) + "\n";
   });
 }

@@ -235,7 +235,9 @@ export async function createCloud(scope: Scope, proxies?: Proxy | Proxy[], optio
 
   const nodes = async (): Promise<NodeRecord[]> => {
     const names = (await fs.readdir(path.join(dir, "nodes"))).filter((n) => NAME.test(n));
-    const records = await Promise.all(names.map(async (n) => JSON.parse((await readText(path.join(dir, "nodes", n, "node.json"))) ?? "null") as NodeRecord | null));
+    const records = await Promise.all(
+      names.map(async (n) => JSON.parse((await readText(path.join(dir, "nodes", n, "node.json"))) ?? "null") as NodeRecord | null),
+    );
     return records.filter((r): r is NodeRecord => r !== null).sort((a, b) => Number(a.name.slice(6)) - Number(b.name.slice(6)));
   };
 
@@ -310,10 +312,12 @@ export async function createCloud(scope: Scope, proxies?: Proxy | Proxy[], optio
       await writeAtomic(path.join(dir, "master.pid"), `${pid}\n`);
     },
     armKill: (point, afterExitMs) => updateKnobs({ killMasterAt: point, ...(afterExitMs === undefined ? {} : { killMasterAfterExitMs: afterExitMs }) }),
-    armTerminateKill: (point, afterExitMs) => updateKnobs({ killMasterAtTerminate: point, ...(afterExitMs === undefined ? {} : { killMasterAfterExitMs: afterExitMs }) }),
+    armTerminateKill: (point, afterExitMs) =>
+      updateKnobs({ killMasterAtTerminate: point, ...(afterExitMs === undefined ? {} : { killMasterAfterExitMs: afterExitMs }) }),
     burn: async (on, name, threads) => {
       if (name !== undefined && !NAME.test(name)) throw new Error(`not a cloud node name: ${name}`);
-      if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 16)) throw new Error(`burn threads must be 1 to 16, not ${threads}`);
+      if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 16))
+        throw new Error(`burn threads must be 1 to 16, not ${threads}`);
       const flag = path.join(dir, name === undefined ? "burn-all" : `burn-${name}`);
       if (on) return writeAtomic(flag, threads === undefined ? "" : String(threads));
       await fs.rm(flag, { force: true });

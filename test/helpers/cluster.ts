@@ -127,7 +127,10 @@ export async function startWebApp(scope: Scope, name: string, address: string, p
   const pidFile = path.join(dir, "web.pid");
   const web = spawn(
     process.execPath,
-    ["-e", `require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); require("http").createServer((q, r) => r.end(${JSON.stringify(name)})).listen(${port}, ${JSON.stringify(address)}, () => console.log("listening"))`],
+    [
+      "-e",
+      `require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); require("http").createServer((q, r) => r.end(${JSON.stringify(name)})).listen(${port}, ${JSON.stringify(address)}, () => console.log("listening"))`,
+    ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   scope.track(web);

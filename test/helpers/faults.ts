@@ -6,7 +6,11 @@ import type { Proxy, Daemon } from "./cluster.js";
 import { descendants } from "./process.js";
 
 /** Lines of a daemon's output that match `pattern`. */
-export const countLines = (d: Daemon, pattern: RegExp) => d.log().split("\n").filter((l) => pattern.test(l)).length;
+export const countLines = (d: Daemon, pattern: RegExp) =>
+  d
+    .log()
+    .split("\n")
+    .filter((l) => pattern.test(l)).length;
 
 /** The daemon's JSON log lines (it logs JSON when stdout is not a terminal) whose message is `msg`, with their time in ms since the epoch. */
 export function logLines(d: Daemon, msg: string): { at: number; fields: Record<string, unknown> }[] {

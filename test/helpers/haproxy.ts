@@ -49,7 +49,10 @@ export async function makeInstallation(scope: Scope, extraSettings: string[] = [
   const token = /^token = (.*)$/m.exec(await fs.readFile(ini, "utf8"))?.[1];
   if (token) registerSecret(token, "an installation's master.token");
   await adaptTemplateForTest(path.join(dir, "haproxy.cfg.tmpl"), frontendPort, dir);
-  const stateSetting = settings.filter((s) => s.startsWith("master.state_dir=")).at(-1)!.slice("master.state_dir=".length);
+  const stateSetting = settings
+    .filter((s) => s.startsWith("master.state_dir="))
+    .at(-1)!
+    .slice("master.state_dir=".length);
   return {
     dir,
     ini,
@@ -179,7 +182,10 @@ export function showServersState(dir: string): Promise<RunningServer[]> {
     s.on("close", (hadError) => {
       if (hadError) return;
       // Data lines: "be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state …"
-      const rows = answer.split("\n").filter((l) => /^\d+ autoscaler /.test(l)).map((l) => l.split(" "));
+      const rows = answer
+        .split("\n")
+        .filter((l) => /^\d+ autoscaler /.test(l))
+        .map((l) => l.split(" "));
       resolve(rows.map((r) => ({ name: r[3]!, opState: Number(r[5]), adminState: Number(r[6]) })));
     });
   });

@@ -99,28 +99,30 @@ export async function floodMaster(port: number, count: number, data: (i: number)
   const deadline = Date.now() + timeoutMs;
   try {
     const connected = await Promise.all(
-      Array.from({ length: count }, (_, i) =>
-        new Promise<boolean>((resolve) => {
-          const s = net.createConnection({ host: "127.0.0.1", port });
-          sockets.push(s);
-          const t = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
-          s.on("error", () => {
-            clearTimeout(t);
-            resolve(false);
-          });
-          s.on("connect", () => {
-            const payload = data(i);
-            if (payload === "") {
+      Array.from(
+        { length: count },
+        (_, i) =>
+          new Promise<boolean>((resolve) => {
+            const s = net.createConnection({ host: "127.0.0.1", port });
+            sockets.push(s);
+            const t = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+            s.on("error", () => {
               clearTimeout(t);
-              resolve(true);
-            } else {
-              s.write(payload, () => {
+              resolve(false);
+            });
+            s.on("connect", () => {
+              const payload = data(i);
+              if (payload === "") {
                 clearTimeout(t);
                 resolve(true);
-              });
-            }
-          });
-        }),
+              } else {
+                s.write(payload, () => {
+                  clearTimeout(t);
+                  resolve(true);
+                });
+              }
+            });
+          }),
       ),
     );
     return connected.filter(Boolean).length;
@@ -244,16 +246,26 @@ export interface SshRunOptions {
  */
 export function sshBaseArgs(sshd: Sshd, keyFile: string, knownHostsFile: string): string[] {
   return [
-    "-F", "/dev/null",
-    "-i", keyFile,
-    "-p", String(sshd.port),
-    "-o", "IdentitiesOnly=yes",
-    "-o", `UserKnownHostsFile=${knownHostsFile}`,
-    "-o", "GlobalKnownHostsFile=/dev/null",
-    "-o", "StrictHostKeyChecking=yes",
-    "-o", "BatchMode=yes",
-    "-o", "ConnectTimeout=5",
-    "-o", "ServerAliveInterval=5",
+    "-F",
+    "/dev/null",
+    "-i",
+    keyFile,
+    "-p",
+    String(sshd.port),
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    `UserKnownHostsFile=${knownHostsFile}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=5",
+    "-o",
+    "ServerAliveInterval=5",
   ];
 }
 
@@ -309,7 +321,14 @@ export async function startCountingServer(scope: Scope): Promise<{ port: number;
  * A web app child process on address:port: `/health` answers 503 until `flagFile` exists, then
  * 200; every other path answers `name`. It writes its pid to `pidFile` (for `cpu_source = pid:`).
  */
-export async function startGatedWebApp(scope: Scope, name: string, address: string, port: number, flagFile: string, pidFile: string): Promise<{ healthChecks: () => number }> {
+export async function startGatedWebApp(
+  scope: Scope,
+  name: string,
+  address: string,
+  port: number,
+  flagFile: string,
+  pidFile: string,
+): Promise<{ healthChecks: () => number }> {
   const program = `
     const fs = require("fs");
     fs.writeFileSync(${JSON.stringify(pidFile)}, String(process.pid));

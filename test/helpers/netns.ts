@@ -90,7 +90,12 @@ export async function createNetwork(count: number): Promise<TestNetwork> {
     // The kernel destroys the pair asynchronously after `netns del`, so the root end may vanish
     // between the check and the delete: "Cannot find device" then means it is already gone.
     for (const link of made.links) {
-      if (await run("ip", ["link", "show", link]).then(() => true, () => false)) {
+      if (
+        await run("ip", ["link", "show", link]).then(
+          () => true,
+          () => false,
+        )
+      ) {
         await ip("link", "del", link).catch((err: Error) => {
           if (!/Cannot find device/.test(err.message)) problems.push(err.message);
         });
@@ -138,10 +143,14 @@ export function startNsDaemon(scope: Scope, ns: Namespace, args: string[], cwd?:
 /** Start HAProxy (master-worker, master CLI in the folder) inside a namespace; returns once its frontend on the namespace address serves. */
 export async function startNsHaproxy(scope: Scope, ns: Namespace, inst: Installation): Promise<{ pid: number; log: () => string }> {
   let log = "";
-  const child = spawn(ns.wrap[0]!, [...ns.wrap.slice(1), "haproxy", "-W", "-S", inst.masterSocket, "-f", inst.haproxyConfig, "-p", path.join(inst.dir, "haproxy.pid")], {
-    cwd: inst.dir,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    ns.wrap[0]!,
+    [...ns.wrap.slice(1), "haproxy", "-W", "-S", inst.masterSocket, "-f", inst.haproxyConfig, "-p", path.join(inst.dir, "haproxy.pid")],
+    {
+      cwd: inst.dir,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   scope.track(child);
   child.stdout!.on("data", (b: Buffer) => (log += b.toString()));
   child.stderr!.on("data", (b: Buffer) => (log += b.toString()));

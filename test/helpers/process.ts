@@ -72,7 +72,13 @@ export function runProcess(file: string, args: string[], options: RunOptions = {
     child.on("error", reject);
     child.on("close", (code) => {
       clearTimeout(timer);
-      recordOutput(`the output of ${path.basename(file)} ${args.map((a) => (a === CLI ? "autoscaler" : a)).join(" ").slice(0, 200)}`, stdout + stderr);
+      recordOutput(
+        `the output of ${path.basename(file)} ${args
+          .map((a) => (a === CLI ? "autoscaler" : a))
+          .join(" ")
+          .slice(0, 200)}`,
+        stdout + stderr,
+      );
       resolve({ code, stdout, stderr });
     });
   });
@@ -84,7 +90,12 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Wait until `check` returns a truthy value, polling; throws with `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 25): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 10_000,
+  everyMs = 25,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -177,7 +188,15 @@ export class Scope {
           }),
       ),
     );
-    await Promise.all(this.servers.map((s) => new Promise<void>((r) => { (s as http.Server).closeAllConnections?.(); s.close(() => r()); })));
+    await Promise.all(
+      this.servers.map(
+        (s) =>
+          new Promise<void>((r) => {
+            (s as http.Server).closeAllConnections?.();
+            s.close(() => r());
+          }),
+      ),
+    );
     await Promise.all(this.dirs.map((d) => fs.rm(d, { recursive: true, force: true })));
     this.children.length = 0;
     this.servers.length = 0;

@@ -24,7 +24,9 @@ export interface KeyPair {
 export function makeKeyPair(dir: string, name: string): KeyPair {
   const privateFile = path.join(dir, name);
   execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", privateFile]);
-  const publicLine = execFileSync("cat", [`${privateFile}.pub`]).toString().trim();
+  const publicLine = execFileSync("cat", [`${privateFile}.pub`])
+    .toString()
+    .trim();
   return { privateFile, publicFile: `${privateFile}.pub`, publicLine };
 }
 

@@ -85,7 +85,8 @@ function assertOpen(cloudDir) {
 async function launch(cloudDir) {
   assertOpen(cloudDir);
   const count = Number(process.env.COUNT ?? "1");
-  if (!Number.isInteger(count) || count < 1 || count > MAX_COUNT) throw new CloudError(2, `COUNT must be 1-${MAX_COUNT}, not ${JSON.stringify(process.env.COUNT)}`);
+  if (!Number.isInteger(count) || count < 1 || count > MAX_COUNT)
+    throw new CloudError(2, `COUNT must be 1-${MAX_COUNT}, not ${JSON.stringify(process.env.COUNT)}`);
   const nodes = [];
   for (let n = 1; n <= MAX_NODES && nodes.length < count; n++) {
     const name = `tcp-${n}`;
@@ -101,7 +102,10 @@ async function launch(cloudDir) {
     nodes.push(node);
   }
   if (nodes.length < count) throw new CloudError(1, `no free node number up to ${MAX_NODES}`);
-  appendFileSync(path.join(cloudDir, "launches.log"), JSON.stringify({ at: Date.now(), pid: process.pid, count, nodes: nodes.map(({ name, instanceId }) => ({ name, instanceId })) }) + "\n");
+  appendFileSync(
+    path.join(cloudDir, "launches.log"),
+    JSON.stringify({ at: Date.now(), pid: process.pid, count, nodes: nodes.map(({ name, instanceId }) => ({ name, instanceId })) }) + "\n",
+  );
   for (const node of nodes) {
     const log = openSync(path.join(node.dir, "node.log"), "a");
     const child = spawn(process.execPath, [SCRIPT, "node", node.dir], { detached: true, stdio: ["ignore", log, log] });
@@ -121,7 +125,10 @@ async function terminate(cloudDir) {
   const instanceId = process.env.INSTANCE_ID ?? "";
   const names = readdirSync(path.join(cloudDir, "nodes"));
   const node = names.map((n) => JSON.parse(readText(path.join(cloudDir, "nodes", n, "node.json")) ?? "null")).find((n) => n?.instanceId === instanceId);
-  appendFileSync(path.join(cloudDir, "terminations.log"), JSON.stringify({ at: Date.now(), pid: process.pid, instanceId, name: node?.name ?? null, nodeName: process.env.NODE_NAME ?? "" }) + "\n");
+  appendFileSync(
+    path.join(cloudDir, "terminations.log"),
+    JSON.stringify({ at: Date.now(), pid: process.pid, instanceId, name: node?.name ?? null, nodeName: process.env.NODE_NAME ?? "" }) + "\n",
+  );
   if (!node) throw new CloudError(4, `no instance ${JSON.stringify(instanceId)} in this cloud; nothing was stopped`);
   const pid = Number(readText(path.join(node.dir, "node.pid")));
   if (pid > 1 && isNodeProcess(pid, node.dir)) {
@@ -133,7 +140,9 @@ async function terminate(cloudDir) {
     }
   }
   writeAtomic(path.join(node.dir, "terminated"), `${Date.now()}\n`);
-  process.stdout.write(JSON.stringify({ TerminatingInstances: [{ InstanceId: instanceId, CurrentState: { Code: 32, Name: "shutting-down" } }] }, null, 4) + "\n");
+  process.stdout.write(
+    JSON.stringify({ TerminatingInstances: [{ InstanceId: instanceId, CurrentState: { Code: 32, Name: "shutting-down" } }] }, null, 4) + "\n",
+  );
 }
 
 /** One node: an HTTP server answering its name, and an agent-protocol client that reconnects after any break. */

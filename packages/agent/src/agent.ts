@@ -65,14 +65,20 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
   try {
     privateKey = await fs.readFile(s.keyFile);
   } catch (err) {
-    throw new AutoscalerError("AUTOSCALER_CONFIG_INVALID", `cannot read the SSH key ${s.keyFile} (from haproxy.ssh_command): ${(err as Error).message}`, { exitCode: EXIT_CONFIG });
+    throw new AutoscalerError("AUTOSCALER_CONFIG_INVALID", `cannot read the SSH key ${s.keyFile} (from haproxy.ssh_command): ${(err as Error).message}`, {
+      exitCode: EXIT_CONFIG,
+    });
   }
   let knownHostsText = "";
   try {
     knownHostsText = await fs.readFile(config.haproxy.known_hosts, "utf8");
   } catch (err) {
     if (errnoCode(err) !== "ENOENT") {
-      throw new AutoscalerError("AUTOSCALER_CONFIG_INVALID", `cannot read ${config.haproxy.known_hosts} (haproxy.known_hosts): ${(err as Error).message}; it must be readable by the agent's user (the unit runs as autoscaler: chown autoscaler: ${config.haproxy.known_hosts})`, { exitCode: EXIT_CONFIG });
+      throw new AutoscalerError(
+        "AUTOSCALER_CONFIG_INVALID",
+        `cannot read ${config.haproxy.known_hosts} (haproxy.known_hosts): ${(err as Error).message}; it must be readable by the agent's user (the unit runs as autoscaler: chown autoscaler: ${config.haproxy.known_hosts})`,
+        { exitCode: EXIT_CONFIG },
+      );
     }
     logger.warn("known_hosts file not found: every proxy's host key will be refused until it is added", { file: config.haproxy.known_hosts });
   }
@@ -215,7 +221,15 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
     }
   };
 
-  logger.info("agent started", { node: identity.name, address: identity.address, port: identity.port, instance_id: identity.instanceId, proxies: s.servers.map((p) => p.host), interval_s: config.agent.interval, cpu_source: config.agent.cpu_source.kind });
+  logger.info("agent started", {
+    node: identity.name,
+    address: identity.address,
+    port: identity.port,
+    instance_id: identity.instanceId,
+    proxies: s.servers.map((p) => p.host),
+    interval_s: config.agent.interval,
+    cpu_source: config.agent.cpu_source.kind,
+  });
   const loops = s.servers.map((server) => runProxy(server));
 
   return {

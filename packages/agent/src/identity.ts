@@ -40,6 +40,7 @@ export async function resolveIdentity(config: Config, env: NodeJS.ProcessEnv): P
   const name = config.agent.name || nameFromHostname(os.hostname());
   const address = config.agent.address || firstExternalIPv4();
   if (!address) throw new Error("agent.address is empty and this machine has no non-internal IPv4 address; set [agent] address");
-  const instanceId = config.agent.instance_id || (await fetchInstanceId(env.AUTOSCALER_METADATA_URL ?? "http://169.254.169.254")) || nameFromHostname(os.hostname());
+  const instanceId =
+    config.agent.instance_id || (await fetchInstanceId(env.AUTOSCALER_METADATA_URL ?? "http://169.254.169.254")) || nameFromHostname(os.hostname());
   return { name, address, port: config.agent.port, instanceId };
 }

@@ -13,8 +13,12 @@ let keyB: { blob: Buffer; line: string };
 function makeKey(name: string): { blob: Buffer; line: string; fp: string } {
   const file = path.join(dir, name);
   execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", file]);
-  const pub = execFileSync("cat", [`${file}.pub`]).toString().trim();
-  const fp = execFileSync("ssh-keygen", ["-lf", `${file}.pub`]).toString().split(" ")[1]!;
+  const pub = execFileSync("cat", [`${file}.pub`])
+    .toString()
+    .trim();
+  const fp = execFileSync("ssh-keygen", ["-lf", `${file}.pub`])
+    .toString()
+    .split(" ")[1]!;
   return { blob: Buffer.from(pub.split(" ")[1]!, "base64"), line: pub.split(" ").slice(0, 2).join(" "), fp };
 }
 
@@ -82,7 +86,12 @@ describe("verifyHostKey", () => {
   test("a key of another type than the one trusted is 'not in' the file, not 'CHANGED', and the client asks for the trusted type first", () => {
     const file = path.join(dir, "ecdsa_key");
     execFileSync("ssh-keygen", ["-q", "-t", "ecdsa", "-N", "", "-f", file]);
-    const ecdsaLine = execFileSync("cat", [`${file}.pub`]).toString().trim().split(" ").slice(0, 2).join(" ");
+    const ecdsaLine = execFileSync("cat", [`${file}.pub`])
+      .toString()
+      .trim()
+      .split(" ")
+      .slice(0, 2)
+      .join(" ");
     const lines = parseKnownHosts(`[proxy]:2222 ${ecdsaLine}\n`);
     const v = verifyHostKey(lines, "kh", "proxy", 2222, keyA.blob);
     expect(v).toMatchObject({ ok: false, reason: "unknown" });

@@ -36,7 +36,10 @@ export function knownHostsName(host: string, port: number): string {
 }
 
 function globToRegExp(pattern: string): RegExp {
-  const escaped = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  const escaped = pattern
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
   return new RegExp(`^${escaped}$`, "i");
 }
 
@@ -125,6 +128,8 @@ const HOST_KEY_ALGORITHMS = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-n
 export function hostKeyAlgorithms(lines: KnownHostLine[], host: string, port: number): string[] {
   const name = knownHostsName(host, port);
   const types = new Set(lines.filter((l) => l.marker === "" && patternsMatch(l.patterns, name)).map((l) => keyTypeOf(l.key)));
-  const preferred = [...types].flatMap((t) => (t === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [t])).filter((a) => HOST_KEY_ALGORITHMS.includes(a));
+  const preferred = [...types]
+    .flatMap((t) => (t === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [t]))
+    .filter((a) => HOST_KEY_ALGORITHMS.includes(a));
   return [...preferred, ...HOST_KEY_ALGORITHMS.filter((a) => !preferred.includes(a))];
 }

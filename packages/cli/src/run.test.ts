@@ -35,7 +35,11 @@ describe("run", () => {
 
   test.each([
     ["no proxies in haproxy.servers", [], /haproxy\.servers is empty/],
-    ["a key file that does not exist", ["haproxy.servers=127.0.0.1", "haproxy.ssh_command=ssh -i missing_key autoscaler@$HOST"], /cannot read the SSH key .*missing_key/],
+    [
+      "a key file that does not exist",
+      ["haproxy.servers=127.0.0.1", "haproxy.ssh_command=ssh -i missing_key autoscaler@$HOST"],
+      /cannot read the SSH key .*missing_key/,
+    ],
   ])("agent with %s exits 78 before connecting anywhere, naming the setting", async (_what, settings, message) => {
     expect(await run(["init", "--config", config, "--set", "master.state_dir=state", ...settings.flatMap((x) => ["--set", x])], io)).toBe(0);
     expect(await run(["agent", "--config", config], io)).toBe(78);
@@ -109,7 +113,7 @@ describe("run", () => {
       "--set",
       "haproxy.config=haproxy.cfg",
       "--set",
-      "haproxy.check_command=test -s \"$CONFIG\"",
+      'haproxy.check_command=test -s "$CONFIG"',
       "--set",
       "master.state_dir=state",
     ];
@@ -148,7 +152,12 @@ describe("run", () => {
     test("add-host writes an entry and the checked config; hosts lists it as active", async () => {
       expect(await run(initArgs(), io)).toBe(0);
       expect(await run(["add-host", "127.0.0.1", "8080", "--name", "web-1", "--no-reload", "--config", config], io)).toBe(0);
-      expect(JSON.parse(await fs.readFile(path.join(dir, "hosts.d", "web-1.json"), "utf8"))).toMatchObject({ name: "web-1", address: "127.0.0.1", port: 8080, source: "manual" });
+      expect(JSON.parse(await fs.readFile(path.join(dir, "hosts.d", "web-1.json"), "utf8"))).toMatchObject({
+        name: "web-1",
+        address: "127.0.0.1",
+        port: 8080,
+        source: "manual",
+      });
       expect(await fs.readFile(path.join(dir, "haproxy.cfg"), "utf8")).toMatch(/^ {4}server web-1 127\.0\.0\.1:8080 check$/m);
 
       const listed = sink();

@@ -17,7 +17,12 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
   return yargs()
     .scriptName("autoscaler")
     .usage("$0 <command> [options]\n\nKeeps a web cluster behind HAProxy at the right size.")
-    .option("config", { type: "string", describe: "the ini file (default $AUTOSCALER_CONFIG, else /etc/autoscaler/autoscaler.ini)", global: true, requiresArg: true })
+    .option("config", {
+      type: "string",
+      describe: "the ini file (default $AUTOSCALER_CONFIG, else /etc/autoscaler/autoscaler.ini)",
+      global: true,
+      requiresArg: true,
+    })
     .option("log-level", { choices: ["debug", "info", "warn", "error"] as const, describe: "least important log lines to print", global: true })
     .command(
       "init",
@@ -82,7 +87,12 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
       "replay a traffic trace through the scaling policy (and --compare others) on a load model; runs nothing",
       (y) =>
         y
-          .option("trace", { type: "string", demandOption: true, describe: "a minute_utc,requests CSV, or one CPU percent (of one node) per line", requiresArg: true })
+          .option("trace", {
+            type: "string",
+            demandOption: true,
+            describe: "a minute_utc,requests CSV, or one CPU percent (of one node) per line",
+            requiresArg: true,
+          })
           .option("set", { type: "string", array: true, describe: "scaling.key=value over the ini (repeatable)", requiresArg: true })
           .option("scale", { type: "string", describe: "multiply the requests (default 1)", requiresArg: true })
           .option("start", { type: "string", describe: "first day to replay, 0-based (default 0)", requiresArg: true })
@@ -97,7 +107,10 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
           .option("json", { type: "boolean", default: false, describe: "print JSON" })
           .option("timeline", { type: "boolean", default: false, describe: "with --json: include each policy's per-minute timeline" })
           .option("plot", { type: "string", describe: "write an SVG of demand, capacity and nodes over time", requiresArg: true })
-          .example("$0 simulate --trace nasa-http-1995.csv --scale 2 --start 7 --days 7 --compare hpa,static", "a week of NASA-HTTP ×2 against the HPA model and a static fleet")
+          .example(
+            "$0 simulate --trace nasa-http-1995.csv --scale 2 --start 7 --days 7 --compare hpa,static",
+            "a week of NASA-HTTP ×2 against the HPA model and a static fleet",
+          )
           .example("$0 simulate --trace cpu.txt --set scaling.target_cpu=50 --plot week.svg", "a CPU-percent series, another target, a plot"),
       (argv) => setAction(async () => (await import("./commands/simulate.js")).runSimulate(io, withGlobals(argv))),
     )
@@ -157,10 +170,15 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
       (y) =>
         y
           .option("duration", { type: "number", default: 150, describe: "seconds until it ends by itself (at least 30)" })
-          .option("ssh", { choices: ["auto", "sshd", "embedded"] as const, default: "auto" as const, describe: "the SSH endpoint: OpenSSH's sshd, or an embedded one (auto: sshd when usable)" })
+          .option("ssh", {
+            choices: ["auto", "sshd", "embedded"] as const,
+            default: "auto" as const,
+            describe: "the SSH endpoint: OpenSSH's sshd, or an embedded one (auto: sshd when usable)",
+          })
           .option("keep", { type: "boolean", default: false, describe: "keep the demo's folder (configs, logs) instead of removing it" })
           .check((a) => {
-            if (!Number.isFinite(a.duration) || a.duration < 30 || a.duration > 3600) throw new Error(`--duration ${a.duration} is not valid; expected 30 to 3600 seconds`);
+            if (!Number.isFinite(a.duration) || a.duration < 30 || a.duration > 3600)
+              throw new Error(`--duration ${a.duration} is not valid; expected 30 to 3600 seconds`);
             return true;
           })
           .example("$0 demo", "watch a cluster grow under load and shrink back (about 2.5 minutes)"),
@@ -169,7 +187,8 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
     .command({
       command: "demo-node <action> <dir>",
       describe: false,
-      builder: (y) => y.positional("action", { choices: ["launch", "terminate"] as const, demandOption: true }).positional("dir", { type: "string", demandOption: true }),
+      builder: (y) =>
+        y.positional("action", { choices: ["launch", "terminate"] as const, demandOption: true }).positional("dir", { type: "string", demandOption: true }),
       handler: (argv) => setAction(async () => (await import("./demo/node-launcher.js")).runDemoNode(argv.action, argv.dir, io.env, io.stdout, io.stderr)),
     })
     .command({
@@ -184,7 +203,9 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
           .option("work-ms", { type: "number", default: 4 }),
       handler: (argv) =>
         setAction(async () => {
-          await (await import("./demo/web.js")).runDemoWeb({ name: argv.name, address: argv.address, port: argv.port, pidFile: argv.pidFile, workMs: argv.workMs });
+          await (
+            await import("./demo/web.js")
+          ).runDemoWeb({ name: argv.name, address: argv.address, port: argv.port, pidFile: argv.pidFile, workMs: argv.workMs });
           return 0;
         }),
     })

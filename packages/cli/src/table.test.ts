@@ -21,7 +21,13 @@ describe("formatTable", () => {
   });
 
   test("lines up the columns of every row", () => {
-    const out = formatTable(["N", "ADDRESS", "PORT"], [["a", "2001:db8::1", "80"], ["bbbbbb", "10.0.0.1", "65535"]]);
+    const out = formatTable(
+      ["N", "ADDRESS", "PORT"],
+      [
+        ["a", "2001:db8::1", "80"],
+        ["bbbbbb", "10.0.0.1", "65535"],
+      ],
+    );
     const lines = out.trimEnd().split("\n");
     const starts = lines.map((l) => l.indexOf(l.split(/\s{2,}/)[2]!));
     expect(new Set(starts).size).toBe(1);

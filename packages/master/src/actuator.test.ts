@@ -6,7 +6,11 @@ import { createShellRunner, parseConfig } from "@autoscaler/shared";
 import { commandEnvironment, parseRunInstancesOutput, summariseOutput } from "./actuator.js";
 
 const SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-const withAws = parseConfig(`[aws]\naws_access_key = AKIAEXAMPLE000001\naws_secret_key = ${SECRET}\naws_default_region = eu-west-1\n[master]\ntoken = ${"t".repeat(32)}\n`, "/x/a.ini", { home: "/root" }).config!;
+const withAws = parseConfig(
+  `[aws]\naws_access_key = AKIAEXAMPLE000001\naws_secret_key = ${SECRET}\naws_default_region = eu-west-1\n[master]\ntoken = ${"t".repeat(32)}\n`,
+  "/x/a.ini",
+  { home: "/root" },
+).config!;
 const withoutAws = parseConfig(`[master]\ntoken = ${"t".repeat(32)}\n`, "/x/a.ini", { home: "/root" }).config!;
 
 describe("commandEnvironment", () => {
@@ -48,15 +52,19 @@ describe("values from nodes never become shell code", () => {
 });
 
 describe("parseRunInstancesOutput", () => {
-  const sample = JSON.stringify({
-    Groups: [],
-    Instances: [
-      { InstanceId: "i-0123456789abcdef0", PrivateIpAddress: "10.0.1.21", State: { Name: "pending" } },
-      { InstanceId: "i-0fedcba9876543210", PrivateIpAddress: "10.0.1.22" },
-    ],
-    OwnerId: "123456789012",
-    ReservationId: "r-0123456789abcdef0",
-  }, null, 4);
+  const sample = JSON.stringify(
+    {
+      Groups: [],
+      Instances: [
+        { InstanceId: "i-0123456789abcdef0", PrivateIpAddress: "10.0.1.21", State: { Name: "pending" } },
+        { InstanceId: "i-0fedcba9876543210", PrivateIpAddress: "10.0.1.22" },
+      ],
+      OwnerId: "123456789012",
+      ReservationId: "r-0123456789abcdef0",
+    },
+    null,
+    4,
+  );
 
   test("reads every instance id and private address of real run-instances JSON", () => {
     expect(parseRunInstancesOutput(sample)).toEqual([
@@ -78,7 +86,13 @@ describe("parseRunInstancesOutput", () => {
     expect(parseRunInstancesOutput(out)).toEqual([]);
   });
   test("an id or address that is not well formed is dropped, never passed on", () => {
-    const hostile = JSON.stringify({ Instances: [{ InstanceId: "i-1; reboot", PrivateIpAddress: "10.0.0.1" }, { InstanceId: "i-0123456789abcdef0", PrivateIpAddress: "10.0.0.1\nserver evil 1.2.3.4:80" }, { InstanceId: "i-0123456789abcdef1", PrivateIpAddress: "999.1.1.1" }] });
+    const hostile = JSON.stringify({
+      Instances: [
+        { InstanceId: "i-1; reboot", PrivateIpAddress: "10.0.0.1" },
+        { InstanceId: "i-0123456789abcdef0", PrivateIpAddress: "10.0.0.1\nserver evil 1.2.3.4:80" },
+        { InstanceId: "i-0123456789abcdef1", PrivateIpAddress: "999.1.1.1" },
+      ],
+    });
     expect(parseRunInstancesOutput(hostile)).toEqual([
       { instanceId: "i-0123456789abcdef0", privateAddress: undefined },
       { instanceId: "i-0123456789abcdef1", privateAddress: undefined },

@@ -39,7 +39,15 @@ export interface Applier {
 
 /** Create an applier. Nothing runs until the first `schedule`. */
 export function createApplier(options: ApplierOptions): Applier {
-  const state: ApplierState = { applies: 0, reloads: 0, reloadFailures: 0, checkFailures: 0, lastResult: undefined, lastError: undefined, lastAppliedAt: undefined };
+  const state: ApplierState = {
+    applies: 0,
+    reloads: 0,
+    reloadFailures: 0,
+    checkFailures: 0,
+    lastResult: undefined,
+    lastError: undefined,
+    lastAppliedAt: undefined,
+  };
   let quietTimer: NodeJS.Timeout | undefined;
   let ceilingTimer: NodeJS.Timeout | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -76,7 +84,13 @@ export function createApplier(options: ApplierOptions): Applier {
         state.lastResult = result;
         state.lastAppliedAt = options.now();
         if (result.reloaded) state.reloads++;
-        if (result.changed) options.logger.info("haproxy applied", { reason: why, reloaded: result.reloaded, confirmed: result.confirmed ?? null, ms: Math.round(result.timings.totalMs) });
+        if (result.changed)
+          options.logger.info("haproxy applied", {
+            reason: why,
+            reloaded: result.reloaded,
+            confirmed: result.confirmed ?? null,
+            ms: Math.round(result.timings.totalMs),
+          });
         state.lastError = undefined;
         options.onApplied?.(result);
       } catch (err) {
@@ -84,7 +98,12 @@ export function createApplier(options: ApplierOptions): Applier {
         if (e.code === "AUTOSCALER_HAPROXY_RELOAD_FAILED") state.reloadFailures++;
         if (e.code === "AUTOSCALER_HAPROXY_CHECK_FAILED") state.checkFailures++;
         state.lastError = { at: options.now(), code: e.code ?? "ERROR", message: e.message ?? String(err), details: e.details ?? [] };
-        options.logger.error("haproxy apply failed; the live config stays the last good one", { reason: why, code: e.code ?? "ERROR", error: e.message ?? String(err), details: e.details ?? [] });
+        options.logger.error("haproxy apply failed; the live config stays the last good one", {
+          reason: why,
+          code: e.code ?? "ERROR",
+          error: e.message ?? String(err),
+          details: e.details ?? [],
+        });
         if (!stopped && !retryTimer) {
           retryTimer = setTimeout(() => {
             retryTimer = undefined;

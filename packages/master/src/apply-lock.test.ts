@@ -21,7 +21,11 @@ afterEach(() => fs.rm(dir, { recursive: true, force: true }));
 const deadPid = () => spawnSync(process.execPath, ["-e", "0"]).pid!;
 const lock = () => `${target}.lock`;
 const note = () => path.join(dir, ".haproxy.cfg.lock-owner");
-const exists = (p: string) => fs.stat(p).then(() => true, () => false);
+const exists = (p: string) =>
+  fs.stat(p).then(
+    () => true,
+    () => false,
+  );
 const writeNote = (n: Record<string, unknown>) => fs.writeFile(note(), JSON.stringify(n));
 
 test("the lock a dead master noted as its own is removed, with the note", async () => {
@@ -43,7 +47,10 @@ test("a dead master killed before it noted the lock: a lock born after it began,
 
 test.each([
   ["a live process", async () => ({ pid: process.ppid, at: Date.now(), busy: false })],
-  ["a dead master that noted another folder (a later add-host holds this one)", async () => ({ pid: deadPid(), at: Date.now(), busy: false, held: { ino: 1, birth: 1 } })],
+  [
+    "a dead master that noted another folder (a later add-host holds this one)",
+    async () => ({ pid: deadPid(), at: Date.now(), busy: false, held: { ino: 1, birth: 1 } }),
+  ],
   ["a dead master that was waiting for a lock another process held", async () => ({ pid: deadPid(), at: Date.now() - 10_000, busy: true })],
   ["a dead master that began after this lock was made", async () => ({ pid: deadPid(), at: Date.now() + 60_000, busy: false })],
 ])("a lock is kept when the note names %s", async (_, make) => {
@@ -61,8 +68,17 @@ test("without a note the lock is kept (it goes stale on its own)", async () => {
 
 test("staged and temp files of dead processes are removed; a live process's, and other files, are kept", async () => {
   const dead = deadPid();
-  const files = [`.haproxy.cfg.staged-${dead}-0a1b2c3d`, `.haproxy.cfg.tmp-${dead}-0a1b2c3d`, `.haproxy.cfg.staged-${process.pid}-00ff00ff`, `.haproxy.cfg.staged-${process.ppid}-00ff00ff`, "haproxy.cfg", ".other.cfg.staged-1-00"];
+  const files = [
+    `.haproxy.cfg.staged-${dead}-0a1b2c3d`,
+    `.haproxy.cfg.tmp-${dead}-0a1b2c3d`,
+    `.haproxy.cfg.staged-${process.pid}-00ff00ff`,
+    `.haproxy.cfg.staged-${process.ppid}-00ff00ff`,
+    "haproxy.cfg",
+    ".other.cfg.staged-1-00",
+  ];
   for (const f of files) await fs.writeFile(path.join(dir, f), "x");
   await recoverApplyLeftovers(target, logger());
-  expect((await fs.readdir(dir)).sort()).toEqual([`.haproxy.cfg.staged-${process.pid}-00ff00ff`, `.haproxy.cfg.staged-${process.ppid}-00ff00ff`, ".other.cfg.staged-1-00", "haproxy.cfg"].sort());
+  expect((await fs.readdir(dir)).sort()).toEqual(
+    [`.haproxy.cfg.staged-${process.pid}-00ff00ff`, `.haproxy.cfg.staged-${process.ppid}-00ff00ff`, ".other.cfg.staged-1-00", "haproxy.cfg"].sort(),
+  );
 });

@@ -92,12 +92,17 @@ export async function recoverApplyLeftovers(target: string, logger: Logger): Pro
     .catch(() => undefined);
   if (note && Number.isInteger(note.pid) && note.pid !== process.pid && !isAlive(note.pid)) {
     const lock = await fs.stat(lockOf(target)).catch(() => undefined);
-    const itsOwn = lock && (note.held ? lock.ino === note.held.ino && lock.birthtimeMs === note.held.birth : !note.busy && lock.birthtimeMs >= note.at - CLOCK_SLACK_MS);
+    const itsOwn =
+      lock && (note.held ? lock.ino === note.held.ino && lock.birthtimeMs === note.held.birth : !note.busy && lock.birthtimeMs >= note.at - CLOCK_SLACK_MS);
     if (itsOwn) {
       await fs
         .rmdir(lockOf(target))
-        .then(() => logger.warn("removed the HAProxy apply lock a master left when it stopped in the middle of an apply", { lock: lockOf(target), pid: note.pid }))
-        .catch((err: Error) => logger.warn("cannot remove the HAProxy apply lock a stopped master left; it goes stale within 60 s", { lock: lockOf(target), error: err.message }));
+        .then(() =>
+          logger.warn("removed the HAProxy apply lock a master left when it stopped in the middle of an apply", { lock: lockOf(target), pid: note.pid }),
+        )
+        .catch((err: Error) =>
+          logger.warn("cannot remove the HAProxy apply lock a stopped master left; it goes stale within 60 s", { lock: lockOf(target), error: err.message }),
+        );
     }
     await fs.rm(noteOf(target), { force: true }).catch(() => undefined);
   }

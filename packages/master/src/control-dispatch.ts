@@ -16,7 +16,8 @@ export interface ControlDeps {
 /** A node count in a request: absent, or a whole number from 1 to 1000. */
 function count(v: unknown): number | undefined {
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 1000) throw new Error(`count ${JSON.stringify(v)} is not valid; expected a whole number from 1 to 1000`);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 1000)
+    throw new Error(`count ${JSON.stringify(v)} is not valid; expected a whole number from 1 to 1000`);
   return v;
 }
 

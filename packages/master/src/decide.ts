@@ -89,7 +89,12 @@ export function capCount(wanted: number, capacity: number, maxNodes: number): { 
  * The nodes a scale-down takes, in `scale_down_order`: only removable ones (never hand-added),
  * and with `liveOnly` only live ones. The one rule for automatic and manual scale-downs.
  */
-export function chooseForRemoval(nodes: readonly NodeObservation[], count: number, policy: Pick<ScalingPolicy, "scaleDownOrder">, liveOnly: boolean): NodeObservation[] {
+export function chooseForRemoval(
+  nodes: readonly NodeObservation[],
+  count: number,
+  policy: Pick<ScalingPolicy, "scaleDownOrder">,
+  liveOnly: boolean,
+): NodeObservation[] {
   const sign = policy.scaleDownOrder === "oldest" ? 1 : -1;
   return nodes
     .filter((n) => n.removable && (!liveOnly || n.live))
@@ -152,7 +157,9 @@ function preamble(state: ScalingState, nodes: readonly NodeObservation[], policy
 }
 
 function upBlocked(state: ScalingState, now: number): string | undefined {
-  return state.upBlockedUntil !== undefined && now < state.upBlockedUntil ? `the last launch failed; retrying after a backoff (${seconds(state.upBlockedUntil - now)} left)` : undefined;
+  return state.upBlockedUntil !== undefined && now < state.upBlockedUntil
+    ? `the last launch failed; retrying after a backoff (${seconds(state.upBlockedUntil - now)} left)`
+    : undefined;
 }
 
 /** Why a scale-up may not happen now (off, backoff, cooldown), or undefined. */
@@ -224,7 +231,13 @@ function decideTarget(state: ScalingState, nodes: readonly NodeObservation[], po
   let clamp = "";
   if (desired > policy.maxNodes) [desired, clamp] = [policy.maxNodes, `, capped by max_nodes ${policy.maxNodes}`];
   if (desired < policy.minNodes) [desired, clamp] = [policy.minNodes, `, raised to min_nodes ${policy.minNodes}`];
-  const parts = [`${measured} measured`, unmeasured > 0 ? `${unmeasured} without data` : "", state.pendingLaunches > 0 ? `${state.pendingLaunches} booting` : ""].filter(Boolean).join(" + ");
+  const parts = [
+    `${measured} measured`,
+    unmeasured > 0 ? `${unmeasured} without data` : "",
+    state.pendingLaunches > 0 ? `${state.pendingLaunches} booting` : "",
+  ]
+    .filter(Boolean)
+    .join(" + ");
   const ceilOf = (d: number) => `ceil(${round(d)} % / ${target} %)`;
   const formula =
     unmeasured > 0 && branch === "hold"
@@ -243,7 +256,12 @@ function decideTarget(state: ScalingState, nodes: readonly NodeObservation[], po
     let lowestRecent = desired;
     for (const r of state.recommendations ?? []) if (r.at > upStart && r.desired < lowestRecent) lowestRecent = r.desired;
     if (policy.scaleUpWindowMs > 0 && now - (state.recommendingSince ?? now) < policy.scaleUpWindowMs) lowestRecent = current;
-    if (lowestRecent <= current) return { action: "none", reason: `${why}, but held at ${current} for scale_up_window: the lowest recommendation of the last ${seconds(policy.scaleUpWindowMs)} is ${lowestRecent}`, ...rec };
+    if (lowestRecent <= current)
+      return {
+        action: "none",
+        reason: `${why}, but held at ${current} for scale_up_window: the lowest recommendation of the last ${seconds(policy.scaleUpWindowMs)} is ${lowestRecent}`,
+        ...rec,
+      };
     const limit = Math.max(current + DEFAULT_SCALE_UP_LIMIT.nodes, current * DEFAULT_SCALE_UP_LIMIT.factor);
     const to = Math.min(lowestRecent, limit);
     const { count, capped } = capCount(to - current, current, policy.maxNodes);
@@ -255,19 +273,33 @@ function decideTarget(state: ScalingState, nodes: readonly NodeObservation[], po
     if (!policy.scaleDownEnabled) return { action: "none", reason: `${why} (scale-down is off: no scale_down_command)`, ...rec };
     const since = state.recommendingSince ?? now;
     if (now - since < policy.scaleDownWindowMs) {
-      return { action: "none", reason: `${why}, but recommendations cover ${seconds(now - since)} of the ${seconds(policy.scaleDownWindowMs)} scale_down_window`, ...rec };
+      return {
+        action: "none",
+        reason: `${why}, but recommendations cover ${seconds(now - since)} of the ${seconds(policy.scaleDownWindowMs)} scale_down_window`,
+        ...rec,
+      };
     }
     const windowStart = now - policy.scaleDownWindowMs;
     let stable = desired;
     for (const r of state.recommendations ?? []) if (r.at > windowStart && r.desired > stable) stable = r.desired;
-    if (stable >= current) return { action: "none", reason: `${why}, but held at ${current}: the highest recommendation of the last ${seconds(policy.scaleDownWindowMs)} is ${stable}`, ...rec };
+    if (stable >= current)
+      return {
+        action: "none",
+        reason: `${why}, but held at ${current}: the highest recommendation of the last ${seconds(policy.scaleDownWindowMs)} is ${stable}`,
+        ...rec,
+      };
     const remove = Math.min(current - stable, policy.scaleDownLimit);
     const held = downHeld(state, nodes, policy, now, current - remove);
     if (held) return { action: "none", reason: `${why}, but ${held}`, ...rec };
     const chosen = chooseForRemoval(nodes, remove, policy, true);
     if (chosen.length === 0) return { action: "none", reason: `${why}, but no node may be removed (hand-added hosts are never scaled down)`, ...rec };
     const names = chosen.map((n) => n.name);
-    return { action: "scale_down", nodes: names, reason: `scale-down: ${why}; every recommendation of the last ${seconds(policy.scaleDownWindowMs)} ≤ ${stable}; −${names.length} (${names.join(", ")}, ${policy.scaleDownOrder} first)`, ...rec };
+    return {
+      action: "scale_down",
+      nodes: names,
+      reason: `scale-down: ${why}; every recommendation of the last ${seconds(policy.scaleDownWindowMs)} ≤ ${stable}; −${names.length} (${names.join(", ")}, ${policy.scaleDownOrder} first)`,
+      ...rec,
+    };
   }
   return { action: "none", reason: why, ...rec };
 }
@@ -277,13 +309,17 @@ function decideThreshold(state: ScalingState, nodes: readonly NodeObservation[],
   const live = nodes.filter((n) => n.live);
   const capacity = nodes.length + state.pendingLaunches;
   // Missing data never scales: only live nodes that were heard for the whole window count.
-  const observed = live.map((n) => ({ node: n, cpu: windowReadings(n, policy, now) })).filter((o): o is { node: NodeObservation; cpu: number[] } => o.cpu !== undefined);
+  const observed = live
+    .map((n) => ({ node: n, cpu: windowReadings(n, policy, now) }))
+    .filter((o): o is { node: NodeObservation; cpu: number[] } => o.cpu !== undefined);
   if (observed.length === 0) return { action: "none", reason: `no node has data for the whole ${seconds(policy.windowMs)} window yet` };
   const average = () => mean(observed.map((o) => mean(o.cpu)));
 
   const hot =
     policy.mode === "instance"
-      ? observed.filter((o) => lowest(o.cpu) >= policy.upThreshold).map((o) => `node ${o.node.name} at ${round(mean(o.cpu))} % ≥ ${policy.upThreshold} % for ${seconds(policy.windowMs)}`)[0]
+      ? observed
+          .filter((o) => lowest(o.cpu) >= policy.upThreshold)
+          .map((o) => `node ${o.node.name} at ${round(mean(o.cpu))} % ≥ ${policy.upThreshold} % for ${seconds(policy.windowMs)}`)[0]
       : average() >= policy.upThreshold
         ? `average ${round(average())} % of ${observed.length} nodes ≥ ${policy.upThreshold} % for ${seconds(policy.windowMs)}`
         : undefined;
@@ -300,7 +336,10 @@ function decideThreshold(state: ScalingState, nodes: readonly NodeObservation[],
   if (observed.length < live.length) return { action: "none", reason: "not every live node has data for the whole window" };
   const cold = policy.mode === "instance" ? observed.every((o) => highest(o.cpu) < policy.downThreshold) : average() < policy.downThreshold;
   if (!cold) return { action: "none", reason: "within thresholds" };
-  const why = policy.mode === "instance" ? `every node < ${policy.downThreshold} % for ${seconds(policy.windowMs)}` : `average ${round(average())} % < ${policy.downThreshold} % for ${seconds(policy.windowMs)}`;
+  const why =
+    policy.mode === "instance"
+      ? `every node < ${policy.downThreshold} % for ${seconds(policy.windowMs)}`
+      : `average ${round(average())} % < ${policy.downThreshold} % for ${seconds(policy.windowMs)}`;
   const held = downHeld(state, nodes, policy, now, nodes.length - 1);
   if (held) return { action: "none", reason: `${why}, but ${held}` };
   const chosen = chooseForRemoval(nodes, 1, policy, true)[0];

@@ -31,7 +31,8 @@ export function createDemandStore(dir: string): DemandStore {
       try {
         text = await fs.readFile(file, "utf8");
       } catch (err) {
-        if (errnoCode(err) !== "ENOENT") logger.warn("cannot read the demand history; the predictive floor starts empty", { file, error: (err as Error).message });
+        if (errnoCode(err) !== "ENOENT")
+          logger.warn("cannot read the demand history; the predictive floor starts empty", { file, error: (err as Error).message });
         return emptyDemandHistory();
       }
       try {

@@ -60,7 +60,14 @@ export async function loadHostsCache(store: HostsStore, hostsDir: string, onChan
       if (!base.endsWith(".json") || base.startsWith(".")) return false;
       const name = base.slice(0, -".json".length);
       // A name the store refuses (`web;x.json`) throws before any read: a problem only while the file is there.
-      const entry = await store.read(name).catch(async (err: Error) => ((await fs.access(file).then(() => true, () => false)) ? { file: base, message: err.message } : undefined));
+      const entry = await store.read(name).catch(async (err: Error) =>
+        (await fs.access(file).then(
+          () => true,
+          () => false,
+        ))
+          ? { file: base, message: err.message }
+          : undefined,
+      );
       byName.delete(name);
       problems.delete(base);
       if (entry && "message" in entry) problems.set(base, entry.message);

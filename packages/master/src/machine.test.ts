@@ -68,8 +68,12 @@ function run(steps: Step[], state: ScalerState = initialState(), p: ScalingPolic
   return { effects, state, all, d: state.durable };
 }
 const lastId = (s: ScalerState, kind: "launch" | "drain") => (kind === "launch" ? s.durable.launches.at(-1)!.id : s.durable.drains.at(-1)!.id);
-const tick = (cpu: number, names = ["a"]): Step[1] => (now) => ({ type: "tick", nodes: fleet(cpu, names)(now) });
-const launched = (ok: boolean, detail = ""): Step[1] => (_now, s) => ({ type: "launch_finished", id: lastId(s, "launch"), ok, instances: [], detail });
+const tick =
+  (cpu: number, names = ["a"]): Step[1] =>
+  (now) => ({ type: "tick", nodes: fleet(cpu, names)(now) });
+const launched =
+  (ok: boolean, detail = ""): Step[1] =>
+  (_now, s) => ({ type: "launch_finished", id: lastId(s, "launch"), ok, instances: [], detail });
 const hello = (name: string): ScalerEvent => ({ type: "node_registered", hello: { name, address: "10.0.0.99" } });
 
 describe("launch lifecycle", () => {
@@ -118,7 +122,13 @@ describe("launch lifecycle", () => {
       [1, launched(false)],
     ]);
     expect(first.d.backoff.up).toEqual({ failures: 1, until: T0 + 31_000 });
-    const restarted = run([[10, { type: "start", hosts: [] }], [11, tick(100, ["a", "b"])]], initialState(structuredClone(first.d)));
+    const restarted = run(
+      [
+        [10, { type: "start", hosts: [] }],
+        [11, tick(100, ["a", "b"])],
+      ],
+      initialState(structuredClone(first.d)),
+    );
     expect(restarted.effects).toEqual([[], []]);
     expect(restarted.state.lastDecision?.decision.reason).toMatch(/backoff \(20 s left\)/);
   });
@@ -165,7 +175,10 @@ describe("launch lifecycle", () => {
   });
 
   test("a restart finds the node that registered while the master was down, by instance id", () => {
-    const before = run([[0, tick(100, ["a", "b"])], [1, (_n, s) => ({ type: "launch_finished", id: lastId(s, "launch"), ok: true, instances: [{ instanceId: "i-new" }], detail: "" })]]);
+    const before = run([
+      [0, tick(100, ["a", "b"])],
+      [1, (_n, s) => ({ type: "launch_finished", id: lastId(s, "launch"), ok: true, instances: [{ instanceId: "i-new" }], detail: "" })],
+    ]);
     const hosts = [{ name: "c", address: "10.0.0.3", source: "agent", addedAt: new Date(T0 + 50_000).toISOString(), instanceId: "i-new" }];
     const r = run([[60, { type: "start", hosts }]], initialState(structuredClone(before.d)));
     expect(r.d.launches[0]).toMatchObject({ status: "done", nodes: ["c"] });
@@ -174,7 +187,9 @@ describe("launch lifecycle", () => {
 
 describe("drain lifecycle", () => {
   const three = ["a", "b", "c"];
-  const down = (count: number): Step[1] => (now) => ({ type: "scale_down", count, nodes: fleet(30, three)(now) });
+  const down =
+    (count: number): Step[1] =>
+    (now) => ({ type: "scale_down", count, nodes: fleet(30, three)(now) });
   const drainId = (_now: number, s: ScalerState) => lastId(s, "drain");
 
   test("manual scale-down: saved → drained → after drain_seconds out of the config → terminate → entry removed", () => {
@@ -237,7 +252,9 @@ describe("drain lifecycle", () => {
     const nodes = (now: number) => [node("m", 10, now, { removable: false }), node("a", 10, now)];
     const r = run([[0, (now) => ({ type: "scale_down", count: 5, nodes: nodes(now) })]], initialState(), { ...policy, minNodes: 1 });
     expect(r.d.drains.map((d) => d.node)).toEqual(["a"]);
-    const none = run([[0, (now) => ({ type: "scale_down", count: 1, nodes: [node("m", 10, now, { removable: false }), node("x", 10, now, { removable: false })] })]]);
+    const none = run([
+      [0, (now) => ({ type: "scale_down", count: 1, nodes: [node("m", 10, now, { removable: false }), node("x", 10, now, { removable: false })] })],
+    ]);
     expect(none.d.drains).toEqual([]);
   });
 });
@@ -289,7 +306,14 @@ test("the same inputs give the same outputs (no clock, no randomness inside)", (
 });
 
 test("an agent that said hello but is not in hosts.d yet is not counted twice while the launch it will claim still waits", () => {
-  const first = run([[0, tick(100, ["a", "b"])], [1, launched(true)]], initialState(), { ...policy, maxNodes: 4 });
+  const first = run(
+    [
+      [0, tick(100, ["a", "b"])],
+      [1, launched(true)],
+    ],
+    initialState(),
+    { ...policy, maxNodes: 4 },
+  );
   expect(first.d.launches[0]).toMatchObject({ status: "pending", count: 2 });
   // "c" registered, its entry not written yet, and it has not claimed the launch: 2 nodes + c + 2 pending would be 5 > max 4.
   const nodes = (now: number) => [...fleet(100, ["a", "b"])(now), node("c", 0, now, { registering: true, firstSeenAt: now })];

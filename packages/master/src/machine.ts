@@ -266,7 +266,17 @@ function recordLaunch(t: Transition, count: number, reason: string, manual: bool
 function recordDrains(t: Transition, chosen: readonly NodeObservation[], reason: string, manual: boolean): DrainRecord[] {
   const previous = t.durable.lastScaleDownAt;
   const records = chosen.map((n): DrainRecord => {
-    const record: DrainRecord = { id: t.newId("drain"), node: n.name, instanceId: n.instanceId ?? "", address: n.address ?? "", decidedAt: t.now, drainUntil: t.now + t.policy.drainMs, status: "draining", reason, manual };
+    const record: DrainRecord = {
+      id: t.newId("drain"),
+      node: n.name,
+      instanceId: n.instanceId ?? "",
+      address: n.address ?? "",
+      decidedAt: t.now,
+      drainUntil: t.now + t.policy.drainMs,
+      status: "draining",
+      reason,
+      manual,
+    };
     if (previous !== undefined) record.previousScaleDownAt = previous;
     return record;
   });
@@ -283,7 +293,11 @@ function emitLaunch(t: Transition, record: LaunchRecord) {
 function emitDrains(t: Transition, records: readonly DrainRecord[]) {
   t.emit({ kind: "save" });
   for (const r of records) {
-    t.log("scale_down", `draining ${r.node} for ${seconds(t.policy.drainMs)} s, then terminating it: ${r.reason}`, { drain: r.id, node: r.node, manual: r.manual });
+    t.log("scale_down", `draining ${r.node} for ${seconds(t.policy.drainMs)} s, then terminating it: ${r.reason}`, {
+      drain: r.id,
+      node: r.node,
+      manual: r.manual,
+    });
     t.emit({ kind: "drain", id: r.id, node: r.node });
   }
 }
@@ -320,7 +334,8 @@ function tick(t: Transition, all: readonly NodeObservation[]): StepResult {
   if (t.policy.predictive) recordFleetDemand(t, nodes);
   const decision = decide(decisionState(t.state, nodes), nodes, t.policy, t.now);
   rememberRecommendation(t, decision);
-  if (t.state.lastDecision?.decision.reason !== decision.reason) t.emit({ kind: "log", level: "debug", message: "decision", fields: { action: decision.action, reason: decision.reason } });
+  if (t.state.lastDecision?.decision.reason !== decision.reason)
+    t.emit({ kind: "log", level: "debug", message: "decision", fields: { action: decision.action, reason: decision.reason } });
   t.set({ lastDecision: { at: t.now, decision } });
   if (decision.action === "scale_up") {
     const reason = decision.capped ? `${decision.reason} (${decision.capped})` : decision.reason;
@@ -343,7 +358,8 @@ function rememberRecommendation(t: Transition, decision: Decision) {
   const kept = t.state.recommendations.filter((r) => r.at > start);
   // Only a change of value is stored: the window's highest is the same, and a week replays fast.
   const last = kept[kept.length - 1];
-  if (last && last.desired === decision.recommendation && kept.length > 1 && kept[kept.length - 2]!.desired === decision.recommendation) kept[kept.length - 1] = { at: t.now, desired: last.desired };
+  if (last && last.desired === decision.recommendation && kept.length > 1 && kept[kept.length - 2]!.desired === decision.recommendation)
+    kept[kept.length - 1] = { at: t.now, desired: last.desired };
   else kept.push({ at: t.now, desired: decision.recommendation });
   t.set({ recommendations: kept, recommendingSince: t.state.recommendingSince ?? t.now });
 }
@@ -382,7 +398,12 @@ function expireLaunches(t: Transition): boolean {
     // A launch that never produces a node is a failure like a failed command: back off before the next.
     t.count("launch_timeouts");
     const wait = t.failed("up");
-    t.log("launch_timeout", `launch ${l.id} failed: ${error}; it no longer counts as pending (no automatic launch for ${seconds(wait)} s)`, { launch: l.id }, "warn");
+    t.log(
+      "launch_timeout",
+      `launch ${l.id} failed: ${error}; it no longer counts as pending (no automatic launch for ${seconds(wait)} s)`,
+      { launch: l.id },
+      "warn",
+    );
   }
   if (changed) t.prune();
   return changed;
@@ -397,7 +418,11 @@ function launchFinished(t: Transition, e: Extract<ScalerEvent, { type: "launch_f
     const status = record.status === "running" ? (next.nodes.length >= expected(next) ? "done" : "pending") : record.status;
     t.launch(record.id, { instances, status, ...(status === "done" ? { finishedAt: t.now } : {}) });
     const ids = instances.map((i) => i.instanceId).join(", ");
-    t.log("launch_started", `launch command for ${record.count} node(s) succeeded${e.detail ? ` ${e.detail}` : ""}${ids ? `: ${ids}` : " (no run-instances JSON: the next new node(s) will be matched)"}`, { launch: record.id });
+    t.log(
+      "launch_started",
+      `launch command for ${record.count} node(s) succeeded${e.detail ? ` ${e.detail}` : ""}${ids ? `: ${ids}` : " (no run-instances JSON: the next new node(s) will be matched)"}`,
+      { launch: record.id },
+    );
     t.emit({ kind: "save" });
   } else {
     t.launch(record.id, { status: "failed", finishedAt: t.now, error: e.detail.slice(0, 4000) });
@@ -427,7 +452,10 @@ function claimLaunch(t: Transition, hello: NodeHello): StepResult {
   // A node arrived: launches work, so the failure backoff starts over.
   t.succeeded("up");
   t.emit({ kind: "save" });
-  t.log("launch_registered", `${hello.name} (${hello.address}) registered for launch ${record.id} (${nodes.length} of ${expected(record)})`, { launch: record.id, node: hello.name });
+  t.log("launch_registered", `${hello.name} (${hello.address}) registered for launch ${record.id} (${nodes.length} of ${expected(record)})`, {
+    launch: record.id,
+    node: hello.name,
+  });
   return t.result({ ok: true, value: true });
 }
 
@@ -493,13 +521,20 @@ function finishTermination(t: Transition, d: DrainRecord, message: string, save 
 export function admitHello(state: ScalerState, hello: NodeHello, policy: ScalingPolicy, now: number): string | undefined {
   // The same instance id when both have one (a new instance may reuse a terminated one's address,
   // and its name when names come from the hostname), else the same name and address.
-  const sameNode = (d: DrainRecord) => (d.instanceId && hello.instanceId ? d.instanceId === hello.instanceId : d.node === hello.name && d.address === hello.address);
-  const d = state.durable.drains.find((x) => (x.status === "terminating" || (x.status === "done" && now - (x.finishedAt ?? 0) < policy.forgetAfterMs)) && sameNode(x));
+  const sameNode = (d: DrainRecord) =>
+    d.instanceId && hello.instanceId ? d.instanceId === hello.instanceId : d.node === hello.name && d.address === hello.address;
+  const d = state.durable.drains.find(
+    (x) => (x.status === "terminating" || (x.status === "done" && now - (x.finishedAt ?? 0) < policy.forgetAfterMs)) && sameNode(x),
+  );
   if (!d) return undefined;
   // A launch whose command has returned and that waits for this instance, or for any new node
   // (no run-instances JSON), may be bringing it back: a warm pool's start-instances reuses ids.
   const awaited = state.durable.launches.some(
-    (l) => l.status === "pending" && waitingFor(l) > 0 && l.decidedAt > (d.finishedAt ?? d.decidedAt) && (l.instances.length === 0 || (hello.instanceId !== undefined && l.instances.some((i) => i.instanceId === hello.instanceId))),
+    (l) =>
+      l.status === "pending" &&
+      waitingFor(l) > 0 &&
+      l.decidedAt > (d.finishedAt ?? d.decidedAt) &&
+      (l.instances.length === 0 || (hello.instanceId !== undefined && l.instances.some((i) => i.instanceId === hello.instanceId))),
   );
   if (awaited) return undefined;
   const what = d.instanceId ? `instance ${d.instanceId}` : `${d.node} at ${d.address}`;
@@ -511,7 +546,8 @@ export function admitHello(state: ScalerState, hello: NodeHello, policy: Scaling
 
 function reconcile(t: Transition, hosts: readonly HostRef[]): StepResult {
   let changed = false;
-  const note = "the master stopped while the launch command ran; its outcome is unknown, so it is not run again and counts as pending until a node registers or launch_timeout";
+  const note =
+    "the master stopped while the launch command ran; its outcome is unknown, so it is not run again and counts as pending until a node registers or launch_timeout";
   for (const l of t.durable.launches.filter((x) => x.status === "running")) {
     t.launch(l.id, { status: "pending", note });
     changed = true;

@@ -43,7 +43,13 @@ describe("resolveRoleResolving", () => {
   const me = new Set(["10.0.0.10", "proxy-a", "127.0.0.1"]);
   const lookup = async (host: string) => ({ "proxy.internal": ["10.0.0.10"], "other.internal": ["10.0.0.11"] })[host] ?? [];
   test.each([
-    ["a DNS name that resolves to this machine decides, and says why", "proxy.internal, 10.0.0.11", "auto", "decider", /proxy\.internal.*resolves to 10\.0\.0\.10/],
+    [
+      "a DNS name that resolves to this machine decides, and says why",
+      "proxy.internal, 10.0.0.11",
+      "auto",
+      "decider",
+      /proxy\.internal.*resolves to 10\.0\.0\.10/,
+    ],
     ["a DNS name that resolves elsewhere follows", "other.internal, 10.0.0.10", "auto", "follower", /not this machine/],
     ["a name that does not resolve follows", "nowhere.internal", "auto", "follower", /not this machine/],
     ["an explicit role is never second-guessed by DNS", "proxy.internal", "follower", "follower", /role = follower/],
@@ -57,7 +63,13 @@ describe("resolveRoleResolving", () => {
 describe("the applier (fake timers)", () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
-  const result: ApplyResult = { changed: true, checked: true, reloaded: true, confirmed: true, timings: { renderMs: 0, checkMs: 0, reloadMs: 0, confirmMs: 0, totalMs: 1 } };
+  const result: ApplyResult = {
+    changed: true,
+    checked: true,
+    reloaded: true,
+    confirmed: true,
+    timings: { renderMs: 0, checkMs: 0, reloadMs: 0, confirmMs: 0, totalMs: 1 },
+  };
 
   test("a burst of changes closer than the quiet period becomes one apply", async () => {
     const apply = vi.fn(async () => result);
@@ -116,7 +128,16 @@ describe("the applier (fake timers)", () => {
 });
 
 describe("status", () => {
-  const hello = (name: string) => ({ type: "hello" as const, version: 1, token: "t", name, address: "10.0.0.5", port: 80, agent_version: "0.1.0", facts: { cores: 2, memory_bytes: 1 } });
+  const hello = (name: string) => ({
+    type: "hello" as const,
+    version: 1,
+    token: "t",
+    name,
+    address: "10.0.0.5",
+    port: 80,
+    agent_version: "0.1.0",
+    facts: { cores: 2, memory_bytes: 1 },
+  });
 
   test("windowAverage is the mean of the readings inside the window only", () => {
     const reg = createRegistry({ nodeTimeoutMs: 30_000, forgetAfterMs: 600_000, keepMs: 120_000, isManual: () => false });

@@ -3,7 +3,17 @@
  * hosts.d/template watcher, the control socket and the metrics server.
  */
 import { promises as fs } from "node:fs";
-import { AutoscalerError, applySettingsFromConfig, createHostsStore, readTemplate, renderHaproxyConfig, type CommandRunner, type Config, type HostEntry, type Logger } from "@autoscaler/shared";
+import {
+  AutoscalerError,
+  applySettingsFromConfig,
+  createHostsStore,
+  readTemplate,
+  renderHaproxyConfig,
+  type CommandRunner,
+  type Config,
+  type HostEntry,
+  type Logger,
+} from "@autoscaler/shared";
 import { type HelloMessage } from "@autoscaler/shared/protocol";
 import { createApplier, type Applier } from "./applier.js";
 import { applyWithOwnerNote, recoverApplyLeftovers } from "./apply-lock.js";
@@ -92,9 +102,13 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
           await hostsCache.recheckProblems();
           const problems = hostsCache.problems;
           if (problems.size > 0) {
-            throw new AutoscalerError("AUTOSCALER_HOSTS_INVALID", `${problems.size} file(s) in ${config.hostsDir} cannot be used; fix or remove them (HAProxy keeps its config):`, {
-              details: [...problems].map(([file, message]) => `${file}: ${message}`),
-            });
+            throw new AutoscalerError(
+              "AUTOSCALER_HOSTS_INVALID",
+              `${problems.size} file(s) in ${config.hostsDir} cannot be used; fix or remove them (HAProxy keeps its config):`,
+              {
+                details: [...problems].map(([file, message]) => `${file}: ${message}`),
+              },
+            );
           }
           // Nodes drained without a runtime socket, or about to be terminated, are left out.
           const excluded = scaler?.excluded();
@@ -182,7 +196,11 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   const running = scaler;
 
   // Read per connection, so a reload's node_timeout holds for the next connections.
-  const agentLimits = { maxConnections: MAX_CONNECTIONS, helloTimeoutMs: HELLO_TIMEOUT_MS, idleTimeoutMs: Math.max(60_000, config.scaling.node_timeout * 2000) };
+  const agentLimits = {
+    maxConnections: MAX_CONNECTIONS,
+    helloTimeoutMs: HELLO_TIMEOUT_MS,
+    idleTimeoutMs: Math.max(60_000, config.scaling.node_timeout * 2000),
+  };
   const agents = await startAgentServer(
     config.master.listen!.host,
     config.master.listen!.port,
@@ -217,20 +235,25 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     logger,
   });
 
-  const sweep = setInterval(() => {
-    for (const gone of registry.sweep(now())) {
-      events.add("forgotten", `${gone.name} sent nothing for ${config.scaling.forget_after} s and was removed`);
-      logger.info("node forgotten", { node: gone.name });
-      const entry = hosts.find((h) => h.name === gone.name);
-      if (entry && entry.source !== "manual") {
-        // Out of the in-memory copy first, so status never shows it as a bare hosts.d entry
-        // while the file is being removed (a failed removal is put back by the next resync).
-        removeHost(gone.name).catch((err: Error) => logger.error("cannot remove hosts.d entry", { node: gone.name, error: err.message }));
+  const sweep = setInterval(
+    () => {
+      for (const gone of registry.sweep(now())) {
+        events.add("forgotten", `${gone.name} sent nothing for ${config.scaling.forget_after} s and was removed`);
+        logger.info("node forgotten", { node: gone.name });
+        const entry = hosts.find((h) => h.name === gone.name);
+        if (entry && entry.source !== "manual") {
+          // Out of the in-memory copy first, so status never shows it as a bare hosts.d entry
+          // while the file is being removed (a failed removal is put back by the next resync).
+          removeHost(gone.name).catch((err: Error) => logger.error("cannot remove hosts.d entry", { node: gone.name, error: err.message }));
+        }
       }
-    }
-  }, Math.max(200, config.master.interval * 1000));
+    },
+    Math.max(200, config.master.interval * 1000),
+  );
 
-  const metricsServer = config.master.metrics_listen ? await startMetricsServer(config.master.metrics_listen.host, config.master.metrics_listen.port, metrics, status) : undefined;
+  const metricsServer = config.master.metrics_listen
+    ? await startMetricsServer(config.master.metrics_listen.host, config.master.metrics_listen.port, metrics, status)
+    : undefined;
 
   applier.schedule("start");
   logger.info("master started", {
@@ -253,7 +276,10 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       const plan = planReconfigure(previous, next);
       const needsRestart = plan.needsRestart.map((r) => r.key);
       for (const r of plan.needsRestart) {
-        logger.warn(`${r.key} changed in ${previous.file}, but only a restart applies it (${r.why}); the running master keeps its current value`, { event: "config_needs_restart", key: r.key });
+        logger.warn(`${r.key} changed in ${previous.file}, but only a restart applies it (${r.why}); the running master keeps its current value`, {
+          event: "config_needs_restart",
+          key: r.key,
+        });
       }
       config = plan.config;
       if (plan.applied.length > 0) {
@@ -270,7 +296,13 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
         applier.schedule("config reloaded");
       }
       // Key names only: a changed value may be a secret.
-      logger.info("config reloaded", { event: "config_reloaded", file: config.file, applied: plan.applied, needs_restart: needsRestart, ignored: plan.ignored });
+      logger.info("config reloaded", {
+        event: "config_reloaded",
+        file: config.file,
+        applied: plan.applied,
+        needs_restart: needsRestart,
+        ignored: plan.ignored,
+      });
       const said = [
         plan.applied.length > 0 ? `applied ${plan.applied.join(", ")}` : "nothing to apply",
         needsRestart.length > 0 ? `needs a restart: ${needsRestart.join(", ")}` : "",

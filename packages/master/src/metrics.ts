@@ -22,7 +22,12 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
   };
   const registry = new PromRegistry();
   const samples = new Counter({ name: "autoscaler_samples_received_total", help: "CPU samples received from agents", registers: [registry] });
-  const refused = new Counter({ name: "autoscaler_connections_refused_total", help: "Agent connections closed by the master, by reason", labelNames: ["reason"] as const, registers: [registry] });
+  const refused = new Counter({
+    name: "autoscaler_connections_refused_total",
+    help: "Agent connections closed by the master, by reason",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
   const registrations = new Counter({ name: "autoscaler_registrations_total", help: "Accepted agent hellos", registers: [registry] });
   new Gauge({
     name: "autoscaler_node_cpu_percent",
@@ -92,7 +97,11 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
   fromStatus("autoscaler_launch_timeouts_total", "Launches whose nodes did not register within launch_timeout", (s) => s.actions.launch_timeouts);
   fromStatus("autoscaler_terminations_total", "Nodes terminated by this master", (s) => s.actions.terminations);
   fromStatus("autoscaler_terminate_failures_total", "Terminate commands that failed", (s) => s.actions.terminate_failures);
-  fromStatus("autoscaler_decisions_not_recorded_total", "Decisions refused because state_dir could not be written (nothing ran)", (s) => s.actions.not_recorded);
+  fromStatus(
+    "autoscaler_decisions_not_recorded_total",
+    "Decisions refused because state_dir could not be written (nothing ran)",
+    (s) => s.actions.not_recorded,
+  );
   return { registry, samples, refused, registrations };
 }
 

@@ -10,7 +10,12 @@ const history = (end: number, f: (m: number) => number) => ({ lastMinute: end, v
 describe("recordDemand", () => {
   test("a minute is recorded as the mean of its ticks when the next minute starts", () => {
     let h = emptyDemandHistory();
-    for (const [t, d] of [[0, 100], [20_000, 200], [40_000, 300]] as const) h = recordDemand(h, 10 * MIN + t, d).history;
+    for (const [t, d] of [
+      [0, 100],
+      [20_000, 200],
+      [40_000, 300],
+    ] as const)
+      h = recordDemand(h, 10 * MIN + t, d).history;
     expect(h.values).toEqual([]);
     const r = recordDemand(h, 11 * MIN, 50);
     expect(r).toMatchObject({ closed: true, history: { lastMinute: 10, values: [200] } });

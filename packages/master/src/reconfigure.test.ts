@@ -3,7 +3,15 @@ import { parseConfig, type Config } from "@autoscaler/shared";
 import { planReconfigure } from "./reconfigure.js";
 
 const TOKEN = "t".repeat(32);
-const base = ["[master]", `token = ${TOKEN}`, "listen = 127.0.0.1:7300", "[scaling]", "max_nodes = 10", "[haproxy]", "server_line = server $NAME $IP:$PORT check"];
+const base = [
+  "[master]",
+  `token = ${TOKEN}`,
+  "listen = 127.0.0.1:7300",
+  "[scaling]",
+  "max_nodes = 10",
+  "[haproxy]",
+  "server_line = server $NAME $IP:$PORT check",
+];
 
 /** A config from ini lines; later lines win over the base ones for the same key (the reader keeps the last). */
 function config(extra: string[] = []): Config {
@@ -19,7 +27,12 @@ describe("planReconfigure", () => {
 
   test.each([
     ["scaling.max_nodes", ["[scaling]", "max_nodes = 3"], (c: Config) => c.scaling.max_nodes, 3],
-    ["haproxy.server_line", ["[haproxy]", "server_line = server $NAME $IP:$PORT check weight 50"], (c: Config) => c.haproxy.server_line, "server $NAME $IP:$PORT check weight 50"],
+    [
+      "haproxy.server_line",
+      ["[haproxy]", "server_line = server $NAME $IP:$PORT check weight 50"],
+      (c: Config) => c.haproxy.server_line,
+      "server $NAME $IP:$PORT check weight 50",
+    ],
     ["haproxy.check_command", ["[haproxy]", "check_command = true"], (c: Config) => c.haproxy.check_command, "true"],
     ["machine.scale_up_command", ["[machine]", "scale_up_command = launch.sh"], (c: Config) => c.machine.scale_up_command, "launch.sh"],
     ["aws.aws_secret_key", ["[aws]", "aws_secret_key = NEWSECRETVALUE"], (c: Config) => c.aws.aws_secret_key, "NEWSECRETVALUE"],

@@ -72,7 +72,11 @@ export function createRegistry(options: RegistryOptions): Registry {
       }
       const existing = nodes.get(hello.name);
       if (existing && existing.address !== hello.address && stateOf(existing, now) === "live") {
-        return { ok: false, reason: "NAME_TAKEN", message: `the name ${hello.name} is taken by a live node at another address; give the agent another [agent] name` };
+        return {
+          ok: false,
+          reason: "NAME_TAKEN",
+          message: `the name ${hello.name} is taken by a live node at another address; give the agent another [agent] name`,
+        };
       }
       const record: NodeRecord = {
         name: hello.name,

@@ -48,7 +48,10 @@ async function harness(scaling: string, initial: DurableState = emptyState(), ro
     },
   };
   const logged: Harness["logged"] = [];
-  const log = (level: string) => (msg: string, fields: Record<string, unknown> = {}) => void logged.push({ level, msg, fields });
+  const log =
+    (level: string) =>
+    (msg: string, fields: Record<string, unknown> = {}) =>
+      void logged.push({ level, msg, fields });
   const logger: Logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
   const commands: string[] = [];
   const runner: CommandRunner = {
@@ -100,9 +103,12 @@ test("a save that keeps failing refuses every tick, logs it once a minute with a
   disk.full = false;
   await scaler.tick();
   await scaler.idle();
-  expect(events.latest().filter((e) => e.kind === "recorded").map((e) => e.message)).toEqual([
-    "decisions are recorded in /x/state/state.json again (90 refused while it could not be written)",
-  ]);
+  expect(
+    events
+      .latest()
+      .filter((e) => e.kind === "recorded")
+      .map((e) => e.message),
+  ).toEqual(["decisions are recorded in /x/state/state.json again (90 refused while it could not be written)"]);
   expect(commands).toEqual(["launch"]);
   expect(disk.saved.at(-1)!.launches).toHaveLength(1);
   expect(scaler.status().actions.not_recorded).toBe(90);
@@ -136,19 +142,49 @@ const launch = (l: Partial<LaunchRecord> = {}): LaunchRecord => ({
 const hello = (name: string, address: string, instanceId?: string) => ({ name, address, ...(instanceId ? { instance_id: instanceId } : {}) }) as HelloMessage;
 
 test.each<[string, { drains?: DrainRecord[]; launches?: LaunchRecord[]; role?: Role }, HelloMessage, RegExp | undefined]>([
-  ["the terminated instance, 60 s later", {}, hello("web-a", "10.0.0.1", "i-a"), /^instance i-a was terminated 60 s ago by this master \(scale-down drain-1\); a node shutting down is not put back in service .*forget_after, 600 s\)$/],
+  [
+    "the terminated instance, 60 s later",
+    {},
+    hello("web-a", "10.0.0.1", "i-a"),
+    /^instance i-a was terminated 60 s ago by this master \(scale-down drain-1\); a node shutting down is not put back in service .*forget_after, 600 s\)$/,
+  ],
   ["the terminated instance under another name and address", {}, hello("web-z", "10.0.0.9", "i-a"), /^instance i-a was terminated/],
   ["a new instance with the old one's name and address", {}, hello("web-a", "10.0.0.1", "i-b"), undefined],
   ["a hello without an instance id, with the old name and address", {}, hello("web-a", "10.0.0.1"), /^instance i-a was terminated/],
-  ["a node without an instance id, terminated", { drains: [drain({ instanceId: "" })] }, hello("web-a", "10.0.0.1", "i-b"), /^web-a at 10\.0\.0\.1 was terminated 60 s ago/],
+  [
+    "a node without an instance id, terminated",
+    { drains: [drain({ instanceId: "" })] },
+    hello("web-a", "10.0.0.1", "i-b"),
+    /^web-a at 10\.0\.0\.1 was terminated 60 s ago/,
+  ],
   ["a node without an instance id at another address", { drains: [drain({ instanceId: "" })] }, hello("web-a", "10.0.0.2"), undefined],
   ["the terminated instance, after forget_after", { drains: [drain({ finishedAt: T0 - 601_000 })] }, hello("web-a", "10.0.0.1", "i-a"), undefined],
-  ["a terminate interrupted by a restart (taken as done at start)", { drains: [drain({ status: "terminating", finishedAt: undefined })] }, hello("web-a", "10.0.0.1", "i-a"), /^instance i-a was terminated 0 s ago/],
+  [
+    "a terminate interrupted by a restart (taken as done at start)",
+    { drains: [drain({ status: "terminating", finishedAt: undefined })] },
+    hello("web-a", "10.0.0.1", "i-a"),
+    /^instance i-a was terminated 0 s ago/,
+  ],
   ["a node whose terminate failed (back in service)", { drains: [drain({ status: "failed" })] }, hello("web-a", "10.0.0.1", "i-a"), undefined],
   ["a pending launch that waits for any new node (a warm pool's start-instances)", { launches: [launch()] }, hello("web-a", "10.0.0.1", "i-a"), undefined],
-  ["a pending launch that waits for this instance", { launches: [launch({ instances: [{ instanceId: "i-a" }] })] }, hello("web-a", "10.0.0.1", "i-a"), undefined],
-  ["a pending launch that waits for other instances", { launches: [launch({ instances: [{ instanceId: "i-c" }] })] }, hello("web-a", "10.0.0.1", "i-a"), /^instance i-a was terminated/],
-  ["a pending launch decided before the terminate", { launches: [launch({ decidedAt: T0 - 200_000 })] }, hello("web-a", "10.0.0.1", "i-a"), /^instance i-a was terminated/],
+  [
+    "a pending launch that waits for this instance",
+    { launches: [launch({ instances: [{ instanceId: "i-a" }] })] },
+    hello("web-a", "10.0.0.1", "i-a"),
+    undefined,
+  ],
+  [
+    "a pending launch that waits for other instances",
+    { launches: [launch({ instances: [{ instanceId: "i-c" }] })] },
+    hello("web-a", "10.0.0.1", "i-a"),
+    /^instance i-a was terminated/,
+  ],
+  [
+    "a pending launch decided before the terminate",
+    { launches: [launch({ decidedAt: T0 - 200_000 })] },
+    hello("web-a", "10.0.0.1", "i-a"),
+    /^instance i-a was terminated/,
+  ],
   ["a launch already done", { launches: [launch({ status: "done", nodes: ["web-c"] })] }, hello("web-a", "10.0.0.1", "i-a"), /^instance i-a was terminated/],
   ["a follower (it terminates nothing)", { role: "follower" }, hello("web-a", "10.0.0.1", "i-a"), undefined],
 ])("admit: %s", async (_what, given, h, refused) => {

@@ -12,7 +12,19 @@ import { commandEnvironment, parseRunInstancesOutput, summariseOutput } from "./
 import { createDemandStore } from "./demand-store.js";
 import type { NodeObservation } from "./decide.js";
 import type { EventLog } from "./events.js";
-import { admitHello, effectivePending, excludedNames, initialState, isOpenDrain, isOpenLaunch, step, type ActionCounters, type Effect, type ScalerEvent, type ScalerState } from "./machine.js";
+import {
+  admitHello,
+  effectivePending,
+  excludedNames,
+  initialState,
+  isOpenDrain,
+  isOpenLaunch,
+  step,
+  type ActionCounters,
+  type Effect,
+  type ScalerEvent,
+  type ScalerState,
+} from "./machine.js";
 import { policyFromConfig } from "./policy.js";
 import type { Registry } from "./registry.js";
 import type { Role } from "./role.js";
@@ -70,8 +82,32 @@ export interface ScalerStatus {
   last_decision: { at: string; action: string; reason: string } | null;
   /** Counts since this master started. */
   actions: ActionCounters;
-  launches: { id: string; status: string; count: number; nodes: string[]; instances: string[]; decided_at: string; finished_at: string | null; manual: boolean; reason: string; note: string | null; error: string | null }[];
-  drains: { id: string; node: string; instance_id: string; status: string; decided_at: string; drain_until: string; finished_at: string | null; manual: boolean; reason: string; note: string | null; error: string | null }[];
+  launches: {
+    id: string;
+    status: string;
+    count: number;
+    nodes: string[];
+    instances: string[];
+    decided_at: string;
+    finished_at: string | null;
+    manual: boolean;
+    reason: string;
+    note: string | null;
+    error: string | null;
+  }[];
+  drains: {
+    id: string;
+    node: string;
+    instance_id: string;
+    status: string;
+    decided_at: string;
+    drain_until: string;
+    finished_at: string | null;
+    manual: boolean;
+    reason: string;
+    note: string | null;
+    error: string | null;
+  }[];
 }
 
 /** A running scaler. */
@@ -151,7 +187,12 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       if (action || result.reply) {
         // Nothing runs without a record: the decision is dropped, the old state stays.
         // What was seen (the decision, recommendations) stays; what was decided does not.
-        const seen = { lastDecision: state.lastDecision, recommendations: state.recommendations, recommendingSince: state.recommendingSince, demand: state.demand };
+        const seen = {
+          lastDecision: state.lastDecision,
+          recommendations: state.recommendations,
+          recommendingSince: state.recommendingSince,
+          demand: state.demand,
+        };
         state = { ...before, ...seen, counters: { ...before.counters, not_recorded: before.counters.not_recorded + 1 } };
         reportNotRecorded(refusalSubject(action), failure);
         const what = action?.kind === "launch" ? "the launch" : action?.kind === "drain" ? "the scale-down" : "the change";
@@ -169,7 +210,9 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       return (err as Error).message;
     }
     if (refusals.streak > 0) {
-      event("recorded", `decisions are recorded in ${store.file} again (${refusals.streak} refused while it could not be written)`, { refused: refusals.streak });
+      event("recorded", `decisions are recorded in ${store.file} again (${refusals.streak} refused while it could not be written)`, {
+        refused: refusals.streak,
+      });
       refusals.streak = 0;
       refusals.last = "";
     }
@@ -177,7 +220,13 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   };
 
   const refusalSubject = (action: Effect | undefined) =>
-    action?.kind === "launch" ? `not launching ${action.count} node(s)` : action?.kind === "drain" ? `not scaling down ${action.node}` : action?.kind === "terminate" ? `not terminating ${action.node}` : "not acting";
+    action?.kind === "launch"
+      ? `not launching ${action.count} node(s)`
+      : action?.kind === "drain"
+        ? `not scaling down ${action.node}`
+        : action?.kind === "terminate"
+          ? `not terminating ${action.node}`
+          : "not acting";
 
   /**
    * A state_dir that stays unwritable (a full disk) would refuse a decision every tick, so a
@@ -266,7 +315,8 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
               logger.info("node drained through the runtime socket", { node: effect.node, socket: config.haproxy.runtime_socket });
               return;
             }
-            if (config.haproxy.runtime_socket) logger.warn("runtime socket drain failed; taking the node out of the config instead", { node: effect.node, problem });
+            if (config.haproxy.runtime_socket)
+              logger.warn("runtime socket drain failed; taking the node out of the config instead", { node: effect.node, problem });
             await deps.applyNow(`drain ${effect.node}`);
           })().catch((err: Error) => logger.error("drain failed", { node: effect.node, error: err.message })),
         );
@@ -275,7 +325,9 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
         track(
           (async () => {
             // Out of the config first, confirmed on the live file, so no request goes to a node being terminated.
-            await deps.applyNow(`terminate ${effect.node}`).catch((err: Error) => logger.error("apply before terminate failed", { node: effect.node, error: err.message }));
+            await deps
+              .applyNow(`terminate ${effect.node}`)
+              .catch((err: Error) => logger.error("apply before terminate failed", { node: effect.node, error: err.message }));
             await dispatch({ type: "removed_from_config", id: effect.id, confirmed: await outOfConfig(effect.node) });
           })(),
         );
@@ -341,7 +393,14 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     const leaving = excludedNames(state.durable);
     const nodes = observations(at).filter((n) => !leaving.has(n.name));
     const pending = effectivePending(state.durable, nodes);
-    return { active: nodes.filter((n) => n.live).length, pending, leaving: leaving.size, desired: nodes.length + pending, min: policy.minNodes, max: policy.maxNodes };
+    return {
+      active: nodes.filter((n) => n.live).length,
+      pending,
+      leaving: leaving.size,
+      desired: nodes.length + pending,
+      min: policy.minNodes,
+      max: policy.maxNodes,
+    };
   };
 
   // ---- start -------------------------------------------------------------------------------
@@ -367,7 +426,10 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   let stopTimer = every(tickEvery(), () => void tick());
 
   const requireDecider = (what: string) => {
-    if (!decider) throw new Error(`this master is a follower (only the decider runs ${what}); run it on the first proxy of [haproxy] servers, or set [master] role = decider there`);
+    if (!decider)
+      throw new Error(
+        `this master is a follower (only the decider runs ${what}); run it on the first proxy of [haproxy] servers, or set [master] role = decider there`,
+      );
   };
   /** An operator's command: its reply, or its refusal as an error. */
   const command = async <T>(event: ScalerEvent): Promise<T> => {

@@ -62,7 +62,12 @@ export function tokensMatch(given: string, expected: string): boolean {
 }
 
 /** Start listening on host:port; resolves once listening. */
-export async function startAgentServer(host: string, port: number, deps: ServerDeps, limits: ServerLimits): Promise<{ server: net.Server; close: () => Promise<void>; connections: () => number }> {
+export async function startAgentServer(
+  host: string,
+  port: number,
+  deps: ServerDeps,
+  limits: ServerLimits,
+): Promise<{ server: net.Server; close: () => Promise<void>; connections: () => number }> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => handle(socket));
 

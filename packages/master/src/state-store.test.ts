@@ -14,8 +14,31 @@ const full: DurableState = {
   version: 2,
   paused: true,
   lastScaleUpAt: 1_700_000_000_000,
-  launches: [{ id: "l-1", decidedAt: 1_700_000_000_000, count: 2, reason: "scale-up: node web-2 at 91 % ≥ 75 % for 60 s", status: "running", instances: [{ instanceId: "i-0123456789abcdef0", privateAddress: "10.0.1.21" }], nodes: [], manual: false }],
-  drains: [{ id: "d-1", node: "web-1", instanceId: "i-0fedcba9876543210", address: "10.0.1.11", decidedAt: 1_700_000_100_000, drainUntil: 1_700_000_130_000, status: "draining", reason: "manual scale-down", manual: true }],
+  launches: [
+    {
+      id: "l-1",
+      decidedAt: 1_700_000_000_000,
+      count: 2,
+      reason: "scale-up: node web-2 at 91 % ≥ 75 % for 60 s",
+      status: "running",
+      instances: [{ instanceId: "i-0123456789abcdef0", privateAddress: "10.0.1.21" }],
+      nodes: [],
+      manual: false,
+    },
+  ],
+  drains: [
+    {
+      id: "d-1",
+      node: "web-1",
+      instanceId: "i-0fedcba9876543210",
+      address: "10.0.1.11",
+      decidedAt: 1_700_000_100_000,
+      drainUntil: 1_700_000_130_000,
+      status: "draining",
+      reason: "manual scale-down",
+      manual: true,
+    },
+  ],
   backoff: { up: { failures: 2, until: 1_700_000_060_000 } },
 };
 
@@ -41,7 +64,11 @@ test("a save replaces the file whole: no temp file is left and a reader never se
 test.each([
   ["not JSON", "{ half a file", /not valid JSON; refusing to start rather than forget launches/],
   ["an unknown version", JSON.stringify({ ...full, version: 3 }), /unexpected shape \(version/],
-  ["a launch with an unknown status", JSON.stringify({ ...full, launches: [{ ...full.launches[0], status: "maybe" }] }), /unexpected shape \(launches\.0\.status/],
+  [
+    "a launch with an unknown status",
+    JSON.stringify({ ...full, launches: [{ ...full.launches[0], status: "maybe" }] }),
+    /unexpected shape \(launches\.0\.status/,
+  ],
   ["an extra field", JSON.stringify({ ...full, shell: "rm -rf /" }), /unexpected shape/],
 ])("a state file that is %s is refused with a message, and left as it was", async (_what, text, message) => {
   const store = createStateStore(dir);

@@ -110,12 +110,18 @@ export function createStateStore(dir: string): StateStore {
       try {
         raw = JSON.parse(text);
       } catch {
-        throw new AutoscalerError("AUTOSCALER_IO", `the master's state ${file} is not valid JSON; refusing to start rather than forget launches. Inspect it, then move it aside to start from scratch`);
+        throw new AutoscalerError(
+          "AUTOSCALER_IO",
+          `the master's state ${file} is not valid JSON; refusing to start rather than forget launches. Inspect it, then move it aside to start from scratch`,
+        );
       }
       const parsed = stateSchema.safeParse(raw);
       if (!parsed.success) {
         const first = parsed.error.issues[0];
-        throw new AutoscalerError("AUTOSCALER_IO", `the master's state ${file} has an unexpected shape (${first?.path.join(".") || "top"}: ${first?.message}); refusing to start rather than forget launches. Inspect it, then move it aside to start from scratch`);
+        throw new AutoscalerError(
+          "AUTOSCALER_IO",
+          `the master's state ${file} has an unexpected shape (${first?.path.join(".") || "top"}: ${first?.message}); refusing to start rather than forget launches. Inspect it, then move it aside to start from scratch`,
+        );
       }
       return parsed.data;
     },

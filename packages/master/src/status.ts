@@ -97,7 +97,20 @@ export function buildStatus(i: StatusInputs): MasterStatus {
   });
   for (const h of i.hosts) {
     if (i.registry.get(h.name)) continue;
-    nodes.push({ name: h.name, address: h.address, port: h.port, source: h.source, state: "configured", healthy: null, cpu_now: null, cpu_window: null, samples_in_window: 0, last_seen_seconds_ago: null, connections: 0, instance_id: h.instanceId ?? null });
+    nodes.push({
+      name: h.name,
+      address: h.address,
+      port: h.port,
+      source: h.source,
+      state: "configured",
+      healthy: null,
+      cpu_now: null,
+      cpu_window: null,
+      samples_in_window: 0,
+      last_seen_seconds_ago: null,
+      connections: 0,
+      instance_id: h.instanceId ?? null,
+    });
   }
   nodes.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const active = nodes.filter((n) => n.state === "live").length;

@@ -40,7 +40,10 @@ export const sampleSchema = z
     time: z.number().int().min(0),
     cpu: percent,
     load: z.array(z.number().finite().min(0)).length(3).optional(),
-    memory: z.object({ used_bytes: z.number().int().min(0), total_bytes: z.number().int().min(0) }).strict().optional(),
+    memory: z
+      .object({ used_bytes: z.number().int().min(0), total_bytes: z.number().int().min(0) })
+      .strict()
+      .optional(),
     healthy: z.boolean().optional(),
   })
   .strict();

@@ -62,7 +62,12 @@ describe("parseHostFile", () => {
     ["a port that is a word", "web-1.json", '{"address":"10.0.0.1","port":"http"}', /port "http" is not a port number/],
     ["a fractional port", "web-1.json", '{"address":"10.0.0.1","port":80.5}', /port "80\.5" is not a port number/],
     ["no port", "web-1.json", '{"address":"10.0.0.1"}', /port "" is not a port number/],
-    ["an unknown source", "web-1.json", '{"address":"10.0.0.1","port":80,"source":"cloud"}', /source "cloud" is not valid; expected one of manual, agent, launched/],
+    [
+      "an unknown source",
+      "web-1.json",
+      '{"address":"10.0.0.1","port":80,"source":"cloud"}',
+      /source "cloud" is not valid; expected one of manual, agent, launched/,
+    ],
     ["an instance id with a path in it", "web-1.json", '{"address":"10.0.0.1","port":80,"instance_id":"i-1/../x"}', /instance id "i-1\/\.\.\/x" is not valid/],
     ["an instance id with a space", "web-1.json", '{"address":"10.0.0.1","port":80,"instance_id":"i 1"}', /instance id "i 1" is not valid/],
     ["a file name that is not a valid name", "web 1.json", '{"address":"10.0.0.1","port":80}', /name "web 1" is not a valid name/],
@@ -131,7 +136,13 @@ describe("createHostsStore", () => {
     await store.add(entry("web-1", "10.0.0.1"));
     const file = path.join(hostsDir, "web-1.json");
     expect((await fs.stat(file)).mode & 0o777).toBe(0o644);
-    expect(JSON.parse(await fs.readFile(file, "utf8"))).toEqual({ name: "web-1", address: "10.0.0.1", port: 80, source: "manual", added_at: "2024-05-06T07:08:09.000Z" });
+    expect(JSON.parse(await fs.readFile(file, "utf8"))).toEqual({
+      name: "web-1",
+      address: "10.0.0.1",
+      port: 80,
+      source: "manual",
+      added_at: "2024-05-06T07:08:09.000Z",
+    });
   });
 
   test("add of a name that exists fails with AUTOSCALER_EXISTS and leaves the first file byte-identical", async () => {

@@ -104,7 +104,7 @@ export function parseHostFile(fileName: string, text: string, mtime: Date | (() 
     return { file: fileName, message: `names ${JSON.stringify(r.name)} but the file is ${fileName}; expected the file to be named <name>.json` };
   }
   const address = str(r.address ?? r.host) ?? "";
-  const port = typeof r.port === "number" ? r.port : str(r.port) ?? "";
+  const port = typeof r.port === "number" ? r.port : (str(r.port) ?? "");
   const source = str(r.source) ?? "manual";
   const instanceId = str(r.instance_id);
   const problems = checkHostEntry({ name, address, port, source, instanceId });
@@ -173,7 +173,10 @@ export function createHostsStore(dir: string): HostsStore {
         await writeFileAtomic(fileOf(entry.name), serialise(entry), { mode: 0o644, exclusive: true });
       } catch (err) {
         if (errnoCode(err) === "EEXIST") {
-          throw new AutoscalerError("AUTOSCALER_EXISTS", `a backend named ${JSON.stringify(entry.name)} is already in ${dir}; choose another --name or remove it first`);
+          throw new AutoscalerError(
+            "AUTOSCALER_EXISTS",
+            `a backend named ${JSON.stringify(entry.name)} is already in ${dir}; choose another --name or remove it first`,
+          );
         }
         throw err;
       }

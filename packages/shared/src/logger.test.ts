@@ -7,7 +7,15 @@ const NOW = new Date("2024-05-06T07:08:09.010Z");
 function capture(options: LoggerOptions = {}) {
   const chunks: string[] = [];
   const logger = createLogger({ write: (s: string) => chunks.push(s) }, { now: () => NOW, ...options });
-  return { logger, chunks, lines: () => chunks.join("").split("\n").filter((l) => l !== "") };
+  return {
+    logger,
+    chunks,
+    lines: () =>
+      chunks
+        .join("")
+        .split("\n")
+        .filter((l) => l !== ""),
+  };
 }
 
 describe("redact", () => {

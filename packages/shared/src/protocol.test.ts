@@ -46,7 +46,10 @@ describe("decodeAgentMessage", () => {
 });
 
 test("decodeMasterMessage accepts welcome and error", () => {
-  expect(decodeMasterMessage(JSON.stringify({ type: "welcome", version: 1, role: "decider", master_version: "0.1.0" }))).toEqual({ ok: true, message: { type: "welcome", version: 1, role: "decider", master_version: "0.1.0" } });
+  expect(decodeMasterMessage(JSON.stringify({ type: "welcome", version: 1, role: "decider", master_version: "0.1.0" }))).toEqual({
+    ok: true,
+    message: { type: "welcome", version: 1, role: "decider", master_version: "0.1.0" },
+  });
   expect(decodeMasterMessage(JSON.stringify({ type: "error", code: "AUTH", message: "token refused" })).ok).toBe(true);
 });
 

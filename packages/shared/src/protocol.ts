@@ -16,7 +16,6 @@ export const PROTOCOL_VERSION = 1;
 /** The longest line either side accepts, in bytes (SPEC: a line over 64 KiB closes the connection). */
 export const MAX_LINE_BYTES = 64 * 1024;
 
-
 /** `welcome`: the master accepted the node. */
 export interface WelcomeMessage {
   type: "welcome";
@@ -52,7 +51,8 @@ export function decodeMasterMessage(line: string): Decoded<MasterMessage> {
   const str = (v: unknown, max: number) => typeof v === "string" && v.length <= max;
   if (m.type === "welcome") {
     if (keys !== "master_version,role,type,version") return { ok: false, reason: "wrong shape: welcome fields" };
-    if (!Number.isInteger(m.version) || (m.role !== "decider" && m.role !== "follower") || !str(m.master_version, 64)) return { ok: false, reason: "wrong shape: welcome values" };
+    if (!Number.isInteger(m.version) || (m.role !== "decider" && m.role !== "follower") || !str(m.master_version, 64))
+      return { ok: false, reason: "wrong shape: welcome values" };
     return { ok: true, message: m as unknown as WelcomeMessage };
   }
   if (m.type === "error") {

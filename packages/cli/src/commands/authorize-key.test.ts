@@ -29,7 +29,11 @@ test("a comment with characters that could become authorized_keys options is cle
 
 test.each([
   ["an empty file", "", /holds no key/],
-  ["a private key", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n", /holds 3 lines|does not start with a public key type/],
+  [
+    "a private key",
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+    /holds 3 lines|does not start with a public key type/,
+  ],
   ["two keys", "ssh-ed25519 AAAA a\nssh-ed25519 AAAA b\n", /holds 2 lines/],
   ["an authorized_keys line with options", 'command="/bin/sh" ssh-ed25519 AAAAC3Nza', /does not start with a public key type/],
   ["a type whose blob is another type", "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIBcq", /not a ssh-rsa key/],

@@ -8,16 +8,30 @@ const KEY_TYPES = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed
 
 /** Parse one OpenSSH public key line; refuses anything else (private keys, several keys, options). */
 export function parsePublicKey(text: string, file: string): { type: string; base64: string; comment: string } {
-  const lines = text.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
-  const bad = (why: string) => new AutoscalerError("AUTOSCALER_INPUT_INVALID", `${file} ${why}; expected one OpenSSH public key line such as "ssh-ed25519 AAAA… node@web-1" (the .pub file)`, { exitCode: 2 });
-  if (lines.length !== 1) return (() => { throw bad(lines.length === 0 ? "holds no key" : `holds ${lines.length} lines`); })();
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
+  const bad = (why: string) =>
+    new AutoscalerError(
+      "AUTOSCALER_INPUT_INVALID",
+      `${file} ${why}; expected one OpenSSH public key line such as "ssh-ed25519 AAAA… node@web-1" (the .pub file)`,
+      { exitCode: 2 },
+    );
+  if (lines.length !== 1)
+    return (() => {
+      throw bad(lines.length === 0 ? "holds no key" : `holds ${lines.length} lines`);
+    })();
   const [type, b64, ...rest] = lines[0]!.split(/\s+/);
   if (!type || !KEY_TYPES.test(type)) throw bad(`does not start with a public key type (found ${JSON.stringify((type ?? "").slice(0, 40))})`);
   if (!b64 || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw bad("has no base64 key after the type");
   const blob = Buffer.from(b64, "base64");
   const len = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
   if (blob.subarray(4, 4 + len).toString("latin1") !== type) throw bad(`has a key whose contents are not a ${type} key`);
-  const comment = rest.join(" ").replace(/[^A-Za-z0-9@._:-]/g, "").slice(0, 64);
+  const comment = rest
+    .join(" ")
+    .replace(/[^A-Za-z0-9@._:-]/g, "")
+    .slice(0, 64);
   return { type, base64: b64, comment };
 }
 
@@ -32,6 +46,8 @@ export async function runAuthorizeKey(io: Io, args: GlobalArgs & { pubkeyFile: s
   }
   const key = parsePublicKey(text, args.pubkeyFile);
   const port = ctx.config.master.listen!.port;
-  io.stdout.write(`restrict,port-forwarding,permitopen="127.0.0.1:${port}",command="/bin/false" ${key.type} ${key.base64}${key.comment ? " " + key.comment : ""}\n`);
+  io.stdout.write(
+    `restrict,port-forwarding,permitopen="127.0.0.1:${port}",command="/bin/false" ${key.type} ${key.base64}${key.comment ? " " + key.comment : ""}\n`,
+  );
   return 0;
 }

@@ -21,7 +21,10 @@ export async function runControl(io: Io, args: GlobalArgs & { count?: unknown },
   const count = cmd === "scale-up" || cmd === "scale-down" ? parseCount(args.count) : undefined;
   const ctx = await loadContext(io, args);
   const { callControl, controlSocketPath } = await import("@autoscaler/master");
-  const result = (await callControl(controlSocketPath(ctx.config.master.state_dir), { cmd, ...(count !== undefined ? { count } : {}) }, 15_000)) as Record<string, unknown>;
+  const result = (await callControl(controlSocketPath(ctx.config.master.state_dir), { cmd, ...(count !== undefined ? { count } : {}) }, 15_000)) as Record<
+    string,
+    unknown
+  >;
   if (args.json) {
     io.stdout.write(JSON.stringify(result, null, 2) + "\n");
     return 0;

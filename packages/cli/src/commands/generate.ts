@@ -31,7 +31,9 @@ export async function renderServed(config: Config, store: HostsStore): Promise<s
 /** One line that says what the apply pipeline did. */
 export function describeApply(target: string, r: ApplyResult, reloadAsked: boolean): string {
   if (!r.changed && !r.reloaded) return `${target} is unchanged: nothing written, checked or reloaded`;
-  const steps = r.reloadOnly ? [`${target} is unchanged but HAProxy had not reloaded it yet (it was written with --no-reload)`] : [`wrote ${target}`, "check passed"];
+  const steps = r.reloadOnly
+    ? [`${target} is unchanged but HAProxy had not reloaded it yet (it was written with --no-reload)`]
+    : [`wrote ${target}`, "check passed"];
   if (r.reloaded) {
     steps.push(r.confirmed ? `reloaded (new worker pid ${r.workerPid} confirmed on the master CLI)` : "reloaded (not confirmed: master CLI not available)");
   } else if (reloadAsked) {
@@ -58,7 +60,12 @@ export async function runGenerate(io: Io, args: GenerateArgs): Promise<number> {
   }
   const target = args.output ? path.resolve(io.cwd, args.output) : ctx.config.haproxy.config;
   const settings = applySettingsFromConfig(ctx.config, target);
-  const result = await applyHaproxyConfig(settings, () => renderServed(ctx.config, ctx.store), { runner, logger: ctx.logger }, { reload: Boolean(args.reload) });
+  const result = await applyHaproxyConfig(
+    settings,
+    () => renderServed(ctx.config, ctx.store),
+    { runner, logger: ctx.logger },
+    { reload: Boolean(args.reload) },
+  );
   if (args.json) io.stdout.write(JSON.stringify({ file: target, ...result }) + "\n");
   else io.stdout.write(describeApply(target, result, Boolean(args.reload)) + "\n");
   return 0;
@@ -74,7 +81,11 @@ export async function runCheckConfig(io: Io, args: GlobalArgs): Promise<number> 
   const file = path.join(dir, "haproxy.cfg");
   try {
     await fs.writeFile(file, rendered, { mode: 0o600 });
-    const result = await runner.run(ctx.config.haproxy.check_command, { env: { CONFIG: file }, cwd: ctx.config.dir, timeoutMs: ctx.config.machine.command_timeout * 1000 });
+    const result = await runner.run(ctx.config.haproxy.check_command, {
+      env: { CONFIG: file },
+      cwd: ctx.config.dir,
+      timeoutMs: ctx.config.machine.command_timeout * 1000,
+    });
     if (result.code !== 0 || result.timedOut) {
       throw new AutoscalerError("AUTOSCALER_HAPROXY_CHECK_FAILED", `the template renders a config HAProxy refuses (check_command ${describeExit(result)}):`, {
         details: haproxyErrorLines(result, file, ctx.config.haproxy.template + " (rendered)", rendered),
@@ -85,6 +96,9 @@ export async function runCheckConfig(io: Io, args: GlobalArgs): Promise<number> 
   }
   const summary = { ok: true, config: ctx.config.file, template: ctx.config.haproxy.template, backends: hosts.length };
   if (args.json) io.stdout.write(JSON.stringify(summary) + "\n");
-  else io.stdout.write(`${ctx.config.file}: OK; template ${ctx.config.haproxy.template} renders ${hosts.length} backend${hosts.length === 1 ? "" : "s"} and passes check_command\n`);
+  else
+    io.stdout.write(
+      `${ctx.config.file}: OK; template ${ctx.config.haproxy.template} renders ${hosts.length} backend${hosts.length === 1 ? "" : "s"} and passes check_command\n`,
+    );
   return 0;
 }

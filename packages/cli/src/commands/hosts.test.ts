@@ -15,7 +15,7 @@ describe("defaultHostName", () => {
 
   test.each([
     ["an IPv6 address", "2001:db8:85a3::8a2e:370:7334", 65535],
-    ["a DNS name of 253 characters", [ "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)].join("."), 80],
+    ["a DNS name of 253 characters", ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)].join("."), 80],
   ])("gives a valid backend name for %s", (_what, host, port) => {
     const name = defaultHostName(host, port);
     expect(checkName(name)).toBeUndefined();

@@ -43,7 +43,10 @@ export interface AddHostArgs extends GlobalArgs {
 export async function runAddHost(io: Io, args: AddHostArgs): Promise<number> {
   const host = String(args.host);
   const portText = String(args.port);
-  const problems = [checkHost(host) && `host ${JSON.stringify(host)} ${checkHost(host)}`, checkPort(portText) && `port ${JSON.stringify(portText)} ${checkPort(portText)}`];
+  const problems = [
+    checkHost(host) && `host ${JSON.stringify(host)} ${checkHost(host)}`,
+    checkPort(portText) && `port ${JSON.stringify(portText)} ${checkPort(portText)}`,
+  ];
   if (args.name !== undefined && checkName(String(args.name))) problems.push(`--name ${JSON.stringify(String(args.name))} ${checkName(String(args.name))}`);
   const bad = problems.filter((p): p is string => Boolean(p));
   if (bad.length > 0) throw usageError(bad.join("\n"));
@@ -83,7 +86,8 @@ export interface RemoveHostArgs extends GlobalArgs {
 /** Remove an entry by name or by host:port, then regenerate and reload. */
 export async function runRemoveHost(io: Io, args: RemoveHostArgs): Promise<number> {
   const target = String(args.target);
-  if (/[\s/\\]/.test(target) || target === "") throw usageError(`${JSON.stringify(target)} is not a backend name or host:port; expected a name from "autoscaler hosts" or host:port`);
+  if (/[\s/\\]/.test(target) || target === "")
+    throw usageError(`${JSON.stringify(target)} is not a backend name or host:port; expected a name from "autoscaler hosts" or host:port`);
   const ctx = await loadContext(io, args);
   const { hosts } = await ctx.store.list();
   let match = hosts.find((h) => h.name === target);
@@ -91,7 +95,8 @@ export async function runRemoveHost(io: Io, args: RemoveHostArgs): Promise<numbe
     const { host, port } = splitHostPort(target);
     if (port !== undefined) match = hosts.find((h) => h.address === normaliseHost(host) && String(h.port) === port);
   }
-  if (!match) throw new AutoscalerError("AUTOSCALER_NOT_FOUND", `no backend named or at ${JSON.stringify(target)} in ${ctx.store.dir}; "autoscaler hosts" lists them`);
+  if (!match)
+    throw new AutoscalerError("AUTOSCALER_NOT_FOUND", `no backend named or at ${JSON.stringify(target)} in ${ctx.store.dir}; "autoscaler hosts" lists them`);
   await ctx.store.remove(match.name);
   io.stdout.write(`removed ${match.name} (${entryAddress(match)}) from ${ctx.store.dir}\n`);
   await applyAfterChange(io, ctx, args.reload !== false);
@@ -121,7 +126,12 @@ export async function runHosts(io: Io, args: GlobalArgs): Promise<number> {
   if (args.json) {
     io.stdout.write(JSON.stringify({ hosts: rows, problems }, null, 2) + "\n");
   } else {
-    io.stdout.write(formatTable(["NAME", "ADDRESS", "PORT", "SOURCE", "STATE", "ADDED"], rows.map((r) => [r.name, r.address, String(r.port), r.source, r.state, r.added_at])));
+    io.stdout.write(
+      formatTable(
+        ["NAME", "ADDRESS", "PORT", "SOURCE", "STATE", "ADDED"],
+        rows.map((r) => [r.name, r.address, String(r.port), r.source, r.state, r.added_at]),
+      ),
+    );
     if (rows.length === 0) io.stdout.write(`(no backends in ${ctx.store.dir}; add one with "autoscaler add-host HOST PORT")\n`);
   }
   for (const p of problems) io.stderr.write(`error: ${ctx.store.dir}/${p.file} ${p.message}\n`);

@@ -5,7 +5,11 @@ import { parseSetting } from "./init.js";
 describe("parseSetting", () => {
   test.each([
     ["a plain setting", "haproxy.config=haproxy.cfg", { section: "haproxy", key: "config", value: "haproxy.cfg" }],
-    ["a value with = and spaces in it", "machine.scale_up_command=aws ec2 run-instances --filters Name=x", { section: "machine", key: "scale_up_command", value: "aws ec2 run-instances --filters Name=x" }],
+    [
+      "a value with = and spaces in it",
+      "machine.scale_up_command=aws ec2 run-instances --filters Name=x",
+      { section: "machine", key: "scale_up_command", value: "aws ec2 run-instances --filters Name=x" },
+    ],
     ["a value with ; and #", "machine.scale_down_command=a; b # c", { section: "machine", key: "scale_down_command", value: "a; b # c" }],
     ["an empty value", "machine.scale_down_command=", { section: "machine", key: "scale_down_command", value: "" }],
     ["a key with digits", "scaling.max_nodes=5", { section: "scaling", key: "max_nodes", value: "5" }],

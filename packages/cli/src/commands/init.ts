@@ -26,13 +26,21 @@ export interface InitArgs extends GlobalArgs {
 /** Parse `section.key=value`; refuses keys the schema does not know. */
 export function parseSetting(text: string): { section: string; key: string; value: string } {
   const m = /^([a-z_]+)\.([a-z_0-9]+)=(.*)$/s.exec(text);
-  if (!m) throw new AutoscalerError("AUTOSCALER_USAGE", `--set ${JSON.stringify(text)} is not valid; expected section.key=value, such as haproxy.config=haproxy.cfg`, { exitCode: 2 });
+  if (!m)
+    throw new AutoscalerError(
+      "AUTOSCALER_USAGE",
+      `--set ${JSON.stringify(text)} is not valid; expected section.key=value, such as haproxy.config=haproxy.cfg`,
+      { exitCode: 2 },
+    );
   const [, section, key, value] = m as unknown as [string, string, string, string];
   const known = (SCHEMA as Record<string, Record<string, unknown>>)[section];
   if (!known || !(key in known)) {
-    throw new AutoscalerError("AUTOSCALER_USAGE", `--set ${section}.${key}: no such setting; expected one of the keys in the README's ini reference`, { exitCode: 2 });
+    throw new AutoscalerError("AUTOSCALER_USAGE", `--set ${section}.${key}: no such setting; expected one of the keys in the README's ini reference`, {
+      exitCode: 2,
+    });
   }
-  if (/[\r\n]/.test(value)) throw new AutoscalerError("AUTOSCALER_USAGE", `--set ${section}.${key}: the value has a line break; expected one line`, { exitCode: 2 });
+  if (/[\r\n]/.test(value))
+    throw new AutoscalerError("AUTOSCALER_USAGE", `--set ${section}.${key}: the value has a line break; expected one line`, { exitCode: 2 });
   return { section, key, value };
 }
 

@@ -48,7 +48,13 @@ function nextSteps(role: ServiceRole, unitName: string, configNote: string | und
           `  2. Follow its log: journalctl -u ${service} -f`,
           "  3. Check it: autoscaler status",
         ];
-  return [...(configNote ? [configNote, ""] : []), "Next steps:", ...steps, "", `Local changes go in a drop-in (systemctl edit ${service}), so a new version of this file never overwrites them.`];
+  return [
+    ...(configNote ? [configNote, ""] : []),
+    "Next steps:",
+    ...steps,
+    "",
+    `Local changes go in a drop-in (systemctl edit ${service}), so a new version of this file never overwrites them.`,
+  ];
 }
 
 /** Run `install-service`. */
@@ -78,7 +84,10 @@ export async function runInstallService(io: Io, args: InstallServiceArgs): Promi
     try {
       await fs.access(dir);
     } catch {
-      throw new AutoscalerError("AUTOSCALER_IO", `${dir} does not exist (is this a systemd machine?); nothing was written. Pass --unit-dir DIR to write the unit elsewhere, or --dry-run to print it.`);
+      throw new AutoscalerError(
+        "AUTOSCALER_IO",
+        `${dir} does not exist (is this a systemd machine?); nothing was written. Pass --unit-dir DIR to write the unit elsewhere, or --dry-run to print it.`,
+      );
     }
     try {
       await writeFileAtomic(target, unit, { mode: 0o644, forceMode: true });

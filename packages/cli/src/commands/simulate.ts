@@ -54,11 +54,20 @@ const SETTABLE = (section: string, key: string) => section === "scaling" || (sec
 const usage = (message: string) => new AutoscalerError("AUTOSCALER_USAGE", message, { exitCode: EXIT_USAGE });
 
 /** A number option, or the usage error that says what was expected. */
-function numberOption(name: string, raw: string | undefined, fallback: number, check: { min: number; above?: boolean; integer?: boolean; max?: number }): number {
+function numberOption(
+  name: string,
+  raw: string | undefined,
+  fallback: number,
+  check: { min: number; above?: boolean; integer?: boolean; max?: number },
+): number {
   if (raw === undefined) return fallback;
   const value = /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/.test(raw) ? Number(raw) : NaN;
   const expected = `${check.integer ? "a whole number" : "a number"} ${check.above ? "greater than" : "of at least"} ${check.min}${check.max !== undefined ? ` and at most ${check.max}` : ""}`;
-  const ok = Number.isFinite(value) && (check.above ? value > check.min : value >= check.min) && (check.max === undefined || value <= check.max) && (!check.integer || Number.isInteger(value));
+  const ok =
+    Number.isFinite(value) &&
+    (check.above ? value > check.min : value >= check.min) &&
+    (check.max === undefined || value <= check.max) &&
+    (!check.integer || Number.isInteger(value));
   if (!ok) throw usage(`--${name} ${JSON.stringify(raw)} is not valid; expected ${expected}`);
   return value;
 }
@@ -66,9 +75,13 @@ function numberOption(name: string, raw: string | undefined, fallback: number, c
 /** The --compare list, checked: known names, each once, `ini` folded into ours. */
 function comparePolicies(raw: string | undefined): ComparePolicy[] {
   if (raw === undefined) return [];
-  const names = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const names = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
   for (const n of names) {
-    if (!(COMPARE_POLICIES as readonly string[]).includes(n)) throw usage(`--compare ${JSON.stringify(n)} is not a policy; expected a comma list of ${COMPARE_POLICIES.join(", ")}`);
+    if (!(COMPARE_POLICIES as readonly string[]).includes(n))
+      throw usage(`--compare ${JSON.stringify(n)} is not a policy; expected a comma list of ${COMPARE_POLICIES.join(", ")}`);
   }
   return [...new Set(names as ComparePolicy[])].filter((n) => n !== "ini");
 }
@@ -128,7 +141,16 @@ interface PlannedRun {
   initialNodes: number;
 }
 
-async function planRuns(policies: ComparePolicy[], ini: { text: string; file: string }, config: Config, model: ModelOptions, trace: Trace, io: Io, staticFleet: number | undefined, history: DemandHistory | undefined): Promise<PlannedRun[]> {
+async function planRuns(
+  policies: ComparePolicy[],
+  ini: { text: string; file: string },
+  config: Config,
+  model: ModelOptions,
+  trace: Trace,
+  io: Io,
+  staticFleet: number | undefined,
+  history: DemandHistory | undefined,
+): Promise<PlannedRun[]> {
   const sim = await import("@autoscaler/master/simulate");
   const min = config.scaling.min_nodes;
   const ours = (c: Config) => sim.createEngineController(c, model, c.scaling.predictive === "on" && history ? { history } : {});
@@ -180,7 +202,8 @@ export async function runSimulate(io: Io, args: SimulateArgs): Promise<number> {
   const trace = sim.sliceTrace(whole, { startDay, days, scale });
   // What a master running before the replay would have recorded for the predictive floor (up to 8 days).
   const historyDays = Math.min(8, startDay);
-  const history = historyDays > 0 ? sim.demandHistoryFrom(sim.sliceTrace(whole, { startDay: startDay - historyDays, days: historyDays, scale }), nodeCapacity) : undefined;
+  const history =
+    historyDays > 0 ? sim.demandHistoryFrom(sim.sliceTrace(whole, { startDay: startDay - historyDays, days: historyDays, scale }), nodeCapacity) : undefined;
   const model: ModelOptions = {
     nodeCapacity,
     bootMs: bootSeconds * 1000,

@@ -11,20 +11,34 @@ export function formatStatus(s: MasterStatus): string {
   const out: string[] = [];
   out.push(`master ${s.version}: ${s.role} (${s.role_reason}); agents on ${s.listen}`);
   const c = s.capacity;
-  out.push(`capacity: ${c.active} active, ${c.pending} pending, ${c.leaving} leaving, ${c.desired} desired (min ${c.min}, max ${c.max}); paused: ${s.paused ? "yes" : "no"}`);
+  out.push(
+    `capacity: ${c.active} active, ${c.pending} pending, ${c.leaving} leaving, ${c.desired} desired (min ${c.min}, max ${c.max}); paused: ${s.paused ? "yes" : "no"}`,
+  );
   out.push(`cooldown left: scale-up ${s.cooldown.scale_up_seconds} s, scale-down ${s.cooldown.scale_down_seconds} s`);
   if (s.last_decision) out.push(`last decision: ${s.last_decision.action} (${s.last_decision.reason})`);
   out.push("");
   out.push(
     formatTable(
       ["NODE", "ADDRESS", "PORT", "SOURCE", "STATE", "CPU", "CPU(WINDOW)", "LAST SEEN"],
-      s.nodes.map((n) => [n.name, n.address, String(n.port), n.source, n.state + (n.healthy === false ? " (unhealthy)" : ""), fmt(n.cpu_now, "%"), fmt(n.cpu_window, "%"), n.last_seen_seconds_ago === null ? "-" : `${n.last_seen_seconds_ago}s ago`]),
+      s.nodes.map((n) => [
+        n.name,
+        n.address,
+        String(n.port),
+        n.source,
+        n.state + (n.healthy === false ? " (unhealthy)" : ""),
+        fmt(n.cpu_now, "%"),
+        fmt(n.cpu_window, "%"),
+        n.last_seen_seconds_ago === null ? "-" : `${n.last_seen_seconds_ago}s ago`,
+      ]),
     ).trimEnd(),
   );
   const open = [...s.launches.filter((l) => l.status === "running" || l.status === "pending"), ...s.launches.filter((l) => l.status === "failed").slice(-3)];
   if (open.length > 0) {
     out.push("", "launches:");
-    for (const l of open) out.push(`  ${l.id}  ${l.status.padEnd(8)}  ${l.nodes.length} of ${l.count} registered${l.nodes.length ? ` (${l.nodes.join(", ")})` : ""}  ${l.reason}${l.error ? `; ${l.error}` : ""}`);
+    for (const l of open)
+      out.push(
+        `  ${l.id}  ${l.status.padEnd(8)}  ${l.nodes.length} of ${l.count} registered${l.nodes.length ? ` (${l.nodes.join(", ")})` : ""}  ${l.reason}${l.error ? `; ${l.error}` : ""}`,
+      );
   }
   const drains = s.drains.filter((d) => d.status === "draining" || d.status === "terminating");
   if (drains.length > 0) {

@@ -62,13 +62,25 @@ async function startNode(dir: string, cloud: DemoCloudConfig): Promise<{ name: s
   const instanceId = `i-${randomBytes(8).toString("hex")}`;
   const port = await freePort();
   const ini = path.join(nodeDir, "autoscaler.ini");
-  const settings = [...cloud.settings, `agent.name=${name}`, "agent.address=127.0.0.1", `agent.port=${port}`, `agent.instance_id=${instanceId}`, "agent.cpu_source=pid:web.pid", "master.state_dir=state"];
+  const settings = [
+    ...cloud.settings,
+    `agent.name=${name}`,
+    "agent.address=127.0.0.1",
+    `agent.port=${port}`,
+    `agent.instance_id=${instanceId}`,
+    "agent.cpu_source=pid:web.pid",
+    "master.state_dir=state",
+  ];
   const init = spawnSync(process.execPath, [cloud.cli, "init", "--config", ini, ...settings.flatMap((s) => ["--set", s])], { encoding: "utf8" });
   if (init.status !== 0) throw new Error(`cannot write ${name}'s ini: ${init.stderr.trim()}`);
   await fs.writeFile(path.join(nodeDir, "instance-id"), instanceId);
   const log = openSync(path.join(nodeDir, "node.log"), "a");
   const detached = { detached: true, stdio: ["ignore", log, log] as ["ignore", number, number] };
-  const web = spawn(process.execPath, [cloud.cli, "demo-web", "--name", name, "--port", String(port), "--pid-file", path.join(nodeDir, "web.pid"), "--work-ms", String(cloud.workMs)], detached);
+  const web = spawn(
+    process.execPath,
+    [cloud.cli, "demo-web", "--name", name, "--port", String(port), "--pid-file", path.join(nodeDir, "web.pid"), "--work-ms", String(cloud.workMs)],
+    detached,
+  );
   web.unref();
   const agent = spawn(process.execPath, [cloud.cli, "agent", "--config", ini], detached);
   agent.unref();
@@ -85,7 +97,10 @@ export async function listDemoNodes(dir: string): Promise<{ name: string; instan
     const d = path.join(nodesDir, name);
     const instanceId = (await fs.readFile(path.join(d, "instance-id"), "utf8").catch(() => "")).trim();
     const pids = (await fs.readFile(path.join(d, "pids"), "utf8").catch(() => "")).split("\n").filter(Boolean).map(Number);
-    const terminated = await fs.access(path.join(d, "terminated")).then(() => true, () => false);
+    const terminated = await fs.access(path.join(d, "terminated")).then(
+      () => true,
+      () => false,
+    );
     out.push({ name, instanceId, pids, terminated });
   }
   return out;
@@ -108,10 +123,21 @@ export async function stopPids(pids: number[], graceMs = 2000): Promise<void> {
 }
 
 /** Run `launch` or `terminate`; returns the exit code. */
-export async function runDemoNode(action: "launch" | "terminate", dir: string, env: NodeJS.ProcessEnv, out: { write(s: string): unknown }, err: { write(s: string): unknown }): Promise<number> {
+export async function runDemoNode(
+  action: "launch" | "terminate",
+  dir: string,
+  env: NodeJS.ProcessEnv,
+  out: { write(s: string): unknown },
+  err: { write(s: string): unknown },
+): Promise<number> {
   const cloud = JSON.parse(await fs.readFile(path.join(dir, CLOUD_FILE), "utf8")) as DemoCloudConfig;
   if (action === "launch") {
-    if (await fs.access(path.join(dir, "closed")).then(() => true, () => false)) {
+    if (
+      await fs.access(path.join(dir, "closed")).then(
+        () => true,
+        () => false,
+      )
+    ) {
       err.write("the demo is ending; no more nodes\n");
       return 5;
     }

@@ -228,7 +228,11 @@ export async function runDemo(io: Io, options: DemoOptions): Promise<number> {
 
     // Children run in their own process groups, so a Ctrl-C reaches only the demo, which then
     // stops them in order (the load first, so no request meets a stopped part).
-    const hap = spawn("haproxy", ["-W", "-S", path.join(dir, "master.sock"), "-f", path.join(dir, "haproxy.cfg"), "-p", path.join(dir, "haproxy.pid")], { cwd: dir, stdio: ["ignore", "ignore", "pipe"], detached: true });
+    const hap = spawn("haproxy", ["-W", "-S", path.join(dir, "master.sock"), "-f", path.join(dir, "haproxy.cfg"), "-p", path.join(dir, "haproxy.pid")], {
+      cwd: dir,
+      stdio: ["ignore", "ignore", "pipe"],
+      detached: true,
+    });
     children.push(hap);
     let hapLog = "";
     hap.stderr!.on("data", (b: Buffer) => (hapLog += b.toString()));
@@ -265,7 +269,8 @@ export async function runDemo(io: Io, options: DemoOptions): Promise<number> {
     const statusUrl = `http://127.0.0.1:${metricsPort}/status`;
     const deadline = Date.now() + 15_000;
     while (!(await getJson<MasterStatus>(statusUrl))) {
-      if (master.exitCode !== null || Date.now() > deadline) throw new Error(`the master did not start; its log: ${(await fs.readFile(path.join(dir, "master.log"), "utf8")).slice(-2000)}`);
+      if (master.exitCode !== null || Date.now() > deadline)
+        throw new Error(`the master did not start; its log: ${(await fs.readFile(path.join(dir, "master.log"), "utf8")).slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
 
@@ -289,10 +294,25 @@ export async function runDemo(io: Io, options: DemoOptions): Promise<number> {
     let lastSummaryAt = 0;
     let loadEndsAt = Infinity;
     let rate = rateLow;
-    const view: DemoView = { elapsed: 0, duration: options.duration, rate, loadOn: false, loadDone: false, up, down, windowS: WINDOW_S, sshKind: ssh.kind, frontendPort, status: undefined, shares: new Map(), totals: { ok: 0, failed: 0 } };
+    const view: DemoView = {
+      elapsed: 0,
+      duration: options.duration,
+      rate,
+      loadOn: false,
+      loadDone: false,
+      up,
+      down,
+      windowS: WINDOW_S,
+      sshKind: ssh.kind,
+      frontendPort,
+      status: undefined,
+      shares: new Map(),
+      totals: { ok: 0, failed: 0 },
+    };
     while (!interrupted && elapsed() < options.duration) {
       const status = await getJson<MasterStatus>(statusUrl);
-      if (master.exitCode !== null) throw new Error(`the master stopped (exit ${master.exitCode}); its log: ${(await fs.readFile(path.join(dir, "master.log"), "utf8")).slice(-2000)}`);
+      if (master.exitCode !== null)
+        throw new Error(`the master stopped (exit ${master.exitCode}); its log: ${(await fs.readFile(path.join(dir, "master.log"), "utf8")).slice(-2000)}`);
       if (status) {
         const live = status.nodes.filter((n) => n.state === "live");
         summary.maxLive = Math.max(summary.maxLive, live.length);
@@ -332,7 +352,15 @@ export async function runDemo(io: Io, options: DemoOptions): Promise<number> {
         }
       }
       if (tty) {
-        Object.assign(view, { rate, elapsed: elapsed(), loadOn: load?.running ?? false, loadDone: loadEndsAt !== Infinity && !(load?.running ?? false), status, shares: load?.shares(5000) ?? new Map(), totals: load ? load.totals() : { ok: 0, failed: 0 } });
+        Object.assign(view, {
+          rate,
+          elapsed: elapsed(),
+          loadOn: load?.running ?? false,
+          loadDone: loadEndsAt !== Infinity && !(load?.running ?? false),
+          status,
+          shares: load?.shares(5000) ?? new Map(),
+          totals: load ? load.totals() : { ok: 0, failed: 0 },
+        });
         out("\x1b[H\x1b[2J" + renderFrame(view, Math.min(120, (io.stdout as { columns?: number }).columns || 100)));
       }
       await new Promise((r) => setTimeout(r, 1000));
@@ -357,7 +385,12 @@ export async function runDemo(io: Io, options: DemoOptions): Promise<number> {
     await ssh?.stop();
     if (!options.keep) await fs.rm(dir, { recursive: true, force: true });
     if (exitCode === 0) {
-      const served = totals ? [...totals.served].sort().map(([n, c]) => `${n} (${c})`).join(", ") : "";
+      const served = totals
+        ? [...totals.served]
+            .sort()
+            .map(([n, c]) => `${n} (${c})`)
+            .join(", ")
+        : "";
       out(
         `\ndemo ${interrupted ? "stopped" : "finished"} after ${Math.round(elapsed())} s: launched ${summary.launched} node(s), terminated ${summary.terminated}; at most ${summary.maxLive} nodes live; ` +
           `${totals?.ok ?? 0} requests through HAProxy, ${totals?.failed ?? 0} failed${served ? `; served by ${served}` : ""}\n` +

@@ -30,7 +30,9 @@ export function renderFrame(v: DemoView, columns: number): string {
   const s = v.status;
   if (!s) return lines.concat("", "waiting for the master…").join("\n") + "\n";
   const c = s.capacity;
-  lines.push(`capacity: ${c.active} active, ${c.pending} pending, ${c.leaving} leaving (min ${c.min}, max ${c.max}) · up at ≥ ${v.up} %, down at < ${v.down} % over ${v.windowS} s · SSH: ${v.sshKind === "sshd" ? "OpenSSH sshd" : "embedded"}`);
+  lines.push(
+    `capacity: ${c.active} active, ${c.pending} pending, ${c.leaving} leaving (min ${c.min}, max ${c.max}) · up at ≥ ${v.up} %, down at < ${v.down} % over ${v.windowS} s · SSH: ${v.sshKind === "sshd" ? "OpenSSH sshd" : "embedded"}`,
+  );
   lines.push(`requests: ${v.totals.ok} ok, ${v.totals.failed} failed · last decision: ${s.last_decision ? s.last_decision.reason : "-"}`.slice(0, columns));
   lines.push("");
   const total = [...v.shares.values()].reduce((a, b) => a + b, 0);
@@ -40,7 +42,13 @@ export function renderFrame(v: DemoView, columns: number): string {
       ["NODE", "STATE", "CPU", "CPU(5s)", "SERVED (LAST 5 s)"],
       s.nodes.map((n) => {
         const share = total > 0 ? (v.shares.get(n.name) ?? 0) / total : 0;
-        return [n.name, leaving.get(n.name) ?? n.state, n.cpu_now === null ? "-" : `${n.cpu_now.toFixed(1)}%`, n.cpu_window === null ? "-" : `${n.cpu_window.toFixed(1)}%`, `${bar(share, 20)} ${Math.round(share * 100)}%`];
+        return [
+          n.name,
+          leaving.get(n.name) ?? n.state,
+          n.cpu_now === null ? "-" : `${n.cpu_now.toFixed(1)}%`,
+          n.cpu_window === null ? "-" : `${n.cpu_window.toFixed(1)}%`,
+          `${bar(share, 20)} ${Math.round(share * 100)}%`,
+        ];
       }),
     ).trimEnd(),
   );

@@ -20,14 +20,26 @@ describe("hpaReplicas (the replica calculator)", () => {
 
 /** A view of serving nodes, each with one latest reading; node i was added at i. */
 function view(now: number, cpus: number[], booting = 0): ClusterView {
-  const nodes: NodeObservation[] = cpus.map((cpu, i) => ({ name: `n${i + 1}`, live: true, firstSeenAt: i, addedAt: i, removable: true, readings: [{ at: now, cpu }] }));
+  const nodes: NodeObservation[] = cpus.map((cpu, i) => ({
+    name: `n${i + 1}`,
+    live: true,
+    firstSeenAt: i,
+    addedAt: i,
+    removable: true,
+    readings: [{ at: now, cpu }],
+  }));
   return { now, nodes, booting, draining: 0 };
 }
 
 describe("createHpaController", () => {
   test.each<[string, ClusterView, { targetCpu?: number; maxNodes?: number }, unknown[]]>([
     ["hot: launches up to the desired count", view(0, [90, 90]), {}, [{ type: "launch", count: 1 }]],
-    ["very hot (1 node at 10× a 10 % target): at most max(4, 100 %) more per period", view(0, [100]), { targetCpu: 10, maxNodes: 100 }, [{ type: "launch", count: 4 }]],
+    [
+      "very hot (1 node at 10× a 10 % target): at most max(4, 100 %) more per period",
+      view(0, [100]),
+      { targetCpu: 10, maxNodes: 100 },
+      [{ type: "launch", count: 4 }],
+    ],
     ["very hot with 6 nodes: at most double", view(0, [100, 100, 100, 100, 100, 100]), { targetCpu: 10, maxNodes: 100 }, [{ type: "launch", count: 6 }]],
     ["at the target: nothing", view(0, [60, 62]), {}, []],
     ["capped by max_nodes", view(0, [100, 100, 100, 100, 100, 100, 100, 100]), { maxNodes: 10 }, [{ type: "launch", count: 2 }]],

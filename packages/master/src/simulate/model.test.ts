@@ -6,13 +6,20 @@ const model: ModelOptions = { nodeCapacity: 60, bootMs: 120_000, sampleIntervalM
 const trace = (...requests: number[]) => ({ startMs: 0, requests: Float64Array.from(requests) });
 
 /** A controller that acts at given times and remembers what it saw. */
-function scripted(script: Record<number, ControllerAction[]>): Controller & { seen: Map<number, { nodes: string[]; booting: number; draining: number; firstSeen: number[] }> } {
+function scripted(
+  script: Record<number, ControllerAction[]>,
+): Controller & { seen: Map<number, { nodes: string[]; booting: number; draining: number; firstSeen: number[] }> } {
   const seen = new Map<number, { nodes: string[]; booting: number; draining: number; firstSeen: number[] }>();
   return {
     name: "scripted",
     seen,
     tick(view: ClusterView) {
-      seen.set(view.now, { nodes: view.nodes.map((n) => n.name), booting: view.booting, draining: view.draining, firstSeen: view.nodes.map((n) => n.firstSeenAt) });
+      seen.set(view.now, {
+        nodes: view.nodes.map((n) => n.name),
+        booting: view.booting,
+        draining: view.draining,
+        firstSeen: view.nodes.map((n) => n.firstSeenAt),
+      });
       return script[view.now] ?? [];
     },
   };
@@ -21,7 +28,17 @@ function scripted(script: Record<number, ControllerAction[]>): Controller & { se
 describe("simulate on a hand-computed trace", () => {
   // 2 static nodes of 60 req/min: fleet CPU = demand / 120: 50, 50, 100, 125, 25, 0, 75, 90, 150, 50 %.
   const demand = [60, 60, 120, 150, 30, 0, 90, 108, 180, 60];
-  const result = simulate(trace(...demand), createStaticController(2), { ...model, initialNodes: 2 }, { wallNow: (() => { let t = 0; return () => (t += 300); })() });
+  const result = simulate(
+    trace(...demand),
+    createStaticController(2),
+    { ...model, initialNodes: 2 },
+    {
+      wallNow: (() => {
+        let t = 0;
+        return () => (t += 300);
+      })(),
+    },
+  );
 
   test.each<[string, number, number]>([
     ["node-hours: 2 nodes × 10 minutes", result.nodeHours, 20 / 60],

@@ -232,7 +232,8 @@ class Cluster {
   apply(actions: readonly ControllerAction[], now: number): void {
     for (const a of actions) {
       if (a.type === "launch") {
-        if (!Number.isInteger(a.count) || a.count < 1) throw new Error(`controller ${this.controllerName} asked to launch ${a.count} nodes; expected a whole number ≥ 1`);
+        if (!Number.isInteger(a.count) || a.count < 1)
+          throw new Error(`controller ${this.controllerName} asked to launch ${a.count} nodes; expected a whole number ≥ 1`);
         for (let i = 0; i < a.count; i++) this.bootingUntil.push(now + this.o.bootMs);
         this.events += a.count;
       } else {
@@ -253,7 +254,11 @@ function seedFleet(cluster: Cluster, o: Required<ModelOptions>, startMs: number,
   for (let i = 0; i < o.initialNodes; i++) cluster.addServing(startMs, startMs - 86_400_000);
   for (const node of cluster.serving) {
     const cpu = cluster.cpuOf(node, firstDemand);
-    for (let at = startMs - Math.floor(READING_RETENTION_MS / o.sampleIntervalMs) * o.sampleIntervalMs + o.sampleIntervalMs; at < startMs; at += o.sampleIntervalMs) {
+    for (
+      let at = startMs - Math.floor(READING_RETENTION_MS / o.sampleIntervalMs) * o.sampleIntervalMs + o.sampleIntervalMs;
+      at < startMs;
+      at += o.sampleIntervalMs
+    ) {
       cluster.record(node, at, cpu);
     }
   }
@@ -305,7 +310,13 @@ export function simulate(
       if (fleetCpu > 100) over100Ms += o.tickMs;
       cpuSum += Math.min(fleetCpu, TIMELINE_CPU_CAP);
     }
-    timeline.push({ minute: trace.startMs + m * MINUTE_MS, demand, capacity: cluster.serving.length * o.nodeCapacity, nodes: cluster.total, fleetCpu: cpuSum / ticksPerMinute });
+    timeline.push({
+      minute: trace.startMs + m * MINUTE_MS,
+      demand,
+      capacity: cluster.serving.length * o.nodeCapacity,
+      nodes: cluster.total,
+      fleetCpu: cpuSum / ticksPerMinute,
+    });
   }
   const ticks = trace.requests.length * ticksPerMinute;
   const wallMs = wallNow() - wallStart;

@@ -31,7 +31,8 @@ describe("renderPlotSvg", () => {
 
   test("a week is cut to at most MAX_POINTS buckets per series, overload periods included", () => {
     const spec = plotSpec(run(7 * 1440)) as { datasets: Record<string, { series: string }[]> };
-    const perSeries = (rows: { series: string }[]) => Math.max(...[...new Set(rows.map((r) => r.series))].map((s) => rows.filter((r) => r.series === s).length));
+    const perSeries = (rows: { series: string }[]) =>
+      Math.max(...[...new Set(rows.map((r) => r.series))].map((s) => rows.filter((r) => r.series === s).length));
     expect(perSeries(spec.datasets.load!)).toBeLessThanOrEqual(MAX_POINTS);
     expect(perSeries(spec.datasets.nodes!)).toBeLessThanOrEqual(MAX_POINTS);
     expect(perSeries(spec.datasets.overload!)).toBeLessThanOrEqual(MAX_POINTS);
@@ -59,6 +60,8 @@ describe("the report", () => {
   });
 
   test("the run is described in one line", () => {
-    expect(describeRun(info)).toBe("t.csv: 60 minutes from 1995-07-08T04:00Z (day 0 to the end), ×1; a node serves 60 req/min at 100 %, boots in 120 s, drains in 30 s, samples every 5 s\n");
+    expect(describeRun(info)).toBe(
+      "t.csv: 60 minutes from 1995-07-08T04:00Z (day 0 to the end), ×1; a node serves 60 req/min at 100 %, boots in 120 s, drains in 30 s, samples every 5 s\n",
+    );
   });
 });

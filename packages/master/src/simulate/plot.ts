@@ -23,7 +23,12 @@ const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b
 const round = (x: number) => Math.round(x * 100) / 100;
 
 /** A bucket's extreme of one field of the timeline. */
-function bucketed(timeline: readonly TimelinePoint[], size: number, pick: (p: TimelinePoint) => number, keep: (a: number, b: number) => number): { minute: number; value: number }[] {
+function bucketed(
+  timeline: readonly TimelinePoint[],
+  size: number,
+  pick: (p: TimelinePoint) => number,
+  keep: (a: number, b: number) => number,
+): { minute: number; value: number }[] {
   const out: { minute: number; value: number }[] = [];
   for (let i = 0; i < timeline.length; i += size) {
     let value = pick(timeline[i]!);
@@ -69,7 +74,9 @@ export function plotSpec(results: readonly SimulationResult[], opts: PlotOptions
   }
   const days = first.length / 1440;
   const dayTicks = days >= 2 && days <= 20 ? { axis: { format: "%a %d %b", tickCount: { interval: "day" as const, step: 1 } } } : {};
-  const x = temporal ? { field: "t", type: "temporal" as const, scale: { type: "utc" as const }, title: "time (UTC)", ...dayTicks } : { field: "t", type: "quantitative" as const, title: "hours from the start" };
+  const x = temporal
+    ? { field: "t", type: "temporal" as const, scale: { type: "utc" as const }, title: "time (UTC)", ...dayTicks }
+    : { field: "t", type: "quantitative" as const, title: "hours from the start" };
   const color = {
     field: "series",
     type: "nominal" as const,

@@ -45,25 +45,53 @@ describe("parseTrace reads", () => {
 
 describe("parseTrace refuses, naming the file, the line and what is expected (exit 2)", () => {
   test.each<[string, string, RegExp]>([
-    ["a row with three fields", csv("1995-07-01T04:00:00Z,1", "1995-07-01T04:01:00Z,5,7"), /^t\.csv line 3: .* has 3 fields; expected two, minute_utc,requests/],
+    [
+      "a row with three fields",
+      csv("1995-07-01T04:00:00Z,1", "1995-07-01T04:01:00Z,5,7"),
+      /^t\.csv line 3: .* has 3 fields; expected two, minute_utc,requests/,
+    ],
     ["a row with one field", csv("1995-07-01T04:00:00Z"), /^t\.csv line 2: .* has 1 field; expected two/],
-    ["a count that is not a number", csv("1995-07-01T04:00:00Z,1", "1995-07-01T04:01:00Z,abc"), /^t\.csv line 3: "abc" is not a number; expected a request count of 0 or more/],
+    [
+      "a count that is not a number",
+      csv("1995-07-01T04:00:00Z,1", "1995-07-01T04:01:00Z,abc"),
+      /^t\.csv line 3: "abc" is not a number; expected a request count of 0 or more/,
+    ],
     ["a time that is not an ISO minute", csv("07/01/1995 04:00,1"), /^t\.csv line 2: "07\/01\/1995 04:00" is not a minute; expected an ISO 8601 UTC minute/],
     ["a time with seconds", csv("1995-07-01T04:00:30Z,1"), /^t\.csv line 2: .* is not a minute/],
     ["an impossible date", csv("1995-02-30T00:00:00Z,1"), /^t\.csv line 2: "1995-02-30T00:00:00Z" is not a minute/],
     ["29 February of a year that is not a leap year", csv("1995-02-29T00:00:00Z,1"), /^t\.csv line 2: .* is not a minute/],
     ["hour 24", csv("1995-07-01T24:00:00Z,1"), /^t\.csv line 2: .* is not a minute/],
     ["a time without Z", csv("1995-07-01T04:00:00,1"), /^t\.csv line 2: .* is not a minute/],
-    ["a negative count", csv("1995-07-01T04:00:00Z,1", "1995-07-01T04:01:00Z,-3"), /^t\.csv line 3: the count -3 is negative; expected a request count of 0 or more/],
-    ["a gap", csv("1995-07-01T04:00:00Z,1", "1995-07-01T04:03:00Z,1"), /^t\.csv line 3: 1995-07-01T04:03:00Z leaves a gap after 1995-07-01T04:00Z \(2 minutes missing\); expected one row per minute with no gaps/],
-    ["unsorted times", csv("1995-07-01T04:00:00Z,1", "1995-07-01T04:01:00Z,1", "1995-07-01T04:00:00Z,1"), /^t\.csv line 4: 1995-07-01T04:00:00Z is before the row above \(1995-07-01T04:01Z\); expected one row per minute in increasing order/],
+    [
+      "a negative count",
+      csv("1995-07-01T04:00:00Z,1", "1995-07-01T04:01:00Z,-3"),
+      /^t\.csv line 3: the count -3 is negative; expected a request count of 0 or more/,
+    ],
+    [
+      "a gap",
+      csv("1995-07-01T04:00:00Z,1", "1995-07-01T04:03:00Z,1"),
+      /^t\.csv line 3: 1995-07-01T04:03:00Z leaves a gap after 1995-07-01T04:00Z \(2 minutes missing\); expected one row per minute with no gaps/,
+    ],
+    [
+      "unsorted times",
+      csv("1995-07-01T04:00:00Z,1", "1995-07-01T04:01:00Z,1", "1995-07-01T04:00:00Z,1"),
+      /^t\.csv line 4: 1995-07-01T04:00:00Z is before the row above \(1995-07-01T04:01Z\); expected one row per minute in increasing order/,
+    ],
     ["a duplicate time", csv("1995-07-01T04:00:00Z,1", "1995-07-01T04:00:00Z,2"), /^t\.csv line 3: .* is the same minute as the row above/],
     ["a header and no rows", csv(), /^t\.csv has no minutes; expected rows such as/],
     ["an empty file", "", /^t\.csv has no minutes; expected the header minute_utc,requests and rows, or one CPU percent per line/],
     ["only comments", "# nothing\n\n", /^t\.csv has no minutes/],
-    ["a CPU series with a word", "50\nhigh\n", /^t\.csv line 2: "high" is not a number; expected the CSV header minute_utc,requests on the first line, or one CPU percent per line/],
+    [
+      "a CPU series with a word",
+      "50\nhigh\n",
+      /^t\.csv line 2: "high" is not a number; expected the CSV header minute_utc,requests on the first line, or one CPU percent per line/,
+    ],
     ["a CPU series with a negative value", "# x\n\n-5\n", /^t\.csv line 3: the CPU percent -5 is negative/],
-    ["a CSV with another header", "time,requests\n1995-07-01T04:00:00Z,1\n", /^t\.csv line 1: "time,requests" is not a number; expected the CSV header minute_utc,requests/],
+    [
+      "a CSV with another header",
+      "time,requests\n1995-07-01T04:00:00Z,1\n",
+      /^t\.csv line 1: "time,requests" is not a number; expected the CSV header minute_utc,requests/,
+    ],
   ])("%s", (_name, text, message) => {
     const err = refusal(() => parseTrace(text, opts));
     expect(err.message).toMatch(message);

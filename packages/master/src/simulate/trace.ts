@@ -60,7 +60,9 @@ export function parseTrace(text: string, opts: { file: string; nodeCapacity: num
   const csv = first >= 0 && lines[first]!.trim() === TRACE_CSV_HEADER;
   const trace = csv ? parseCsv(lines, first + 1, opts.file) : parseCpuSeries(lines, opts);
   if (trace.requests.length === 0) {
-    throw traceError(`${opts.file} has no minutes; expected ${csv ? `rows such as 1995-07-01T04:00:00Z,42 under the header ${TRACE_CSV_HEADER}` : `the header ${TRACE_CSV_HEADER} and rows, or one CPU percent per line`}`);
+    throw traceError(
+      `${opts.file} has no minutes; expected ${csv ? `rows such as 1995-07-01T04:00:00Z,42 under the header ${TRACE_CSV_HEADER}` : `the header ${TRACE_CSV_HEADER} and rows, or one CPU percent per line`}`,
+    );
   }
   return trace;
 }
@@ -75,7 +77,10 @@ function parseCsv(lines: string[], from: number, file: string): Trace {
     if (line === "") continue;
     const at = `${file} line ${i + 1}`;
     const fields = line.split(",");
-    if (fields.length !== 2) throw traceError(`${at}: ${show(line)} has ${fields.length} field${fields.length === 1 ? "" : "s"}; expected two, minute_utc,requests, such as 1995-07-01T04:00:00Z,42`);
+    if (fields.length !== 2)
+      throw traceError(
+        `${at}: ${show(line)} has ${fields.length} field${fields.length === 1 ? "" : "s"}; expected two, minute_utc,requests, such as 1995-07-01T04:00:00Z,42`,
+      );
     const [timeText, countText] = fields.map((f) => f.trim()) as [string, string];
     const minute = parseMinute(timeText);
     if (minute === undefined) throw traceError(`${at}: ${show(timeText)} is not a minute; expected an ISO 8601 UTC minute such as 1995-07-01T04:00:00Z`);
@@ -84,10 +89,14 @@ function parseCsv(lines: string[], from: number, file: string): Trace {
     if (value < 0) throw traceError(`${at}: the count ${countText} is negative; expected a request count of 0 or more`);
     if (count === 0) startMs = minute;
     else if (minute <= previous) {
-      throw traceError(`${at}: ${timeText} is ${minute === previous ? "the same minute as" : "before"} the row above (${iso(previous)}); expected one row per minute in increasing order`);
+      throw traceError(
+        `${at}: ${timeText} is ${minute === previous ? "the same minute as" : "before"} the row above (${iso(previous)}); expected one row per minute in increasing order`,
+      );
     } else if (minute !== previous + MINUTE_MS) {
       const missing = (minute - previous) / MINUTE_MS - 1;
-      throw traceError(`${at}: ${timeText} leaves a gap after ${iso(previous)} (${missing} minute${missing === 1 ? "" : "s"} missing); expected one row per minute with no gaps (0 for a minute with no requests)`);
+      throw traceError(
+        `${at}: ${timeText} leaves a gap after ${iso(previous)} (${missing} minute${missing === 1 ? "" : "s"} missing); expected one row per minute with no gaps (0 for a minute with no requests)`,
+      );
     }
     previous = minute;
     requests[count++] = value;
@@ -106,7 +115,9 @@ function parseCpuSeries(lines: string[], opts: { file: string; nodeCapacity: num
     const text = line.endsWith("%") ? line.slice(0, -1).trimEnd() : line;
     const value = parseValue(text);
     if (value === undefined) {
-      throw traceError(`${at}: ${show(line)} is not a number; expected the CSV header ${TRACE_CSV_HEADER} on the first line, or one CPU percent per line (250 = two and a half nodes busy)`);
+      throw traceError(
+        `${at}: ${show(line)} is not a number; expected the CSV header ${TRACE_CSV_HEADER} on the first line, or one CPU percent per line (250 = two and a half nodes busy)`,
+      );
     }
     if (value < 0) throw traceError(`${at}: the CPU percent ${text} is negative; expected 0 or more (250 = two and a half nodes busy)`);
     requests[count++] = (value / 100) * opts.nodeCapacity;
@@ -128,14 +139,18 @@ export interface SliceOptions {
 export function sliceTrace(trace: Trace, opts: SliceOptions): Trace {
   const total = trace.requests.length;
   const span = `the trace has ${total} minutes (${(total / DAY_MINUTES).toFixed(2)} days)`;
-  if (!Number.isInteger(opts.startDay) || opts.startDay < 0) throw traceError(`--start ${opts.startDay} is not valid; expected a whole number of days of 0 or more`);
-  if (opts.days !== undefined && (!Number.isInteger(opts.days) || opts.days < 1)) throw traceError(`--days ${opts.days} is not valid; expected a whole number of days of 1 or more`);
+  if (!Number.isInteger(opts.startDay) || opts.startDay < 0)
+    throw traceError(`--start ${opts.startDay} is not valid; expected a whole number of days of 0 or more`);
+  if (opts.days !== undefined && (!Number.isInteger(opts.days) || opts.days < 1))
+    throw traceError(`--days ${opts.days} is not valid; expected a whole number of days of 1 or more`);
   if (!(opts.scale > 0) || !Number.isFinite(opts.scale)) throw traceError(`--scale ${opts.scale} is not valid; expected a number greater than 0`);
   const from = opts.startDay * DAY_MINUTES;
   const to = opts.days === undefined ? total : from + opts.days * DAY_MINUTES;
   if (from >= total) throw traceError(`--start ${opts.startDay} is past the end: ${span}; expected a day from 0 to ${Math.ceil(total / DAY_MINUTES) - 1}`);
   if (to > total) {
-    throw traceError(`--start ${opts.startDay} --days ${opts.days} runs past the end: ${span}, the slice needs ${to}; expected at most ${Math.floor((total - from) / DAY_MINUTES)} whole day(s) from day ${opts.startDay}`);
+    throw traceError(
+      `--start ${opts.startDay} --days ${opts.days} runs past the end: ${span}, the slice needs ${to}; expected at most ${Math.floor((total - from) / DAY_MINUTES)} whole day(s) from day ${opts.startDay}`,
+    );
   }
   const requests = trace.requests.slice(from, to);
   if (opts.scale !== 1) for (let i = 0; i < requests.length; i++) requests[i]! *= opts.scale;

@@ -26,7 +26,7 @@ describe("readIni", () => {
     ["lets the last duplicate key win", "[s]\nkey = 1\nkey = 2\n", "s", "key", "2"],
     ["merges a section given twice", "[s]\na = 1\n[t]\n[s]\nb = 2\n", "s", "a", "1"],
     ["trims blanks inside a section header", "[ master ]\nlisten = x\n", "master", "listen", "x"],
-    ["puts a key before any section into the section \"\"", "key = x\n[s]\n", "", "key", "x"],
+    ['puts a key before any section into the section ""', "key = x\n[s]\n", "", "key", "x"],
   ])("%s", (_what, text, section, key, expected) => {
     const { errors } = readIni(text);
     expect(errors).toEqual([]);
@@ -73,30 +73,10 @@ describe("setIniValue", () => {
   ].join("\n");
 
   test.each([
-    [
-      "replaces an existing key in place",
-      base,
-      ["aws", "region", "eu-west-1"],
-      base.replace("region = us-east-1", "region = eu-west-1"),
-    ],
-    [
-      "replaces a key written with : and other case",
-      "[aws]\nRegion: us-east-1\n",
-      ["aws", "region", "eu-west-1"],
-      "[aws]\nregion = eu-west-1\n",
-    ],
-    [
-      "uncomments a commented `; key =` line of the section",
-      base,
-      ["master", "token", "T0K3N"],
-      base.replace("; token = put a secret here", "token = T0K3N"),
-    ],
-    [
-      "uncomments a commented `# key =` line of the section",
-      "[master]\n# token =\n",
-      ["master", "token", "T"],
-      "[master]\ntoken = T\n",
-    ],
+    ["replaces an existing key in place", base, ["aws", "region", "eu-west-1"], base.replace("region = us-east-1", "region = eu-west-1")],
+    ["replaces a key written with : and other case", "[aws]\nRegion: us-east-1\n", ["aws", "region", "eu-west-1"], "[aws]\nregion = eu-west-1\n"],
+    ["uncomments a commented `; key =` line of the section", base, ["master", "token", "T0K3N"], base.replace("; token = put a secret here", "token = T0K3N")],
+    ["uncomments a commented `# key =` line of the section", "[master]\n# token =\n", ["master", "token", "T"], "[master]\ntoken = T\n"],
     [
       "appends after the last key of a section that has keys",
       base,
@@ -109,30 +89,10 @@ describe("setIniValue", () => {
       ["master", "token", "T"],
       "[master]\ntoken = T\n\n[scaling]\nmin_nodes = 1\n",
     ],
-    [
-      "appends to an empty last section",
-      "[aws]\nregion = x\n\n[master]\n",
-      ["master", "token", "T"],
-      "[aws]\nregion = x\n\n[master]\ntoken = T\n",
-    ],
-    [
-      "creates a missing section at the end",
-      base,
-      ["agent", "port", "8080"],
-      `${base}\n[agent]\nport = 8080\n`,
-    ],
-    [
-      "creates a section in a file without a final newline",
-      "[aws]\nregion = x",
-      ["agent", "port", "8080"],
-      "[aws]\nregion = x\n\n[agent]\nport = 8080\n",
-    ],
-    [
-      "leaves a same-named key of another section alone",
-      "[a]\nport = 1\n[b]\nport = 2\n",
-      ["b", "port", "3"],
-      "[a]\nport = 1\n[b]\nport = 3\n",
-    ],
+    ["appends to an empty last section", "[aws]\nregion = x\n\n[master]\n", ["master", "token", "T"], "[aws]\nregion = x\n\n[master]\ntoken = T\n"],
+    ["creates a missing section at the end", base, ["agent", "port", "8080"], `${base}\n[agent]\nport = 8080\n`],
+    ["creates a section in a file without a final newline", "[aws]\nregion = x", ["agent", "port", "8080"], "[aws]\nregion = x\n\n[agent]\nport = 8080\n"],
+    ["leaves a same-named key of another section alone", "[a]\nport = 1\n[b]\nport = 2\n", ["b", "port", "3"], "[a]\nport = 1\n[b]\nport = 3\n"],
     [
       "does not uncomment a commented key of another section",
       "[aws]\n; token = x\n[master]\nlisten = y\n",

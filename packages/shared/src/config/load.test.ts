@@ -99,11 +99,26 @@ describe("parseConfig resolves paths against the config file's folder", () => {
     ["a state_dir of ~ alone", "[master]\nstate_dir = ~", "master.state_dir", "/home/operator"],
     ["a relative pid: cpu_source", "[agent]\ncpu_source = pid:run/app.pid", "agent.cpu_source", { kind: "pid", pidFile: "/srv/autoscaler/run/app.pid" }],
     ["a relative cgroup: cpu_source", "[agent]\ncpu_source = cgroup:cg/web", "agent.cpu_source", { kind: "cgroup", path: "/srv/autoscaler/cg/web" }],
-    ["an absolute cgroup: cpu_source", "[agent]\ncpu_source = cgroup:/sys/fs/cgroup/web.slice", "agent.cpu_source", { kind: "cgroup", path: "/sys/fs/cgroup/web.slice" }],
-    ["a relative ssh -i key in ssh_command", "[haproxy]\nssh_command = ssh -i keys/id_ed25519 web@$HOST", "ssh.identityFile", "/srv/autoscaler/keys/id_ed25519"],
+    [
+      "an absolute cgroup: cpu_source",
+      "[agent]\ncpu_source = cgroup:/sys/fs/cgroup/web.slice",
+      "agent.cpu_source",
+      { kind: "cgroup", path: "/sys/fs/cgroup/web.slice" },
+    ],
+    [
+      "a relative ssh -i key in ssh_command",
+      "[haproxy]\nssh_command = ssh -i keys/id_ed25519 web@$HOST",
+      "ssh.identityFile",
+      "/srv/autoscaler/keys/id_ed25519",
+    ],
     ["a ~/ ssh -i key in ssh_command", "[haproxy]\nssh_command = ssh -i ~/.ssh/id web@$HOST", "ssh.identityFile", "/home/operator/.ssh/id"],
     ["a relative -i key in ssh_params", "[haproxy]\nssh_user = web\nssh_params = -i keys/id", "ssh.identityFile", "/srv/autoscaler/keys/id"],
-    ["a relative -o IdentityFile in ssh_command", "[haproxy]\nssh_command = ssh -o IdentityFile=keys/id web@$HOST", "ssh.identityFile", "/srv/autoscaler/keys/id"],
+    [
+      "a relative -o IdentityFile in ssh_command",
+      "[haproxy]\nssh_command = ssh -o IdentityFile=keys/id web@$HOST",
+      "ssh.identityFile",
+      "/srv/autoscaler/keys/id",
+    ],
   ])("%s", (_what, ini, key, expected) => {
     expect(pick(parseOk(ini), key)).toEqual(expected);
   });
@@ -169,11 +184,16 @@ describe("parseConfig reads values", () => {
     ["a threshold with a % sign", "[scaling]\nscale_up_threshold = 80%", "scaling.scale_up_threshold", 80],
     ["an enum in upper case", "[scaling]\nmode = AVERAGE", "scaling.mode", "average"],
     ["min_nodes 0", "[scaling]\nmin_nodes = 0", "scaling.min_nodes", 0],
-    ["servers with ssh ports and IPv6", "[haproxy]\nservers = p1:2222, [2001:db8::1]:22, p2", "haproxy.servers", [
-      { host: "p1", sshPort: 2222 },
-      { host: "2001:db8::1", sshPort: 22 },
-      { host: "p2", sshPort: undefined },
-    ]],
+    [
+      "servers with ssh ports and IPv6",
+      "[haproxy]\nservers = p1:2222, [2001:db8::1]:22, p2",
+      "haproxy.servers",
+      [
+        { host: "p1", sshPort: 2222 },
+        { host: "2001:db8::1", sshPort: 22 },
+        { host: "p2", sshPort: undefined },
+      ],
+    ],
     ["a bracketed IPv6 agent address without brackets", "[agent]\naddress = [2001:db8::5]", "agent.address", "2001:db8::5"],
     ["listen on localhost", "[master]\nlisten = localhost:7400", "master.listen", { host: "localhost", port: 7400 }],
     ["listen on [::1]", "[master]\nlisten = [::1]:7400", "master.listen", { host: "::1", port: 7400 }],
@@ -216,8 +236,18 @@ describe("parseConfig reads values", () => {
 describe("parseConfig refuses", () => {
   test.each([
     ["min_nodes above max_nodes", "[scaling]\nmin_nodes = 5\nmax_nodes = 2", "scaling.min_nodes", /5 is greater than scaling\.max_nodes \(2\)/],
-    ["equal thresholds", "[scaling]\nscale_up_threshold = 60\nscale_down_threshold = 60", "scaling.scale_down_threshold", /60 is not below scaling\.scale_up_threshold \(60\)/],
-    ["a down threshold above the up threshold", "[scaling]\nscale_up_threshold = 50\nscale_down_threshold = 70", "scaling.scale_down_threshold", /70 is not below/],
+    [
+      "equal thresholds",
+      "[scaling]\nscale_up_threshold = 60\nscale_down_threshold = 60",
+      "scaling.scale_down_threshold",
+      /60 is not below scaling\.scale_up_threshold \(60\)/,
+    ],
+    [
+      "a down threshold above the up threshold",
+      "[scaling]\nscale_up_threshold = 50\nscale_down_threshold = 70",
+      "scaling.scale_down_threshold",
+      /70 is not below/,
+    ],
     ["a negative window", "[scaling]\nwindow = -5", "scaling.window", /"-5" is not valid; expected a duration greater than 0/],
     ["a window of 0", "[scaling]\nwindow = 0", "scaling.window", /"0" is not valid; expected a duration greater than 0/],
     ["an empty window", "[scaling]\nwindow =", "scaling.window", /expected a duration/],
@@ -233,7 +263,12 @@ describe("parseConfig refuses", () => {
     ["an empty listen", "[master]\nlisten =", "master.listen", /expected a loopback/],
     ["metrics_listen on 0.0.0.0", "[master]\nmetrics_listen = 0.0.0.0:9717", "master.metrics_listen", /"0\.0\.0\.0:9717" is not valid; expected a loopback/],
     ["metrics_listen on a public name", "[master]\nmetrics_listen = metrics.example.com:9717", "master.metrics_listen", /expected a loopback/],
-    ["metrics_listen on the listen address", "[master]\nlisten = 127.0.0.1:7300\nmetrics_listen = 127.0.0.1:7300", "master.metrics_listen", /same address as master\.listen/],
+    [
+      "metrics_listen on the listen address",
+      "[master]\nlisten = 127.0.0.1:7300\nmetrics_listen = 127.0.0.1:7300",
+      "master.metrics_listen",
+      /same address as master\.listen/,
+    ],
     ["an unknown scaling mode", "[scaling]\nmode = fastest", "scaling.mode", /"fastest" is not valid; expected one of target, instance, average/],
     ["a target_cpu over 100", "[scaling]\ntarget_cpu = 150", "scaling.target_cpu", /"150" is not valid; expected a CPU percentage/],
     ["a tolerance over 1", "[scaling]\ntolerance = 1.5", "scaling.tolerance", /"1.5" is not valid; expected a fraction from 0 to 1/],
@@ -249,9 +284,19 @@ describe("parseConfig refuses", () => {
     ["a negative min_nodes", "[scaling]\nmin_nodes = -1", "scaling.min_nodes", /expected a whole number of at least 0/],
     ["a threshold of 0", "[scaling]\nscale_down_threshold = 0", "scaling.scale_down_threshold", /greater than 0 and at most 100/],
     ["a threshold over 100", "[scaling]\nscale_up_threshold = 101", "scaling.scale_up_threshold", /greater than 0 and at most 100/],
-    ["a server_line without $IP", "[haproxy]\nserver_line = server $NAME 10.0.0.1:80 check", "haproxy.server_line", /expected a line with \$NAME \(or \$SERVER\) and \$IP/],
+    [
+      "a server_line without $IP",
+      "[haproxy]\nserver_line = server $NAME 10.0.0.1:80 check",
+      "haproxy.server_line",
+      /expected a line with \$NAME \(or \$SERVER\) and \$IP/,
+    ],
     ["a server_line without $NAME", "[haproxy]\nserver_line = server web $IP:$PORT check", "haproxy.server_line", /expected a line with \$NAME/],
-    ["an ssh_command that is not ssh", "[haproxy]\nssh_command = scp -i key ubuntu@$HOST", "haproxy.ssh_command", /"scp -i key ubuntu@\$HOST" is not valid; expected an ssh command line/],
+    [
+      "an ssh_command that is not ssh",
+      "[haproxy]\nssh_command = scp -i key ubuntu@$HOST",
+      "haproxy.ssh_command",
+      /"scp -i key ubuntu@\$HOST" is not valid; expected an ssh command line/,
+    ],
     ["an ssh_command without $HOST", "[haproxy]\nssh_command = ssh -i key ubuntu@proxy.example.com", "haproxy.ssh_command", /expected the target USER@\$HOST/],
     ["an ssh_command without a target", "[haproxy]\nssh_command = ssh -i key", "haproxy.ssh_command", /expected the target USER@\$HOST/],
     ["an ssh_command with a bad -p", "[haproxy]\nssh_command = ssh -p 0 ubuntu@$HOST", "haproxy.ssh_command", /a port from 1 to 65535 after -p/],
@@ -263,7 +308,12 @@ describe("parseConfig refuses", () => {
     ["a backend name with a space", "[haproxy]\nbackend = my backend", "haproxy.backend", /"my backend" is not valid; expected 1-63 characters/],
     ["an empty check_command", "[haproxy]\ncheck_command =", "haproxy.check_command", /may not be empty/],
     ["an empty reload_command", "[haproxy]\nreload_command =   ", "haproxy.reload_command", /may not be empty/],
-    ["a command continued on a second line", "[machine]\nscale_up_command = aws ec2\n  run-instances", "machine.scale_up_command", /expected a single-line shell command/],
+    [
+      "a command continued on a second line",
+      "[machine]\nscale_up_command = aws ec2\n  run-instances",
+      "machine.scale_up_command",
+      /expected a single-line shell command/,
+    ],
     ["an empty template path", "[haproxy]\ntemplate =", "haproxy.template", /may not be empty/],
     ["a bad agent address", "[agent]\naddress = 999.1.1.1", "agent.address", /"999\.1\.1\.1" is not valid/],
     ["a bad agent name", "[agent]\nname = web/1", "agent.name", /"web\/1" is not valid/],
@@ -327,7 +377,12 @@ describe("parseConfig never shows a secret", () => {
 
 describe("parseConfig warns about what it does not know", () => {
   test.each([
-    ["a misspelt key", "[scaling]\nscale_up_treshold = 80", "scaling.scale_up_treshold", /unknown key on line 2, ignored \(did you mean "scale_up_threshold"\?\)/],
+    [
+      "a misspelt key",
+      "[scaling]\nscale_up_treshold = 80",
+      "scaling.scale_up_treshold",
+      /unknown key on line 2, ignored \(did you mean "scale_up_threshold"\?\)/,
+    ],
     ["a key of another section", "[scaling]\nport = 80", "scaling.port", /unknown key on line 2, ignored$/],
     ["a key unlike any other", "[agent]\nbanana = 1", "agent.banana", /unknown key on line 2, ignored$/],
     ["a misspelt section", "[scalng]\nwindow = 60", "[scalng]", /unknown section, ignored \(did you mean "scaling"\?\)/],

@@ -66,8 +66,7 @@ function editDistance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) d[0]![j] = j;
   for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++)
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
   return d[a.length]![b.length]!;
 }
 
@@ -93,7 +92,12 @@ export function parseConfig(text: string, file: string, options: { home?: string
   for (const e of syntax) errors.push({ subject: path.basename(absFile), message: e.message });
   if (doc.has("")) {
     const first = [...doc.get("")!.values()][0];
-    errors.push({ subject: path.basename(absFile), message: `line ${first?.line ?? 1} has a key before any [section]; expected it under one of ${Object.keys(SCHEMA).map((s) => `[${s}]`).join(", ")}` });
+    errors.push({
+      subject: path.basename(absFile),
+      message: `line ${first?.line ?? 1} has a key before any [section]; expected it under one of ${Object.keys(SCHEMA)
+        .map((s) => `[${s}]`)
+        .join(", ")}`,
+    });
   }
   warnUnknown(doc, warnings);
 
@@ -161,10 +165,14 @@ function readSsh(s: Settings, ctx: ParseContext, errors: ConfigProblem[], warnin
   const empty: SshSettings = { user: undefined, identityFile: undefined, port: undefined };
   const { ssh_command, ssh_user, ssh_params } = s.haproxy;
   if (ssh_command.trim() !== "") {
-    if (ssh_user || ssh_params) warnings.push({ subject: "haproxy.ssh_user", message: "ignored: haproxy.ssh_command is set and wins over ssh_user/ssh_params" });
+    if (ssh_user || ssh_params)
+      warnings.push({ subject: "haproxy.ssh_user", message: "ignored: haproxy.ssh_command is set and wins over ssh_user/ssh_params" });
     const words = splitWords(ssh_command);
     if (path.basename(words[0] ?? "") !== "ssh") {
-      errors.push({ subject: "haproxy.ssh_command", message: `${JSON.stringify(ssh_command)} is not valid; expected an ssh command line such as "ssh -i KEY -p PORT USER@$HOST"` });
+      errors.push({
+        subject: "haproxy.ssh_command",
+        message: `${JSON.stringify(ssh_command)} is not valid; expected an ssh command line such as "ssh -i KEY -p PORT USER@$HOST"`,
+      });
       return empty;
     }
     const parsed = parseSshArgs(words.slice(1), ctx.dir, ctx.home);
@@ -173,7 +181,10 @@ function readSsh(s: Settings, ctx: ParseContext, errors: ConfigProblem[], warnin
       return empty;
     }
     if (parsed.target === undefined || !/\$\{?HOST\}?$/.test(parsed.target)) {
-      errors.push({ subject: "haproxy.ssh_command", message: `${JSON.stringify(ssh_command)} is not valid; expected the target USER@$HOST (the agent puts each proxy host in place of $HOST)` });
+      errors.push({
+        subject: "haproxy.ssh_command",
+        message: `${JSON.stringify(ssh_command)} is not valid; expected the target USER@$HOST (the agent puts each proxy host in place of $HOST)`,
+      });
       return empty;
     }
     return parsed.value;
@@ -207,17 +218,27 @@ export async function loadConfig(file: string, options: { home?: string } = {}):
     mode = (await fs.stat(file)).mode & 0o777;
   } catch (err) {
     if (errnoCode(err) === "ENOENT") {
-      throw new AutoscalerError("AUTOSCALER_CONFIG_NOT_FOUND", `config file ${file} not found; run "autoscaler init --config ${file}" to create it, or pass --config PATH (or set AUTOSCALER_CONFIG)`, { exitCode: EXIT_CONFIG });
+      throw new AutoscalerError(
+        "AUTOSCALER_CONFIG_NOT_FOUND",
+        `config file ${file} not found; run "autoscaler init --config ${file}" to create it, or pass --config PATH (or set AUTOSCALER_CONFIG)`,
+        { exitCode: EXIT_CONFIG },
+      );
     }
     throw new AutoscalerError("AUTOSCALER_CONFIG_INVALID", `cannot read config file ${file}: ${(err as Error).message}`, { exitCode: EXIT_CONFIG });
   }
   const result = parseConfig(text, file, options);
   if ((mode & 0o077) !== 0) {
-    result.warnings.unshift({ subject: file, message: `is readable by group or others (mode ${mode.toString(8).padStart(4, "0")}) and may hold credentials; fix: chmod 600 ${file}` });
+    result.warnings.unshift({
+      subject: file,
+      message: `is readable by group or others (mode ${mode.toString(8).padStart(4, "0")}) and may hold credentials; fix: chmod 600 ${file}`,
+    });
   }
   if (!result.config) {
     const lines = result.errors.map(formatProblem);
-    throw new AutoscalerError("AUTOSCALER_CONFIG_INVALID", `config ${file} has ${lines.length} problem${lines.length === 1 ? "" : "s"}:`, { exitCode: EXIT_CONFIG, details: lines });
+    throw new AutoscalerError("AUTOSCALER_CONFIG_INVALID", `config ${file} has ${lines.length} problem${lines.length === 1 ? "" : "s"}:`, {
+      exitCode: EXIT_CONFIG,
+      details: lines,
+    });
   }
   return { config: result.config, warnings: result.warnings };
 }

@@ -19,7 +19,10 @@ const minNotAboveMax: Check = (c, errors) => {
 const thresholdsOrdered: Check = (c, errors) => {
   const { scale_down_threshold: down, scale_up_threshold: up } = c.scaling;
   if (down >= up) {
-    errors.push({ subject: "scaling.scale_down_threshold", message: `${down} is not below scaling.scale_up_threshold (${up}); expected scale_down_threshold < scale_up_threshold` });
+    errors.push({
+      subject: "scaling.scale_down_threshold",
+      message: `${down} is not below scaling.scale_up_threshold (${up}); expected scale_down_threshold < scale_up_threshold`,
+    });
   }
 };
 
@@ -28,13 +31,16 @@ const serverLineHasPlaceholders: Check = (c, errors) => {
   const hasName = /\$\{?(NAME|SERVER)\b/.test(line);
   const hasAddress = /\$\{?(IP|HOST)\b/.test(line);
   if (!hasName || !hasAddress) {
-    errors.push({ subject: "haproxy.server_line", message: `${JSON.stringify(line)} is not valid; expected a line with $NAME (or $SERVER) and $IP (or $HOST), such as "server $NAME $IP:$PORT check"` });
+    errors.push({
+      subject: "haproxy.server_line",
+      message: `${JSON.stringify(line)} is not valid; expected a line with $NAME (or $SERVER) and $IP (or $HOST), such as "server $NAME $IP:$PORT check"`,
+    });
   }
 };
 
 const tokenSet: Check = (c, _errors, warnings) => {
   if (c.master.token === "") {
-    warnings.push({ subject: "master.token", message: 'is empty: the master refuses every agent until it is set (autoscaler init writes a random one)' });
+    warnings.push({ subject: "master.token", message: "is empty: the master refuses every agent until it is set (autoscaler init writes a random one)" });
   } else if (c.master.token.length < 16) {
     warnings.push({ subject: "master.token", message: "is shorter than 16 characters; use a long random secret (autoscaler init writes one)" });
   }

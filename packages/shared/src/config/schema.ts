@@ -181,7 +181,10 @@ function servers(): KeySpec<ProxyServer[]> {
   return {
     default: "",
     parse: (raw) => {
-      const items = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+      const items = raw
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== "");
       const out: ProxyServer[] = [];
       for (const item of items) {
         const { host, port } = splitHostPort(item);

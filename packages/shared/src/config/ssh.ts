@@ -43,7 +43,11 @@ export function splitWords(line: string): string[] {
  * Read user, identity file and port from ssh arguments (`-i KEY -p PORT -l USER -o Port=… USER@$HOST`).
  * Returns the reason when the arguments are not understood. Options the agent cannot honour are ignored.
  */
-export function parseSshArgs(args: string[], dir: string, home: string): { ok: true; value: SshSettings; target: string | undefined } | { ok: false; expected: string } {
+export function parseSshArgs(
+  args: string[],
+  dir: string,
+  home: string,
+): { ok: true; value: SshSettings; target: string | undefined } | { ok: false; expected: string } {
   const out: SshSettings = { user: undefined, identityFile: undefined, port: undefined };
   let target: string | undefined;
   const resolve = (p: string) => path.resolve(dir, p === "~" || p.startsWith("~/") ? path.join(home, p.slice(1)) : p);

@@ -86,7 +86,10 @@ const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** HAProxy's own error lines from a check, with the staged file's name put back to the live one. */
 export function haproxyErrorLines(result: CommandResult, staged: string, target: string, stagedText: string): string[] {
-  const raw = `${result.stdout}\n${result.stderr}`.split("\n").map((l) => l.trimEnd()).filter((l) => l.trim() !== "");
+  const raw = `${result.stdout}\n${result.stderr}`
+    .split("\n")
+    .map((l) => l.trimEnd())
+    .filter((l) => l.trim() !== "");
   const important = raw.filter((l) => /\[(ALERT|WARNING)\]|error|fatal/i.test(l));
   const lines = (important.length > 0 ? important : raw).slice(0, 40).map((l) => l.split(staged).join(target));
   // Show the offending rendered lines themselves, so a template mistake is easy to find.
@@ -198,21 +201,34 @@ async function applyLocked(
         await fs.mkdir(path.dirname(settings.reloadedMarker), { recursive: true });
         await writeFileAtomic(settings.reloadedMarker, digest + "\n", { mode: 0o644 });
       } catch (err) {
-        deps.logger.warn("HAProxy reloaded, but its marker could not be written; the next apply reloads once more", { file: settings.reloadedMarker, error: (err as Error).message });
+        deps.logger.warn("HAProxy reloaded, but its marker could not be written; the next apply reloads once more", {
+          file: settings.reloadedMarker,
+          error: (err as Error).message,
+        });
       }
     }
     timings.totalMs = performance.now() - t0;
-    return { changed, checked: changed, reloaded: true, ...(reloadOnly ? { reloadOnly } : {}), confirmed, ...(workerPid !== undefined ? { workerPid } : {}), timings };
+    return {
+      changed,
+      checked: changed,
+      reloaded: true,
+      ...(reloadOnly ? { reloadOnly } : {}),
+      confirmed,
+      ...(workerPid !== undefined ? { workerPid } : {}),
+      timings,
+    };
   };
 
   const restore = async (reason: string, details: string[]): Promise<never> => {
     if (previous && !reloadOnly) await writeFileAtomic(target, previous);
-    const fileNote = reloadOnly ? `${target} was not changed` : previous ? `the previous ${target} was put back` : `${target} is the new file (there was none before)`;
-    throw new AutoscalerError(
-      "AUTOSCALER_HAPROXY_RELOAD_FAILED",
-      `reload failed: ${reason}; ${fileNote} and HAProxy keeps serving the configuration it had`,
-      { details },
-    );
+    const fileNote = reloadOnly
+      ? `${target} was not changed`
+      : previous
+        ? `the previous ${target} was put back`
+        : `${target} is the new file (there was none before)`;
+    throw new AutoscalerError("AUTOSCALER_HAPROXY_RELOAD_FAILED", `reload failed: ${reason}; ${fileNote} and HAProxy keeps serving the configuration it had`, {
+      details,
+    });
   };
 
   const ask = deps.showProc ?? ((s: string) => showProc(s));
@@ -232,7 +248,10 @@ async function applyLocked(
   const reload = await deps.runner.run(settings.reloadCommand, { env: { CONFIG: target }, cwd: settings.cwd, timeoutMs: settings.commandTimeoutMs });
   timings.reloadMs = performance.now() - t2;
   if (reload.code !== 0 || reload.timedOut) {
-    const out = `${reload.stdout}\n${reload.stderr}`.split("\n").filter((l) => l.trim() !== "").slice(-20);
+    const out = `${reload.stdout}\n${reload.stderr}`
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .slice(-20);
     await restore(`reload_command failed (${describeExit(reload)})`, out);
   }
   if (!before) return done(undefined);
@@ -255,7 +274,10 @@ async function applyLocked(
       }
       // A failed verdict must hold for a few looks: the new worker may be a moment behind the master.
       if (verdict.state === "failed" && ++failedSeen >= 5) {
-        await restore("HAProxy did not start a worker with the new configuration (its master reported the reload but kept the old worker; see HAProxy's log for the cause, such as a port already in use)", []);
+        await restore(
+          "HAProxy did not start a worker with the new configuration (its master reported the reload but kept the old worker; see HAProxy's log for the cause, such as a port already in use)",
+          [],
+        );
       }
     }
     if (performance.now() - t3 > settings.reloadTimeoutMs) {

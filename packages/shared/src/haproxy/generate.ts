@@ -13,10 +13,18 @@ export async function readTemplate(config: Config): Promise<string> {
     text = await fs.readFile(file, "utf8");
   } catch (err) {
     const why = errnoCode(err) === "ENOENT" ? "not found" : `unreadable (${(err as Error).message})`;
-    throw new AutoscalerError("AUTOSCALER_TEMPLATE_INVALID", `haproxy.template: ${file} is ${why}; run "autoscaler init" to write the default, or point [haproxy] template at your template`, { exitCode: EXIT_CONFIG });
+    throw new AutoscalerError(
+      "AUTOSCALER_TEMPLATE_INVALID",
+      `haproxy.template: ${file} is ${why}; run "autoscaler init" to write the default, or point [haproxy] template at your template`,
+      { exitCode: EXIT_CONFIG },
+    );
   }
   if (!templateHasServers(text)) {
-    throw new AutoscalerError("AUTOSCALER_TEMPLATE_INVALID", `haproxy.template: ${file} has no $SERVERS; expected $SERVERS where the server lines go, inside the backend`, { exitCode: EXIT_CONFIG });
+    throw new AutoscalerError(
+      "AUTOSCALER_TEMPLATE_INVALID",
+      `haproxy.template: ${file} has no $SERVERS; expected $SERVERS where the server lines go, inside the backend`,
+      { exitCode: EXIT_CONFIG },
+    );
   }
   return text;
 }

@@ -65,7 +65,14 @@ describe("judgeReload", () => {
   test.each([
     ["pending while the master's reload count has not grown", table(3, [[2808, 0]]), { state: "pending" }],
     ["pending even if a worker looks new while the count is unchanged", table(3, [[2901, 0]]), { state: "pending" }],
-    ["confirmed when the count grew and a new worker is 0 reloads old", table(4, [[2901, 0], [2808, 1]]), { state: "confirmed", workerPid: 2901 }],
+    [
+      "confirmed when the count grew and a new worker is 0 reloads old",
+      table(4, [
+        [2901, 0],
+        [2808, 1],
+      ]),
+      { state: "confirmed", workerPid: 2901 },
+    ],
     ["confirmed when the old worker has already gone", table(4, [[2901, 0]]), { state: "confirmed", workerPid: 2901 }],
     ["failed when the count grew but only the old worker is left, now 1 reload old", table(4, [[2808, 1]]), { state: "failed" }],
     ["failed when the count grew and there is no worker at all", table(4, []), { state: "failed" }],

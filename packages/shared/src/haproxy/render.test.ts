@@ -44,18 +44,50 @@ describe("renderHaproxyConfig with the shipped template", () => {
 
 describe("renderHaproxyConfig", () => {
   test.each([
-    ["puts one line per host where $SERVERS stands", "backend b\n$SERVERS\n", "backend b\nserver web-a 10.0.0.11:80 check\nserver web-b 10.0.0.12:8080 check\n"],
-    ["indents every server line like $SERVERS", "backend b\n    $SERVERS\n", "backend b\n    server web-a 10.0.0.11:80 check\n    server web-b 10.0.0.12:8080 check\n"],
+    [
+      "puts one line per host where $SERVERS stands",
+      "backend b\n$SERVERS\n",
+      "backend b\nserver web-a 10.0.0.11:80 check\nserver web-b 10.0.0.12:8080 check\n",
+    ],
+    [
+      "indents every server line like $SERVERS",
+      "backend b\n    $SERVERS\n",
+      "backend b\n    server web-a 10.0.0.11:80 check\n    server web-b 10.0.0.12:8080 check\n",
+    ],
     ["keeps tab indentation", "backend b\n\t$SERVERS\n", "backend b\n\tserver web-a 10.0.0.11:80 check\n\tserver web-b 10.0.0.12:8080 check\n"],
     ["accepts the ${SERVERS} form", "backend b\n  ${SERVERS}\n", "backend b\n  server web-a 10.0.0.11:80 check\n  server web-b 10.0.0.12:8080 check\n"],
-    ["turns $$ into $ outside comments", "    http-request set-header X-Cost $$5\n$SERVERS\n", "    http-request set-header X-Cost $5\nserver web-a 10.0.0.11:80 check\nserver web-b 10.0.0.12:8080 check\n"],
+    [
+      "turns $$ into $ outside comments",
+      "    http-request set-header X-Cost $$5\n$SERVERS\n",
+      "    http-request set-header X-Cost $5\nserver web-a 10.0.0.11:80 check\nserver web-b 10.0.0.12:8080 check\n",
+    ],
     ["turns $$SERVERS into a literal $SERVERS", "    # x\n    acl a path $$SERVERS\n", "    # x\n    acl a path $SERVERS\n"],
-    ["copies a comment line mentioning $SERVERS unchanged", "# $SERVERS goes below, and ${SERVERS} too; $$ stays\n$SERVERS\n", "# $SERVERS goes below, and ${SERVERS} too; $$ stays\nserver web-a 10.0.0.11:80 check\nserver web-b 10.0.0.12:8080 check\n"],
-    ["copies an indented comment line unchanged", "backend b\n    # put $SERVERS here\n    $SERVERS\n", "backend b\n    # put $SERVERS here\n    server web-a 10.0.0.11:80 check\n    server web-b 10.0.0.12:8080 check\n"],
-    ["leaves HAProxy's own ${ENV} and other $ text alone", "    bind :${PORT_HTTP}\n    log $LOGHOST local0\n$SERVERS\n", "    bind :${PORT_HTTP}\n    log $LOGHOST local0\nserver web-a 10.0.0.11:80 check\nserver web-b 10.0.0.12:8080 check\n"],
+    [
+      "copies a comment line mentioning $SERVERS unchanged",
+      "# $SERVERS goes below, and ${SERVERS} too; $$ stays\n$SERVERS\n",
+      "# $SERVERS goes below, and ${SERVERS} too; $$ stays\nserver web-a 10.0.0.11:80 check\nserver web-b 10.0.0.12:8080 check\n",
+    ],
+    [
+      "copies an indented comment line unchanged",
+      "backend b\n    # put $SERVERS here\n    $SERVERS\n",
+      "backend b\n    # put $SERVERS here\n    server web-a 10.0.0.11:80 check\n    server web-b 10.0.0.12:8080 check\n",
+    ],
+    [
+      "leaves HAProxy's own ${ENV} and other $ text alone",
+      "    bind :${PORT_HTTP}\n    log $LOGHOST local0\n$SERVERS\n",
+      "    bind :${PORT_HTTP}\n    log $LOGHOST local0\nserver web-a 10.0.0.11:80 check\nserver web-b 10.0.0.12:8080 check\n",
+    ],
     ["does not take $SERVERSX for $SERVERS", "$SERVERSX\n$SERVERS\n", "$SERVERSX\nserver web-a 10.0.0.11:80 check\nserver web-b 10.0.0.12:8080 check\n"],
-    ["keeps a template without a final newline as it is", "backend b\n  $SERVERS", "backend b\n  server web-a 10.0.0.11:80 check\n  server web-b 10.0.0.12:8080 check"],
-    ["fills $SERVERS twice when it appears twice", "backend a\n $SERVERS\nbackend b\n $SERVERS\n", "backend a\n server web-a 10.0.0.11:80 check\n server web-b 10.0.0.12:8080 check\nbackend b\n server web-a 10.0.0.11:80 check\n server web-b 10.0.0.12:8080 check\n"],
+    [
+      "keeps a template without a final newline as it is",
+      "backend b\n  $SERVERS",
+      "backend b\n  server web-a 10.0.0.11:80 check\n  server web-b 10.0.0.12:8080 check",
+    ],
+    [
+      "fills $SERVERS twice when it appears twice",
+      "backend a\n $SERVERS\nbackend b\n $SERVERS\n",
+      "backend a\n server web-a 10.0.0.11:80 check\n server web-b 10.0.0.12:8080 check\nbackend b\n server web-a 10.0.0.11:80 check\n server web-b 10.0.0.12:8080 check\n",
+    ],
   ])("%s", (_what, template, expected) => {
     expect(body(template)).toBe(expected);
   });
@@ -92,7 +124,11 @@ describe("renderServerLine", () => {
     ["the braced ${NAME} ${IP} ${PORT}", "server ${NAME} ${IP}:${PORT}", "server web-1 10.0.0.5:8080"],
     ["the braced ${SERVER} ${HOST}", "server ${SERVER} ${HOST}:1", "server web-1 10.0.0.5:1"],
     ["a placeholder glued to text after a brace", "server ${NAME}x ${IP}:${PORT}", "server web-1x 10.0.0.5:8080"],
-    ["other $X text left alone", "server $NAME $IP:$PORT check cookie $COOKIE weight ${WEIGHT}", "server web-1 10.0.0.5:8080 check cookie $COOKIE weight ${WEIGHT}"],
+    [
+      "other $X text left alone",
+      "server $NAME $IP:$PORT check cookie $COOKIE weight ${WEIGHT}",
+      "server web-1 10.0.0.5:8080 check cookie $COOKIE weight ${WEIGHT}",
+    ],
     ["a longer word that starts like a placeholder left alone", "server $NAME $IP:$PORT $NAMESPACE $PORTS", "server web-1 10.0.0.5:8080 $NAMESPACE $PORTS"],
     ["the same placeholder twice", "server $NAME $IP:$PORT cookie $NAME", "server web-1 10.0.0.5:8080 cookie web-1"],
   ])("fills %s", (_what, line, expected) => {
