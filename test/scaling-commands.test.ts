@@ -8,7 +8,7 @@ import path from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { startNode, startProxy, type Daemon, type Proxy } from "./helpers/cluster.js";
 import { serverLines } from "./helpers/haproxy.js";
-import { Scope, sleep, waitFor } from "./helpers/process.js";
+import { Scope, waitFor } from "./helpers/process.js";
 import { status } from "./helpers/status.js";
 
 const scope = new Scope();
@@ -50,10 +50,10 @@ test("below min_nodes the master launches once; a launch that never brings a nod
   expect(metrics).toMatch(/^autoscaler_launch_timeouts_total 1$/m);
   expect(metrics).toMatch(/^autoscaler_capacity\{kind="pending"\} 0$/m);
   expect(metrics).toMatch(/^autoscaler_capacity\{kind="min"\} 1$/m);
-  // Below min_nodes again, but a launch that brought nothing is followed by a 30 s backoff.
-  await sleep(1500);
+  // Below min_nodes again, but a launch that brought nothing is followed by a 30 s backoff: the
+  // decision says so (that it holds for the whole backoff is machine.test.ts's fake-clock table).
+  await waitFor("the decision to name the backoff", async () => /below min_nodes.*backoff/.test((await status(proxy)).last_decision?.reason ?? ""));
   expect(await proxy.runs()).toEqual(["COUNT=1"]);
-  expect((await status(proxy)).last_decision?.reason).toMatch(/below min_nodes.*backoff/);
 });
 
 test("a failing launch command is an event with its exit code and stderr (secrets redacted), and is not retried before the backoff", async () => {
@@ -76,7 +76,7 @@ test("a failing launch command is an event with its exit code and stderr (secret
   expect(s.cooldown.scale_up_seconds).toBe(0);
   expect(proxy.master.log()).not.toContain(secret);
   expect(await fs.readFile(path.join(proxy.inst.dir, "state", "state.json"), "utf8")).not.toContain(secret);
-  await sleep(1500);
+  await waitFor("the decision to name the backoff", async () => /backoff/.test((await status(proxy)).last_decision?.reason ?? ""));
   expect(await proxy.runs()).toEqual(["COUNT=1"]);
 });
 
@@ -119,8 +119,10 @@ test("pause survives a restart and stops automatic launches; manual scale-up sti
   const ini = await fs.readFile(proxy.inst.ini, "utf8");
   await fs.writeFile(proxy.inst.ini, ini.replace(/^min_nodes = .*$/m, "min_nodes = 1"));
   proxy.master = await proxy.startMaster();
-  await sleep(1200);
-  const paused = await status(proxy);
+  const paused = await waitFor("a decision after the restart", async () => {
+    const s = await status(proxy);
+    return s.last_decision ? s : undefined;
+  });
   expect(paused.paused).toBe(true);
   expect(paused.last_decision?.reason).toBe("paused");
   expect(await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).text()).toMatch(/^autoscaler_paused 1$/m);
@@ -133,8 +135,9 @@ test("pause survives a restart and stops automatic launches; manual scale-up sti
   const resume = await proxy.inst.cli("resume");
   expect(resume.code, resume.stderr).toBe(0);
   expect((await status(proxy)).paused).toBe(false);
-  // The manual launch is pending, so min_nodes is met: resuming launches nothing more.
-  await sleep(800);
+  // The manual launch is pending, so min_nodes is met: the first decision after resuming launches nothing more.
+  const resumedAt = Date.now();
+  await waitFor("a decision after resume", async () => Date.parse((await status(proxy)).last_decision?.at ?? "0") > resumedAt + 300);
   expect(await proxy.runs()).toEqual(["COUNT=1"]);
   expect((await status(proxy)).events.map((e) => e.kind)).toEqual(expect.arrayContaining(["scale_up", "resumed"]));
 });

@@ -166,7 +166,9 @@ test("pause: a hot node launches nothing; a manual scale-up still works; resume 
   expect((await proxy.inst.cli("pause")).code).toBe(0);
   await cloud.burn(true, "cloud-1");
   await waitFor("cloud-1 to read hot", async () => ((await status(proxy)).nodes.find((n) => n.name === "cloud-1")?.cpu_now ?? 0) >= 30, 10_000, 200);
-  await sleep(5000); // more than a window of hot readings
+  // A paused tick launches nothing however hot (machine.test.ts proves it on a fake clock); here, that the
+  // running master's decisions say so.
+  await waitFor("a paused decision while hot", async () => (await status(proxy)).last_decision?.reason === "paused");
   expect((await cloud.launches()).length).toBe(1);
   expect((await status(proxy)).last_decision?.reason).toBe("paused");
 
@@ -274,9 +276,8 @@ test.each([
     expect(await cloud.isRunning("cloud-1")).toBe(false);
     await expect(fs.access(path.join(proxy.inst.dir, "hosts.d", "cloud-1.json"))).rejects.toThrow();
     expect(await configServers(proxy)).toEqual(["cloud-2"]);
-    // At min_nodes now: no further scale-down.
-    await sleep(4000);
+    // At min_nodes now: the decision says so, and no further scale-down ran.
+    await waitFor("the decision to hold at min_nodes", async () => /at min_nodes \(1\)/.test((await status(proxy)).last_decision?.reason ?? ""), 10_000, 100);
     expect(await cloud.terminations()).toHaveLength(1);
-    expect((await status(proxy)).last_decision?.reason).toMatch(/at min_nodes \(1\)/);
   },
 );
