@@ -539,3 +539,40 @@ describe("the suite's secrets check (test/helpers/secrets.ts)", () => {
     await expect(optedOut.cleanup()).resolves.toBeUndefined();
   });
 });
+
+describe("a sample flood from one node", () => {
+  test("100,000 samples in one burst are counted and dropped past one per 250 ms: the node's readings stay bounded and the master keeps deciding every tick", async () => {
+    const proxy = await startProxy(scope, { settings: ["master.interval=0.2", "scaling.min_nodes=0"] });
+    const decisionAt = async () => Date.parse((await status(proxy)).last_decision?.at ?? "0");
+    await waitFor("a first decision", async () => (await decisionAt()) > 0, 10_000, 50);
+    const samples = Array.from({ length: 100_000 }, (_, i) => JSON.stringify({ type: "sample", time: i, cpu: 99 }) + "\n").join("");
+    const flooding = probeMaster(proxy.masterPort, hello({ name: "flooder", token: proxy.token }) + samples, { timeoutMs: 10_000, until: /never/ });
+    // While the lines are handled, decisions go on: each status shows a newer one.
+    const seen = new Set<number>();
+    const until = Date.now() + 4000;
+    while (Date.now() < until) {
+      seen.add(await decisionAt());
+      await sleep(300);
+    }
+    await flooding;
+    expect(seen.size, "decisions made while the flood was handled").toBeGreaterThanOrEqual(5);
+    const counts = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).text();
+      const metric = (name: string) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1] ?? NaN);
+      return { kept: metric("autoscaler_samples_received_total"), dropped: metric("autoscaler_samples_dropped_total") };
+    };
+    const { kept, dropped } = await waitFor(
+      "every line handled",
+      async () => {
+        const c = await counts();
+        return c.kept + c.dropped === 100_000 ? c : undefined;
+      },
+      20_000,
+      200,
+    );
+    expect(kept).toBeLessThan(100);
+    expect(dropped).toBeGreaterThan(99_900);
+    const node = (await status(proxy)).nodes.find((n) => n.name === "flooder");
+    expect(node?.samples_in_window ?? 0).toBeLessThanOrEqual(60_000 / 250 + 1);
+  });
+});

@@ -221,7 +221,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
         metrics.refused.inc({ reason });
         events.add("refused", `agent connection refused (${reason}): ${detail}`);
       },
-      onSample: () => metrics.samples.inc(),
+      onSample: (kept) => (kept ? metrics.samples : metrics.samplesDropped).inc(),
     },
     agentLimits,
   );

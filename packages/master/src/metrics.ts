@@ -7,6 +7,7 @@ import type { MasterStatus } from "./status.js";
 export interface MasterMetrics {
   registry: PromRegistry;
   samples: Counter;
+  samplesDropped: Counter;
   refused: Counter<"reason">;
   registrations: Counter;
 }
@@ -22,6 +23,11 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
   };
   const registry = new PromRegistry();
   const samples = new Counter({ name: "autoscaler_samples_received_total", help: "CPU samples received from agents", registers: [registry] });
+  const samplesDropped = new Counter({
+    name: "autoscaler_samples_dropped_total",
+    help: "CPU samples dropped because they came less than 250 ms after the node's last kept one (a flood)",
+    registers: [registry],
+  });
   const refused = new Counter({
     name: "autoscaler_connections_refused_total",
     help: "Agent connections closed by the master, by reason",
@@ -102,7 +108,7 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
     "Decisions refused because state_dir could not be written (nothing ran)",
     (s) => s.actions.not_recorded,
   );
-  return { registry, samples, refused, registrations };
+  return { registry, samples, samplesDropped, refused, registrations };
 }
 
 /** Serve `/status` and `/metrics` on host:port (loopback only, enforced by the config). */

@@ -70,6 +70,19 @@ describe("liveness", () => {
     expect(r.get("web-1")).toBeUndefined();
   });
 
+  test("a flood is bounded: a sample less than 250 ms after the last kept one is dropped, and the node stays live", () => {
+    const r = make();
+    r.register(hello("web-1"), 0);
+    let kept = 0;
+    // 1,000,000 samples in 100 s: 10,000 a second.
+    for (let i = 0; i < 1_000_000; i++) if (r.recordSample("web-1", sample(99), i / 10)) kept++;
+    expect(kept).toBe(400);
+    const rec = r.get("web-1")!;
+    expect(rec.readings.length).toBeLessThanOrEqual(60_000 / 250 + 1);
+    expect(rec.lastSeenAt).toBe(99_999.9);
+    expect(r.recordSample("nobody", sample(1), 0)).toBe(false);
+  });
+
   test("readings older than the kept history are dropped", () => {
     const r = make();
     r.register(hello("web-1"), 0);

@@ -34,6 +34,13 @@ export interface NodeRecord {
 /** A node's state as status shows it. */
 export type NodeState = "live" | "unreachable";
 
+/**
+ * A sample closer than this to the node's last kept one is counted and dropped: an agent samples
+ * every `[agent] interval` (5 s by default, 1 s in the tests), so only a flood comes this fast, and
+ * a node's window then holds at most window ÷ this many readings.
+ */
+export const MIN_SAMPLE_GAP_MS = 250;
+
 /** Why a hello was refused. */
 export type RegisterRefusal = "NAME_TAKEN" | "NAME_MANUAL";
 
@@ -50,7 +57,8 @@ export interface RegistryOptions {
 /** The registry's operations. `now` is always given by the caller. */
 export interface Registry {
   register(hello: HelloMessage, now: number): { ok: true; record: NodeRecord; isNew: boolean } | { ok: false; reason: RegisterRefusal; message: string };
-  recordSample(name: string, sample: SampleMessage, now: number): void;
+  /** Keep a sample; false when it was dropped (too soon after the last kept one, or an unknown node). */
+  recordSample(name: string, sample: SampleMessage, now: number): boolean;
   disconnect(name: string): void;
   stateOf(record: NodeRecord, now: number): NodeState;
   /** Drop a node now (it was terminated); a later hello registers it afresh. */
@@ -97,14 +105,17 @@ export function createRegistry(options: RegistryOptions): Registry {
     },
     recordSample(name, sample, now) {
       const r = nodes.get(name);
-      if (!r) return;
+      if (!r) return false;
       r.lastSeenAt = now;
+      const last = r.readings[r.readings.length - 1];
+      if (last && now - last.at < MIN_SAMPLE_GAP_MS) return false;
       if (sample.healthy !== undefined) r.healthy = sample.healthy;
       r.readings.push({ at: now, cpu: sample.cpu });
       const oldest = now - options.keepMs;
       let drop = 0;
       while (drop < r.readings.length && r.readings[drop]!.at < oldest) drop++;
       if (drop > 0) r.readings.splice(0, drop);
+      return true;
     },
     disconnect(name) {
       const r = nodes.get(name);

@@ -43,7 +43,8 @@ export interface ServerDeps {
   /** Asked before a hello is registered: a message refuses it (a node this master terminated). */
   admit?: (hello: HelloMessage) => string | undefined;
   onRefused: (reason: RefusalReason, detail: string) => void;
-  onSample: () => void;
+  /** A sample arrived; `kept` is false when the registry dropped it (a flood). */
+  onSample: (kept: boolean) => void;
 }
 
 /** Listener limits. */
@@ -139,8 +140,7 @@ export async function startAgentServer(
         return;
       }
       if (msg.type === "hello") return refuse("wrong_shape", "a second hello on one connection");
-      deps.registry.recordSample(node, msg, deps.now());
-      deps.onSample();
+      deps.onSample(deps.registry.recordSample(node, msg, deps.now()));
     };
 
     socket.on("data", (chunk: Buffer) => {
