@@ -576,3 +576,40 @@ describe("a sample flood from one node", () => {
     expect(node?.samples_in_window ?? 0).toBeLessThanOrEqual(60_000 / 250 + 1);
   });
 });
+
+describe("addresses a node may register", () => {
+  test("with the default node_networks, hellos for the metadata service, the proxy's loopback ports, the unspecified address and a DNS name are refused (reason address): nothing in hosts.d or haproxy.cfg", async () => {
+    // An empty node_networks: the default rule that a real installation has.
+    const proxy = await startProxy(scope, { settings: ["master.node_networks="] });
+    const hostsBefore = await hostsDir(proxy.inst.dir);
+    const cfgBefore = await fs.readFile(proxy.inst.haproxyConfig, "utf8");
+    const forged: [string, number][] = [
+      ["169.254.169.254", 80],
+      ["127.0.0.1", proxy.metricsPort],
+      ["127.0.0.1", 22],
+      ["0.0.0.0", 6379],
+      ["metadata.internal", 80],
+    ];
+    for (const [i, [address, port]] of forged.entries()) {
+      const probe = await probeMaster(proxy.masterPort, hello({ name: `forged-${i}`, address, port, token: proxy.token }), {
+        waitForClose: true,
+        timeoutMs: 5000,
+      });
+      expect(probe.closedByMaster, address).toBe(true);
+      expect(probe.received, address).toMatch(/^\{"type":"error","code":"ADDRESS"/);
+      expect(probe.received, "the refusal does not echo the address").not.toContain(address);
+    }
+    expect((await refusedByReason(proxy.metricsPort)).address).toBe(forged.length);
+    expect(await hostsDir(proxy.inst.dir)).toEqual(hostsBefore);
+    expect(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).toBe(cfgBefore);
+  });
+
+  test("node_ports: a port outside the list is refused", async () => {
+    const proxy = await startProxy(scope, { settings: ["master.node_ports=80,8080"] });
+    const probe = await probeMaster(proxy.masterPort, hello({ name: "forged-port", address: "127.0.0.9", port: 22, token: proxy.token }), {
+      waitForClose: true,
+    });
+    expect(probe.received).toMatch(/"code":"ADDRESS".*node_ports/);
+    expect((await refusedByReason(proxy.metricsPort)).address).toBe(1);
+  });
+});

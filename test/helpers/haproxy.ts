@@ -38,6 +38,9 @@ export async function makeInstallation(scope: Scope, extraSettings: string[] = [
     "haproxy.master_socket=master.sock",
     "haproxy.reload_command=kill -USR2 $(cat haproxy.pid)",
     "master.state_dir=state",
+    // Test nodes live on loopback and in the suite's namespaces (10.213.X.0/24): list them, as
+    // loopback is never a backend by default.
+    "master.node_networks=127.0.0.0/8,10.0.0.0/8",
     // No cloud here: tests that scale set their own launch script (test/helpers/cloud.ts).
     "machine.scale_up_command=",
     "scaling.min_nodes=0",

@@ -7,6 +7,7 @@ import {
   AutoscalerError,
   applySettingsFromConfig,
   createHostsStore,
+  nodeAddressProblem,
   readTemplate,
   renderHaproxyConfig,
   type CommandRunner,
@@ -217,6 +218,12 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
         events.add("registered", `${hello.name} (${hello.address}:${hello.port}) ${isNew ? "registered" : "reconnected"}`);
       },
       admit: (hello) => running.admit(hello),
+      addressProblem: (hello) => {
+        const problem = nodeAddressProblem(hello.address, config.master.node_networks);
+        if (problem) return problem;
+        const ports = config.master.node_ports;
+        return ports.length > 0 && !ports.includes(hello.port) ? "is not in [master] node_ports" : undefined;
+      },
       onRefused: (reason, detail) => {
         metrics.refused.inc({ reason });
         events.add("refused", `agent connection refused (${reason}): ${detail}`);

@@ -26,6 +26,7 @@ export type RefusalReason =
   | "name_taken"
   | "name_manual"
   | "terminated"
+  | "address"
   | "too_many_connections"
   | "idle"
   | "internal";
@@ -42,6 +43,8 @@ export interface ServerDeps {
   onRegistered: (hello: HelloMessage, isNew: boolean) => Promise<void>;
   /** Asked before a hello is registered: a message refuses it (a node this master terminated). */
   admit?: (hello: HelloMessage) => string | undefined;
+  /** Asked before a hello is registered: why its address or port may not be a backend, or undefined. */
+  addressProblem: (hello: HelloMessage) => string | undefined;
   onRefused: (reason: RefusalReason, detail: string) => void;
   /** A sample arrived; `kept` is false when the registry dropped it (a flood). */
   onSample: (kept: boolean) => void;
@@ -121,6 +124,9 @@ export async function startAgentServer(
         if (!tokensMatch(msg.token, deps.token)) {
           return refuse("token", "token refused (it does not match [master] token)", { name: msg.name, address: msg.address }, true);
         }
+        const badAddress = deps.addressProblem(msg);
+        // A fixed text: the address the node sent is not echoed back.
+        if (badAddress !== undefined) return refuse("address", `the address or port ${badAddress}`, { name: msg.name }, true);
         const notAdmitted = deps.admit?.(msg);
         if (notAdmitted !== undefined) return refuse("terminated", notAdmitted, { name: msg.name, address: msg.address }, true);
         const res = deps.registry.register(msg, deps.now());

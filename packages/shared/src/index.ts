@@ -12,3 +12,4 @@ export * from "./haproxy/render.js";
 export * from "./haproxy/apply.js";
 export * from "./haproxy/master-cli.js";
 export * from "./haproxy/generate.js";
+export * from "./networks.js";

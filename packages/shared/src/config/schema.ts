@@ -3,6 +3,7 @@
  * The typed config is derived from this table, so a key added here is a typed field everywhere.
  */
 import path from "node:path";
+import { parseCidr, type Cidr } from "../networks.js";
 import { checkHost, checkName, checkPort, isLoopbackHost, normaliseHost, splitHostPort } from "../validate.js";
 
 /** What a key's reader needs besides the raw text. */
@@ -136,6 +137,43 @@ function oneOf<const T extends string>(values: readonly T[], def: T): KeySpec<T>
     parse: (raw) => {
       const v = raw.trim().toLowerCase();
       return (values as readonly string[]).includes(v) ? ok(v as T) : bad(`one of ${values.join(", ")}`);
+    },
+  };
+}
+
+/** A comma list of networks in CIDR form (`10.0.0.0/8, 2001:db8::/32`); empty: the default rule. */
+function cidrs(): KeySpec<Cidr[]> {
+  const expected =
+    "a comma-separated list of networks such as 10.0.0.0/8, 192.168.0.0/16 or 2001:db8::/32 (empty: any unicast address but loopback and link-local)";
+  return {
+    default: "",
+    parse: (raw) => {
+      const out: Cidr[] = [];
+      for (const item of raw
+        .split(",")
+        .map((x) => x.trim())
+        .filter((x) => x !== "")) {
+        const cidr = parseCidr(item);
+        if (!cidr) return bad(`${expected}; ${JSON.stringify(item)} is not one`);
+        out.push(cidr);
+      }
+      return ok(out);
+    },
+  };
+}
+
+/** A comma list of ports; empty: any. */
+function ports(): KeySpec<number[]> {
+  const expected = "a comma-separated list of ports from 1 to 65535 (empty: any port)";
+  return {
+    default: "",
+    parse: (raw) => {
+      const items = raw
+        .split(",")
+        .map((x) => x.trim())
+        .filter((x) => x !== "");
+      if (items.some((p) => checkPort(p) !== undefined)) return bad(expected);
+      return ok(items.map(Number));
     },
   };
 }
@@ -286,6 +324,10 @@ export const SCHEMA = {
     token: text("", { secret: true }),
     role: oneOf(["auto", "decider", "follower"], "auto"),
     metrics_listen: listen("127.0.0.1:9717", true),
+    /** Networks agents may register addresses in; empty: any unicast but loopback, link-local, unspecified, multicast, broadcast. */
+    node_networks: cidrs(),
+    /** Ports agents may register; empty: any. */
+    node_ports: ports(),
     state_dir: filePath("/var/lib/autoscaler"),
     interval: seconds(1),
   },
