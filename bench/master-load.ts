@@ -276,7 +276,7 @@ async function runOne(res: Resources, run: Run, log: (s: string) => void): Promi
   if (run.transport === "ssh") {
     const dir = await res.tempDir("autoscaler-bench-keys-");
     const key = makeKeyPair(dir, "node_key");
-    const line = await runCli(["authorize-key", key.publicFile, "--config", proxy.inst.ini]);
+    const line = await runCli(["authorize-key", "--line-only", key.publicFile, "--config", proxy.inst.ini]);
     if (line.code !== 0) throw new Error(`authorize-key failed: ${line.stderr}`);
     await fs.appendFile(proxy.sshd.authorizedKeysFile, line.stdout);
     privateKey = await fs.readFile(key.privateFile);

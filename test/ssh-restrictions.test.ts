@@ -13,8 +13,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { startProxy, type Proxy } from "./helpers/cluster.js";
 import { canConnect } from "./helpers/haproxy.js";
 import { runSsh, sshBaseArgs, sshDestination, startCountingServer } from "./helpers/hostile.js";
-import { freePort, runCli, Scope, waitFor } from "./helpers/process.js";
-import { makeKeyPair, type KeyPair } from "./helpers/sshd.js";
+import { freePort, runCli, runProcess, Scope, waitFor } from "./helpers/process.js";
+import { makeKeyPair, TEST_SSH_USER, type KeyPair } from "./helpers/sshd.js";
 
 // One proxy for the whole file (its startup dominates); each test's own processes and servers go in `scope`.
 const shared = new Scope();
@@ -38,7 +38,7 @@ async function setup(): Promise<Setup> {
   const proxy = await startProxy(shared);
   const dir = await shared.tempDir("autoscaler-sshclient-");
   const key = makeKeyPair(dir, "node_key");
-  const line = await runCli(["authorize-key", key.publicFile, "--config", proxy.inst.ini]);
+  const line = await runCli(["authorize-key", "--line-only", key.publicFile, "--config", proxy.inst.ini]);
   expect(line.code, line.stderr).toBe(0);
   expect(line.stdout).toContain(`permitopen="127.0.0.1:${proxy.masterPort}"`);
   await fs.appendFile(proxy.sshd.authorizedKeysFile, line.stdout);
@@ -87,6 +87,29 @@ describe("a node key on the proxy's sshd", () => {
     expect(r.stdout).toMatch(/^\{"type":"welcome","version":1,"role":"decider"/m);
     await s.proxy.master.waitForLog(/"msg":"agent registered".*"node":"ssh-probe"/);
     await expectLoggedIn();
+  });
+
+  test("the Match block authorize-key prints, appended to this sshd's config, passes sshd -t and takes effect for the node user", async () => {
+    const dir = await scope.tempDir("autoscaler-matchblock-");
+    const ini = path.join(dir, "autoscaler.ini");
+    const iniText = `[master]\nlisten = 127.0.0.1:${s.proxy.masterPort}\n[haproxy]\nssh_command = ssh -i node_key ${TEST_SSH_USER}@$HOST\n`;
+    await fs.writeFile(ini, iniText, { mode: 0o600 });
+    const out = await runCli(["authorize-key", s.key.publicFile, "--config", ini]);
+    expect(out.code, out.stderr).toBe(0);
+    const [, block] = out.stdout.split(/^# sshd_config .*\n/m);
+    expect(block).toMatch(new RegExp(`^Match User ${TEST_SSH_USER}\n`));
+    // The helper's sshd_config sits next to its authorized_keys.
+    const base = await fs.readFile(path.join(path.dirname(s.proxy.sshd.authorizedKeysFile), "sshd_config"), "utf8");
+    const config = path.join(dir, "sshd_config");
+    await fs.writeFile(config, `${base}\n${block}`);
+    const check = await runProcess("/usr/sbin/sshd", ["-t", "-f", config]);
+    expect(check.code, check.stderr).toBe(0);
+    // The settings the helper's block does not set come from the printed one.
+    const effective = await runProcess("/usr/sbin/sshd", ["-T", "-f", config, "-C", `user=${TEST_SSH_USER},host=node,addr=127.0.0.1`]);
+    expect(effective.code, effective.stderr).toBe(0);
+    expect(effective.stdout).toMatch(/^permitlisten none$/m);
+    expect(effective.stdout).toMatch(/^allowstreamlocalforwarding no$/m);
+    expect(effective.stdout).toMatch(new RegExp(`^permitopen 127\\.0\\.0\\.1:${s.proxy.masterPort}$`, "m"));
   });
 
   test("cannot open another listening port on 127.0.0.1; that port's server sees no connection", async () => {

@@ -288,7 +288,7 @@ export async function createCloud(scope: Scope, proxies?: Proxy | Proxy[], optio
       const first = list[0];
       if (!first) throw new Error("attach needs at least one proxy");
       for (const p of list) {
-        const line = await runCli(["authorize-key", path.join(dir, "node_key.pub"), "--config", p.inst.ini]);
+        const line = await runCli(["authorize-key", "--line-only", path.join(dir, "node_key.pub"), "--config", p.inst.ini]);
         if (line.code !== 0) throw new Error(`authorize-key failed: ${line.stderr}`);
         await fs.appendFile(p.sshd.authorizedKeysFile, line.stdout);
       }

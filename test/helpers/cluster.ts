@@ -173,7 +173,7 @@ export async function trustProxies(dir: string, proxies: Proxy[], authorize = tr
   const key = makeKeyPair(dir, "node_key");
   if (authorize) {
     for (const p of proxies) {
-      const line = await runCli(["authorize-key", key.publicFile, "--config", p.inst.ini]);
+      const line = await runCli(["authorize-key", "--line-only", key.publicFile, "--config", p.inst.ini]);
       if (line.code !== 0) throw new Error(`authorize-key failed: ${line.stderr}`);
       await fs.appendFile(p.sshd.authorizedKeysFile, line.stdout);
     }

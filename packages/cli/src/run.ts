@@ -224,11 +224,13 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
     )
     .command(
       "authorize-key <pubkey-file>",
-      "print the authorized_keys line that lets a node key reach only the master's port",
+      "print the authorized_keys line that lets a node key reach only the master's port, then the sshd_config Match block",
       (y) =>
         y
           .positional("pubkey-file", { type: "string", describe: "the node's public key (.pub)" })
-          .example("$0 authorize-key node_key.pub >> ~autoscaler/.ssh/authorized_keys", ""),
+          .option("line-only", { type: "boolean", default: false, describe: "print only the authorized_keys line" })
+          .example("$0 authorize-key node_key.pub", "the key line, then the Match User block for sshd_config")
+          .example("$0 authorize-key --line-only node_key.pub >> ~autoscaler/.ssh/authorized_keys", ""),
       (argv) => setAction(async () => (await import("./commands/authorize-key.js")).runAuthorizeKey(io, withGlobals(argv) as never)),
     )
     .demandCommand(1, "name a command; see --help")

@@ -2,8 +2,10 @@ import { execFileSync } from "node:child_process";
 import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, expect, test } from "vitest";
-import { parsePublicKey } from "./authorize-key.js";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { Io } from "../io.js";
+import { run } from "../run.js";
+import { parsePublicKey, SSHD_CONFIG_HEADER } from "./authorize-key.js";
 
 let dir: string;
 let pub: string;
@@ -46,4 +48,80 @@ test.each([
     expect((err as Error).message).toMatch(reason);
     expect((err as { exitCode: number }).exitCode).toBe(2);
   }
+});
+
+describe("authorize-key's output", () => {
+  /** Run `autoscaler authorize-key k.pub --config <ini with these lines> ...extra` and collect its output. */
+  async function authorize(iniLines: string[], extra: string[] = []) {
+    const sub = await fs.mkdtemp(path.join(dir, "run-"));
+    const ini = path.join(sub, "autoscaler.ini");
+    await fs.writeFile(ini, iniLines.join("\n") + "\n", { mode: 0o600 });
+    let stdout = "";
+    let stderr = "";
+    const io: Io = {
+      stdout: { write: (s: string) => (stdout += s) },
+      stderr: { write: (s: string) => (stderr += s) },
+      env: { HOME: sub, PATH: process.env.PATH },
+      cwd: sub,
+    };
+    const code = await run(["authorize-key", path.join(dir, "k.pub"), "--config", ini, ...extra], io);
+    return { code, stdout, stderr };
+  }
+  const keyLine = (port: number) => `restrict,port-forwarding,permitopen="127.0.0.1:${port}",command="/bin/false" ${pub.trim()}`;
+  const block = (user: string, port: number) =>
+    [
+      `Match User ${user}`,
+      "    AllowTcpForwarding local",
+      `    PermitOpen 127.0.0.1:${port}`,
+      "    PermitListen none",
+      "    AllowStreamLocalForwarding no",
+      "    X11Forwarding no",
+      "    AllowAgentForwarding no",
+      "    PermitTTY no",
+      "    ForceCommand /bin/false",
+    ].join("\n");
+
+  test.each([
+    [
+      "the user of ssh_command's USER@$HOST",
+      ["[master]", "listen = 127.0.0.1:7300", "[haproxy]", "ssh_command = ssh -i node_key autoscaler@$HOST"],
+      "autoscaler",
+      7300,
+    ],
+    [
+      "the user of ssh_command's -l and another port",
+      ["[master]", "listen = 127.0.0.1:7411", "[haproxy]", "ssh_command = ssh -i node_key -l web_node $HOST"],
+      "web_node",
+      7411,
+    ],
+    ["ssh_user (the older form)", ["[master]", "listen = 127.0.0.1:9000", "[haproxy]", "ssh_user = node-1"], "node-1", 9000],
+  ])("prints the key line, a blank line, the header and the whole Match block for %s", async (_what, ini, user, port) => {
+    const out = await authorize(ini);
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout).toBe(`${keyLine(port)}\n\n${SSHD_CONFIG_HEADER}\n${block(user, port)}\n`);
+  });
+
+  test.each([
+    ["with a user", ["[master]", "listen = 127.0.0.1:7300", "[haproxy]", "ssh_command = ssh -i node_key autoscaler@$HOST"]],
+    ["without any user", ["[master]", "listen = 127.0.0.1:7300"]],
+    ["with a user unsafe for sshd_config", ["[master]", "listen = 127.0.0.1:7300", "[haproxy]", "ssh_user = Web*"]],
+  ])("--line-only prints the key line alone, as before (%s)", async (_what, ini) => {
+    const out = await authorize(ini, ["--line-only"]);
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout).toBe(`${keyLine(7300)}\n`);
+  });
+
+  test.each([
+    ["an upper-case name", "ssh_user = Autoscaler", /"Autoscaler".*not safe to print into sshd_config.*\[a-z_\]\[a-z0-9_-\]\{0,31\}/],
+    ["a Match pattern", "ssh_user = node*", /"node\*".*not safe/],
+    ["a list that would match two users", "ssh_command = ssh -l 'a,root' $HOST", /"a,root".*not safe/],
+    ["a space that would add a Match criterion", 'ssh_command = ssh -i k "a Address 0.0.0.0/0"@$HOST', /not safe/],
+    ["a name of 33 characters", `ssh_user = ${"a".repeat(33)}`, /not safe/],
+    ["no user at all", "", /no node user.*ssh_command.*--line-only/],
+  ])("refuses %s with exit 2 and prints nothing on stdout", async (_what, setting, reason) => {
+    const out = await authorize(["[master]", "listen = 127.0.0.1:7300", "[haproxy]", setting]);
+    expect(out.code).toBe(2);
+    expect(out.stderr).toMatch(reason);
+    expect(out.stdout).toBe("");
+  });
 });

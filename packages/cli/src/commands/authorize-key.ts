@@ -1,4 +1,7 @@
-/** `autoscaler authorize-key`: the authorized_keys line that lets a node key open only the master's port. */
+/**
+ * `autoscaler authorize-key`: the authorized_keys line that lets a node key open only the master's
+ * port, then the sshd_config `Match User` block for the node user (`--line-only`: the line alone).
+ */
 import { promises as fs } from "node:fs";
 import { AutoscalerError } from "@autoscaler/shared";
 import { loadContext, type GlobalArgs } from "../context.js";
@@ -35,8 +38,39 @@ export function parsePublicKey(text: string, file: string): { type: string; base
   return { type, base64: b64, comment };
 }
 
-/** Print the restricted authorized_keys line for a node's public key. */
-export async function runAuthorizeKey(io: Io, args: GlobalArgs & { pubkeyFile: string }): Promise<number> {
+/** User names this command prints into sshd_config: no spaces, quotes, patterns (`*`, `?`, `!`, `,`) or newlines. */
+const SAFE_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+
+/** The sshd_config `Match User` block that keeps a node key to one channel to 127.0.0.1:<port>. */
+export function sshdMatchBlock(user: string, port: number): string {
+  if (!SAFE_USER.test(user))
+    throw new AutoscalerError(
+      "AUTOSCALER_INPUT_INVALID",
+      `the node user ${JSON.stringify(user.slice(0, 40))} (from haproxy.ssh_command or ssh_user) is not safe to print into sshd_config; expected a name matching [a-z_][a-z0-9_-]{0,31}, such as "autoscaler"`,
+      { exitCode: 2 },
+    );
+  return [
+    `Match User ${user}`,
+    "    AllowTcpForwarding local",
+    `    PermitOpen 127.0.0.1:${port}`,
+    "    PermitListen none",
+    "    AllowStreamLocalForwarding no",
+    "    X11Forwarding no",
+    "    AllowAgentForwarding no",
+    "    PermitTTY no",
+    "    ForceCommand /bin/false",
+    "",
+  ].join("\n");
+}
+
+/** The comment line that separates the authorized_keys line from the sshd_config block. */
+export const SSHD_CONFIG_HEADER = "# sshd_config (append once; then: sshd -t && systemctl reload ssh):";
+
+/**
+ * Print the restricted authorized_keys line for a node's public key and, unless `lineOnly`, the
+ * sshd_config block for the node user of `[haproxy] ssh_command` (or `ssh_user`).
+ */
+export async function runAuthorizeKey(io: Io, args: GlobalArgs & { pubkeyFile: string; lineOnly?: boolean }): Promise<number> {
   const ctx = await loadContext(io, args);
   let text: string;
   try {
@@ -46,8 +80,19 @@ export async function runAuthorizeKey(io: Io, args: GlobalArgs & { pubkeyFile: s
   }
   const key = parsePublicKey(text, args.pubkeyFile);
   const port = ctx.config.master.listen!.port;
+  let block = "";
+  if (!args.lineOnly) {
+    const user = ctx.config.ssh.user;
+    if (!user)
+      throw new AutoscalerError(
+        "AUTOSCALER_INPUT_INVALID",
+        'no node user for the sshd_config block; expected haproxy.ssh_command "ssh -i KEY USER@$HOST" (or haproxy.ssh_user) in the ini, or --line-only for the authorized_keys line alone',
+        { exitCode: 2 },
+      );
+    block = `\n${SSHD_CONFIG_HEADER}\n${sshdMatchBlock(user, port)}`;
+  }
   io.stdout.write(
-    `restrict,port-forwarding,permitopen="127.0.0.1:${port}",command="/bin/false" ${key.type} ${key.base64}${key.comment ? " " + key.comment : ""}\n`,
+    `restrict,port-forwarding,permitopen="127.0.0.1:${port}",command="/bin/false" ${key.type} ${key.base64}${key.comment ? " " + key.comment : ""}\n` + block,
   );
   return 0;
 }

@@ -205,6 +205,8 @@ export async function runDemo(io: Io, options: DemoOptions): Promise<number> {
       `master.listen=127.0.0.1:${masterPort}`,
       `master.metrics_listen=127.0.0.1:${metricsPort}`,
       "master.state_dir=state",
+      // The demo's nodes are on loopback, which is never a backend unless listed.
+      "master.node_networks=127.0.0.0/8",
       "master.interval=0.5",
       `machine.scale_up_command=${launch}`,
       `machine.scale_down_command=${terminate}`,
@@ -242,7 +244,7 @@ export async function runDemo(io: Io, options: DemoOptions): Promise<number> {
     await fs.writeFile(path.join(dir, "node_key"), nodeKey.privateKey, { mode: 0o600 });
     await fs.writeFile(path.join(dir, "node_key.pub"), nodeKey.publicLine + "\n");
     if (sshChoice === "sshd") {
-      const line = cli(cliPath, ["authorize-key", path.join(dir, "node_key.pub"), "--config", ini]);
+      const line = cli(cliPath, ["authorize-key", "--line-only", path.join(dir, "node_key.pub"), "--config", ini]);
       ssh = await startSshd(dir, sshPort, masterPort, line);
     } else {
       ssh = await startEmbedded(sshPort, masterPort, nodeKey.publicLine);
