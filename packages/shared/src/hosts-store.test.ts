@@ -1,11 +1,12 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, promises as fs } from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { AutoscalerError } from "./errors.js";
-import { checkHostEntry, createHostsStore, entryAddress, parseHostFile, type HostEntry } from "./hosts-store.js";
+import { checkHostEntry, createHostsStore, entryAddress, MAX_HOST_FILE_BYTES, parseHostFile, type HostEntry } from "./hosts-store.js";
 
 /** The built package, for tests that need real separate processes. */
 const DIST_INDEX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../dist/index.js");
@@ -71,9 +72,24 @@ describe("parseHostFile", () => {
     ["an instance id with a path in it", "web-1.json", '{"address":"10.0.0.1","port":80,"instance_id":"i-1/../x"}', /instance id "i-1\/\.\.\/x" is not valid/],
     ["an instance id with a space", "web-1.json", '{"address":"10.0.0.1","port":80,"instance_id":"i 1"}', /instance id "i 1" is not valid/],
     ["a file name that is not a valid name", "web 1.json", '{"address":"10.0.0.1","port":80}', /name "web 1" is not a valid name/],
+    ["a file name that starts with a dot", ".hidden.json", '{"address":"10.0.0.1","port":80}', /name ".hidden" is not a valid name: it starts with '\.'/],
   ])("refuses %s", (_what, file, text, message) => {
     const result = parseHostFile(file, text, MTIME);
     expect(result).toEqual({ file, message: expect.stringMatching(message) });
+  });
+
+  test.each([
+    ["text that is not JSON at all", "root:$6$SECRET-HASH:19000:0:99999:7:::", 'is not valid JSON; expected {"address": "...", "port": 80}'],
+    ["JSON cut short", '{"address":"SECRET-HASH', 'is not valid JSON (error at character 23); expected {"address": "...", "port": 80}'],
+    [
+      "an unquoted key after a secret value",
+      '{"SECRET-HASH": 1, port: 80}',
+      'is not valid JSON (error at character 19); expected {"address": "...", "port": 80}',
+    ],
+  ])("says only where invalid JSON breaks, never its bytes: %s", (_what, text, expected) => {
+    const result = parseHostFile("web-1.json", text, MTIME);
+    expect(result).toEqual({ file: "web-1.json", message: expected });
+    expect(JSON.stringify(result)).not.toContain("SECRET");
   });
 
   test("names every problem of one file in its message", () => {
@@ -158,7 +174,7 @@ describe("createHostsStore", () => {
     expect(await fs.readdir(hostsDir)).toEqual(["web-1.json"]);
   });
 
-  test.each([["../escape"], ["a/b"], [""], [".."], ["web 1"]])("add refuses the name %j and writes nothing", async (name) => {
+  test.each([["../escape"], ["a/b"], [""], [".."], ["web 1"], [".hidden"], [".x"]])("add refuses the name %j and writes nothing", async (name) => {
     const store = createHostsStore(hostsDir);
     await expect(store.add(entry(name, "10.0.0.1"))).rejects.toMatchObject({ code: "AUTOSCALER_INPUT_INVALID" });
     expect(await fs.readdir(dir)).toEqual(existsSync(hostsDir) ? ["hosts.d"] : []);
@@ -211,6 +227,105 @@ describe("createHostsStore", () => {
   test("list of a folder that does not exist is empty", async () => {
     expect(await createHostsStore(path.join(dir, "missing")).list()).toEqual({ hosts: [], problems: [] });
   });
+});
+
+describe("createHostsStore reads only small regular files", () => {
+  const SECRET = "root:$6$SECRET-HASH-do-not-print:19000:0:99999:7:::\n";
+  let dir: string;
+  let hostsDir: string;
+  let outside: string;
+  let cleanups: (() => void)[] = [];
+  beforeEach(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), "autoscaler-special-"));
+    hostsDir = path.join(dir, "hosts.d");
+    outside = path.join(dir, "outside");
+    await fs.mkdir(hostsDir);
+    await fs.mkdir(outside);
+    await fs.writeFile(path.join(hostsDir, "web-1.json"), '{"address":"10.0.0.1","port":80}');
+  });
+  afterEach(async () => {
+    for (const c of cleanups) c();
+    cleanups = [];
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  const x = () => path.join(hostsDir, "x.json");
+  /** A valid entry padded with spaces to `size` bytes. */
+  const padded = (size: number) => {
+    const body = '{"address":"10.0.0.9","port":80}';
+    return body + " ".repeat(size - body.length);
+  };
+
+  test.each<[string, () => Promise<unknown>, RegExp]>([
+    [
+      "a symlink to a secret file outside the folder",
+      async () => {
+        await fs.writeFile(path.join(outside, "shadow"), SECRET);
+        await fs.symlink(path.join(outside, "shadow"), x());
+      },
+      /^is a symbolic link; expected a regular file$/,
+    ],
+    [
+      "a symlink to a valid entry outside the folder",
+      async () => {
+        await fs.writeFile(path.join(outside, "entry.json"), '{"address":"10.0.0.9","port":80}');
+        await fs.symlink(path.join(outside, "entry.json"), x());
+      },
+      /^is a symbolic link; expected a regular file$/,
+    ],
+    ["a FIFO", async () => execFileSync("mkfifo", [x()]), /^is a FIFO \(named pipe\); expected a regular file$/],
+    ["a folder named x.json", () => fs.mkdir(x()), /^is a folder; expected a regular file$/],
+    [
+      "a Unix socket",
+      async () => {
+        const server = net.createServer();
+        await new Promise<void>((resolve) => server.listen(x(), resolve));
+        cleanups.push(() => server.close());
+      },
+      /^is a socket/,
+    ],
+    ["a valid entry of 64 KiB and one byte", () => fs.writeFile(x(), padded(MAX_HOST_FILE_BYTES + 1)), /^is larger than 64 KiB; expected a small JSON file/],
+    ["a file of invalid JSON holding a secret", () => fs.writeFile(x(), SECRET), /^is not valid JSON; expected \{"address"/],
+  ])("refuses %s by name, in list() and read(), without its contents in the message", async (_what, make, reason) => {
+    await make();
+    const store = createHostsStore(hostsDir);
+    const listed = await rescueFifo(x(), () => store.list());
+    expect(listed).toEqual({
+      hosts: [expect.objectContaining({ name: "web-1" })],
+      problems: [{ file: "x.json", message: expect.stringMatching(reason) }],
+    });
+    const read = await rescueFifo(x(), () => store.read("x"));
+    expect(read).toEqual({ file: "x.json", message: expect.stringMatching(reason) });
+    expect(await rescueFifo(x(), () => store.get("x"))).toBeUndefined();
+    for (const text of [JSON.stringify(listed), JSON.stringify(read)]) {
+      expect(text).not.toContain("SECRET");
+      expect(text).not.toContain("root:");
+    }
+  });
+
+  test("accepts a regular file of exactly 64 KiB", async () => {
+    await fs.writeFile(x(), padded(MAX_HOST_FILE_BYTES));
+    const store = createHostsStore(hostsDir);
+    expect((await store.list()).problems).toEqual([]);
+    expect(await store.get("x")).toMatchObject({ name: "x", address: "10.0.0.9", port: 80 });
+  });
+
+  /**
+   * Call `fn`; if `file` is a FIFO, a helper process writes `{}` into it after 2 s, so a reader
+   * that blocks on the FIFO (as before this check) is freed and the test fails instead of hanging.
+   */
+  async function rescueFifo<T>(file: string, fn: () => Promise<T>): Promise<T> {
+    if (!(await fs.lstat(file)).isFIFO()) return fn();
+    const rescuer = spawn(process.execPath, ["-e", "setTimeout(() => require('fs').writeFileSync(process.argv[1], '{}'), 2000)", file], { stdio: "ignore" });
+    const started = Date.now();
+    try {
+      const result = await fn();
+      expect(Date.now() - started).toBeLessThan(1500);
+      return result;
+    } finally {
+      if (rescuer.exitCode === null && rescuer.signalCode === null) rescuer.kill("SIGKILL");
+    }
+  }
 });
 
 describe("createHostsStore across real processes", () => {

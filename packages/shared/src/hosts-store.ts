@@ -3,7 +3,7 @@
  * Writes are atomic; adding is exclusive per name (link(2) decides), so two processes adding
  * hosts at once lose neither and never both take one name.
  */
-import { promises as fs, readFileSync, statSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, promises as fs, readSync, type Stats } from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "./atomic-write.js";
 import { AutoscalerError, errnoCode } from "./errors.js";
@@ -47,6 +47,85 @@ export interface HostsStore {
 }
 
 const FILE_SUFFIX = ".json";
+
+/** hosts.d files are small JSON; anything larger is refused unread. */
+export const MAX_HOST_FILE_BYTES = 64 * 1024;
+const TOO_LARGE = 'is larger than 64 KiB; expected a small JSON file such as {"address": "...", "port": 80}';
+/** Never follow a symlink (ELOOP), never wait for a FIFO's writer. */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/** What one hosts.d file held, or a fixed reason it was refused. Never any of the file's bytes in the reason. */
+type FileRead = { text: string; mtime: Date } | { refused: string };
+
+/** A fixed reason for an open(2) error that means "not a regular file", or undefined for other errors. */
+function openRefusal(err: unknown): string | undefined {
+  const code = errnoCode(err);
+  if (code === "ELOOP") return "is a symbolic link; expected a regular file";
+  if (code === "ENXIO") return "is a socket or a device; expected a regular file";
+  return undefined;
+}
+
+/** A fixed reason when an open file is not a regular file or is too large. */
+function statRefusal(st: Stats): string | undefined {
+  if (st.isFIFO()) return "is a FIFO (named pipe); expected a regular file";
+  if (st.isDirectory()) return "is a folder; expected a regular file";
+  if (st.isCharacterDevice() || st.isBlockDevice()) return "is a device; expected a regular file";
+  if (st.isSocket()) return "is a socket; expected a regular file";
+  if (!st.isFile()) return "is not a regular file";
+  if (st.size > MAX_HOST_FILE_BYTES) return TOO_LARGE;
+  return undefined;
+}
+
+/** One buffer for the synchronous reads of `list()`; they never interleave, and the text is copied out. */
+let syncBuffer: Buffer | undefined;
+
+/** Read a hosts.d file synchronously: regular files of at most 64 KiB only. Throws for ENOENT and other I/O errors. */
+function readHostFileSync(file: string): FileRead {
+  let fd: number;
+  try {
+    fd = openSync(file, OPEN_FLAGS);
+  } catch (err) {
+    const refused = openRefusal(err);
+    if (refused !== undefined) return { refused };
+    throw err;
+  }
+  try {
+    const st = fstatSync(fd);
+    const refused = statRefusal(st);
+    if (refused !== undefined) return { refused };
+    const buf = (syncBuffer ??= Buffer.allocUnsafe(MAX_HOST_FILE_BYTES + 1));
+    let n = 0;
+    for (let got = -1; got !== 0 && n < buf.length; n += got) got = readSync(fd, buf, n, buf.length - n, n);
+    if (n > MAX_HOST_FILE_BYTES) return { refused: TOO_LARGE }; // grew after fstat
+    return { text: buf.toString("utf8", 0, n), mtime: st.mtime };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The same as `readHostFileSync`, with the promise API. */
+async function readHostFile(file: string): Promise<FileRead> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, OPEN_FLAGS);
+  } catch (err) {
+    const refused = openRefusal(err);
+    if (refused !== undefined) return { refused };
+    throw err;
+  }
+  try {
+    const st = await handle.stat();
+    const refused = statRefusal(st);
+    if (refused !== undefined) return { refused };
+    const buf = Buffer.allocUnsafe(MAX_HOST_FILE_BYTES + 1);
+    let n = 0;
+    for (let got = -1; got !== 0 && n < buf.length; n += got) got = (await handle.read(buf, n, buf.length - n, n)).bytesRead;
+    if (n > MAX_HOST_FILE_BYTES) return { refused: TOO_LARGE }; // grew after fstat
+    return { text: buf.toString("utf8", 0, n), mtime: st.mtime };
+  } finally {
+    await handle.close();
+  }
+}
 
 /** The file that holds the entry of `name`. */
 export function hostFileName(name: string): string {
@@ -93,7 +172,10 @@ export function parseHostFile(fileName: string, text: string, mtime: Date | (() 
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    return { file: fileName, message: `is not valid JSON (${(err as Error).message}); expected {"address": "...", "port": 80}` };
+    // JSON.parse's own message can quote the file's first bytes: keep only the position, a number.
+    const at = /at position (\d+)/.exec((err as Error).message)?.[1];
+    const where = at !== undefined ? ` (error at character ${at})` : "";
+    return { file: fileName, message: `is not valid JSON${where}; expected {"address": "...", "port": 80}` };
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     return { file: fileName, message: 'is not a JSON object; expected {"address": "...", "port": 80}' };
@@ -118,6 +200,12 @@ export function parseHostFile(fileName: string, text: string, mtime: Date | (() 
     addedAt: addedAt && !Number.isNaN(Date.parse(addedAt)) ? addedAt : (typeof mtime === "function" ? mtime() : mtime).toISOString(),
     ...(instanceId !== undefined ? { instanceId } : {}),
   };
+}
+
+/** A fixed reason for an I/O error: its code only. */
+function cannotRead(err: unknown): string {
+  const code = errnoCode(err);
+  return code !== undefined && /^E[A-Z0-9]+$/.test(code) ? `cannot be read (${code})` : "cannot be read";
 }
 
 /** Compare by name, bytewise, so the order never depends on the locale. */
@@ -154,11 +242,11 @@ export function createHostsStore(dir: string): HostsStore {
           const full = path.join(dir, f);
           let parsed: HostEntry | HostFileProblem;
           try {
-            const text = readFileSync(full, "utf8");
-            parsed = parseHostFile(f, text, () => statSync(full).mtime);
+            const got = readHostFileSync(full);
+            parsed = "refused" in got ? { file: f, message: got.refused } : parseHostFile(f, got.text, got.mtime);
           } catch (err) {
             if (errnoCode(err) === "ENOENT") continue; // removed while we read: not a problem
-            parsed = { file: f, message: `cannot be read: ${(err as Error).message}` };
+            parsed = { file: f, message: cannotRead(err) };
           }
           if ("message" in parsed) problems.push(parsed);
           else hosts.push(parsed);
@@ -184,11 +272,11 @@ export function createHostsStore(dir: string): HostsStore {
     async read(name) {
       const file = fileOf(name);
       try {
-        const text = await fs.readFile(file, "utf8");
-        return parseHostFile(hostFileName(name), text, () => statSync(file).mtime);
+        const got = await readHostFile(file);
+        return "refused" in got ? { file: hostFileName(name), message: got.refused } : parseHostFile(hostFileName(name), got.text, got.mtime);
       } catch (err) {
         if (errnoCode(err) === "ENOENT") return undefined;
-        return { file: hostFileName(name), message: `cannot be read: ${(err as Error).message}` };
+        return { file: hostFileName(name), message: cannotRead(err) };
       }
     },
     async get(name) {

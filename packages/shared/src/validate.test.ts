@@ -104,7 +104,8 @@ describe("checkName", () => {
     ["letters, digits, dot, underscore and hyphen", "web-1.eu_west"],
     ["a single character", "a"],
     ["63 characters", label(63, "n")],
-    ["a name that starts with a dot but is not . or ..", ".web"],
+    ["a name with a dot inside and at the end", "web.1."],
+    ["a name that starts with '_' or '-'", "_web-"],
   ])("accepts %s", (_what, name) => {
     expect(checkName(name)).toBeUndefined();
   });
@@ -122,6 +123,16 @@ describe("checkName", () => {
     ["a name with non-ASCII letters", "wéb"],
   ])("refuses %s", (_what, name) => {
     expect(checkName(name)).toMatch(/not a valid name/);
+  });
+
+  test.each([
+    ["a hidden name, which hosts.d would skip", ".hidden"],
+    ["a dot and one letter", ".x"],
+    ["a single dot", "."],
+    ["two dots", ".."],
+    ["a dot-name that is otherwise valid and 63 long", "." + label(62, "n")],
+  ])("refuses %s, saying it starts with a dot", (_what, name) => {
+    expect(checkName(name)).toBe("is not a valid name: it starts with '.'; expected 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'");
   });
 });
 

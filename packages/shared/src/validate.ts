@@ -47,10 +47,17 @@ export function checkPort(port: string | number): Problem {
   return undefined;
 }
 
-/** Backend names: 1-63 of letters, digits, '.', '_' and '-'. */
+/**
+ * Backend names: 1-63 of letters, digits, '.', '_' and '-', not starting with '.'. A leading dot
+ * would make a hidden file in hosts.d, which `list()` skips (it is also how temp files are named),
+ * so such an entry would be served once and then silently dropped.
+ */
 export function checkName(name: string): Problem {
-  if (NAME_PATTERN.test(name) && name !== "." && name !== "..") return undefined;
-  return "is not a valid name; expected 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-'";
+  if (name.startsWith(".")) {
+    return "is not a valid name: it starts with '.'; expected 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'";
+  }
+  if (NAME_PATTERN.test(name)) return undefined;
+  return "is not a valid name; expected 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'";
 }
 
 /** True for addresses only this machine can reach: 127.0.0.0/8, ::1 and localhost. */
