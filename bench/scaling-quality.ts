@@ -13,6 +13,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import type { ResultJson } from "@autoscaler/master/simulate";
 import { mdTable, REPO_ROOT, stats, textTable, type BenchResult } from "./lib.js";
 
 const run = promisify(execFile);
@@ -20,16 +21,8 @@ const TRACES = path.resolve(REPO_ROOT, "..", "shared", "traces");
 const CLI = path.join(REPO_ROOT, "bin", "autoscaler.js");
 const SPEED_RUNS = 3;
 
-interface Figures {
-  policy: string;
-  nodeHours: number;
-  overloadMinutes90: number;
-  overloadMinutes100: number;
-  events: number;
-  peakNodes: number;
-  wallMs: number;
-  decisionsPerSecond: number;
-}
+/** One policy's figures, as `simulate --json` prints them. */
+type Figures = ResultJson;
 
 interface Scenario {
   title: string;

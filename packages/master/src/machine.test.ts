@@ -6,35 +6,15 @@
 import { describe, expect, test } from "vitest";
 import type { NodeObservation } from "./decide.js";
 import { excludedNames, initialState, step, type Effect, type ScalerEvent, type ScalerState } from "./machine.js";
-import type { ScalingPolicy } from "./policy.js";
+import { parseConfig } from "@autoscaler/shared";
+import { policyFromConfig, type ScalingPolicy } from "./policy.js";
 import { emptyState } from "./state-store.js";
 
 const T0 = 1_800_000_000_000;
-const policy: ScalingPolicy = {
-  mode: "target",
-  targetCpu: 60,
-  tolerance: 0.1,
-  scaleDownWindowMs: 300_000,
-  scaleUpWindowMs: 0,
-  scaleDownLimit: 2,
-  predictive: false,
-  bootMs: 120_000,
-  upThreshold: 75,
-  downThreshold: 25,
-  windowMs: 60_000,
-  upCooldownMs: 30_000,
-  downCooldownMs: 0,
-  minNodes: 1,
-  maxNodes: 10,
-  step: 1,
-  scaleDownOrder: "oldest",
-  scaleUpEnabled: true,
-  scaleDownEnabled: true,
-  sampleIntervalMs: 5_000,
-  launchTimeoutMs: 600_000,
-  drainMs: 30_000,
-  forgetAfterMs: 600_000,
-};
+/** The policy of a fresh ini with both commands set: every [scaling] default (target mode). */
+const policy: ScalingPolicy = policyFromConfig(
+  parseConfig("[machine]\nscale_up_command = launch\nscale_down_command = terminate\n", "/x/autoscaler.ini").config!,
+);
 
 /** A node heard every 5 s for the last 10 minutes at `cpu`, as of `now`. */
 const node = (name: string, cpu: number, now: number, extra: Partial<NodeObservation> = {}): NodeObservation => ({
