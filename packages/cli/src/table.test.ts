@@ -16,6 +16,12 @@ describe("formatTable", () => {
     ["widens a column for a long header", ["ADDRESS", "X"], [["1", "2"]], "ADDRESS  X\n1        2\n"],
     ["trims trailing blanks when the last cell is empty", ["A", "B"], [["x", ""]], "A  B\nx\n"],
     ["treats a missing cell as empty", ["A", "B", "C"], [["x"]], "A  B  C\nx\n"],
+    [
+      "escapes control characters in a cell (a node's bytes never reach the terminal raw)",
+      ["A", "B"],
+      [["x\x1b[2J", "y\nz"]],
+      "A           B\nx\\u001b[2J  y\\u000az\n",
+    ],
   ])("%s", (_what, header, rows, expected) => {
     expect(formatTable(header, rows)).toBe(expected);
   });

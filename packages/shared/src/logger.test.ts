@@ -79,4 +79,19 @@ describe("createLogger", () => {
     expect(out).toContain("[redacted]");
     if (json) expect(() => JSON.parse(lines()[0]!)).not.toThrow();
   });
+
+  test("text mode escapes control characters, so a node's bytes can neither forge a line nor drive the terminal; JSON mode stays exact", () => {
+    const hostile = "web\x1b[31m\nFAKE 2026-01-01T00:00:00Z ERROR forged\u0007";
+    const text = capture({});
+    text.logger.warn(`refused ${hostile}`, { name: hostile, plain: "ok" });
+    const out = text.chunks.join("");
+    expect(out.split("\n").filter(Boolean)).toHaveLength(1);
+    // eslint-disable-next-line no-control-regex
+    expect(out).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f]/);
+    expect(out).toContain("refused web\\u001b[31m\\u000aFAKE");
+    expect(out).toContain("plain=ok");
+    const json = capture({ json: true });
+    json.logger.warn(hostile, { name: hostile });
+    expect(JSON.parse(json.lines()[0]!)).toMatchObject({ msg: hostile, name: hostile });
+  });
 });

@@ -38,6 +38,15 @@ export function redact(text: string, secrets: readonly string[]): string {
 }
 
 /** A logger that writes one line per call to `stream`. */
+/**
+ * Control characters (C0, DEL, C1) written as `\uXXXX`, so text that came from a node or a file
+ * can neither forge a log line (a newline) nor drive the terminal (an escape sequence).
+ */
+export function escapeControl(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 export function createLogger(stream: { write(s: string): unknown }, options: LoggerOptions = {}): Logger {
   const min = LEVELS[options.level ?? "info"];
   const now = options.now ?? (() => new Date());
@@ -49,9 +58,10 @@ export function createLogger(stream: { write(s: string): unknown }, options: Log
       line = JSON.stringify({ time: now().toISOString(), level, msg: message, ...fields });
     } else {
       const extra = Object.entries(fields)
-        .map(([k, v]) => `${k}=${typeof v === "string" ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`)
+        // JSON.stringify escapes control characters; a plain value has none.
+        .map(([k, v]) => `${k}=${typeof v === "string" ? (/[\s\p{Cc}]/u.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`)
         .join(" ");
-      line = `${now().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}${extra ? " " + extra : ""}`;
+      line = `${now().toISOString()} ${level.toUpperCase().padEnd(5)} ${escapeControl(message)}${extra ? " " + extra : ""}`;
     }
     stream.write(redact(line, secrets) + "\n");
   };
