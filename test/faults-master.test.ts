@@ -32,6 +32,7 @@ import { promises as fs } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { afterEach, expect, test } from "vitest";
+import { mulberry32 } from "@autoscaler/master/simulate";
 import { isProcessOf, shellQuote } from "./helpers/cloud.js";
 import { getThrough, startDaemon, type Daemon } from "./helpers/cluster.js";
 import { makeInstallation, serverLines, startHaproxy, type Installation } from "./helpers/haproxy.js";
@@ -193,18 +194,6 @@ const KILL_WITHIN_MS = 800;
 /** A request whose master died before recording it is asked again, as an operator would; bounded. */
 const MAX_ATTEMPTS = 6;
 const LAUNCH_TIMEOUT_S = 10;
-
-/** mulberry32: a small seeded PRNG, so a failing run's draws can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface LaunchRun {
   at: number;
@@ -536,7 +525,7 @@ test(`the master SIGKILLed at random moments over ${CYCLES} scale cycles repeats
   const h: Harness = {
     box,
     cloud,
-    rng: prng(SEED),
+    rng: mulberry32(SEED),
     launches: new Map(),
     drains: new Map(),
     manual: "keep",
