@@ -269,7 +269,7 @@ interface RunResult {
 
 async function runOne(res: Resources, run: Run, log: (s: string) => void): Promise<RunResult> {
   statusAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const proxy = await startProxy(res.scope, { settings: ["haproxy.server_line=server $NAME $IP:$PORT"] });
+  const proxy = await startProxy(res.scope, { settings: ["haproxy.server_line=server $NAME $IP:$PORT", `scaling.max_nodes=${GOAL.nodes * 2}`] });
   const masterPid = proxy.master.child.pid!;
   let privateKey = Buffer.alloc(0);
   let hostKey = Buffer.alloc(0);

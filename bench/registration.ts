@@ -182,7 +182,7 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
   log(`registration: ${TRIALS} fresh agents, hello → first request from HAProxy`);
   const loadAtStart = os.loadavg()[0]!;
   const data = await withResources(async (res) => {
-    const proxy = await startProxy(res.scope);
+    const proxy = await startProxy(res.scope, { settings: ["scaling.max_nodes=200"] });
     const master = proxy.master;
     const { config } = await loadConfig(proxy.inst.ini);
     const store = createHostsStore(config.hostsDir);

@@ -139,7 +139,7 @@ describe("forged agents on the master's port", () => {
     // (2) A flood: 2,000 connections, each forged in one of six ways, opened in eight waves of
     // 250 back to back (each wave as soon as the last is connected, so all 2,000 are open at once
     // within a few seconds) and each waiting (bounded) for the master to close it, the silent
-    // ones by the 10 s hello timeout. Waves, because 2,000 SYNs at one instant overflow the
+    // ones by the 3 s hello timeout. Waves, because 2,000 SYNs at one instant overflow the
     // listen backlog (Node's default 511): the kernel then holds a silent connection half-open
     // where the master never sees it, and only the client's first byte would complete it.
     const kinds: [string, (i: number) => string][] = [
@@ -176,16 +176,16 @@ describe("forged agents on the master's port", () => {
     expect(openedMs).toBeLessThan(10_000);
     expect(floodMs).toBeLessThan(30_000);
 
-    // Every forged connection has its logged reason, and the metric counted each.
+    // Every forged connection has its logged reason, and the metric counted each. A flood
+    // connection may instead be closed as hello_budget: past 128 connections without a hello,
+    // the oldest goes (before the master read its line), so silent ones never crowd out agents.
+    const reasonOf = (port: number, wanted: string, byPeer: Map<number, string[]>) => byPeer.get(port)?.find((r) => r === wanted || r === "hello_budget");
     const logged = await waitFor(
       "a logged reason for each forged connection",
       () => {
         const byPeer = reasonsByPeer(proxy);
-        const all = [
-          ...probes.map((p) => ({ port: p.probe.localPort, reason: p.reason })),
-          ...flood.map((f) => ({ port: f.probe.localPort, reason: kinds[f.i % kinds.length]![0] })),
-        ];
-        return all.every((x) => byPeer.get(x.port)?.includes(x.reason)) ? byPeer : undefined;
+        const singleOk = probes.every((p) => byPeer.get(p.probe.localPort)?.includes(p.reason));
+        return singleOk && flood.every((f) => reasonOf(f.probe.localPort, kinds[f.i % kinds.length]![0], byPeer)) ? byPeer : undefined;
       },
       10_000,
       200,
@@ -193,7 +193,12 @@ describe("forged agents on the master's port", () => {
     expect([...logged.values()].flat().length).toBe(single.length + FLOOD);
     const expected: Record<string, number> = {};
     for (const p of probes) expected[p.reason] = (expected[p.reason] ?? 0) + 1;
-    for (const f of flood) expected[kinds[f.i % kinds.length]![0]] = (expected[kinds[f.i % kinds.length]![0]] ?? 0) + 1;
+    for (const f of flood) {
+      const reason = reasonOf(f.probe.localPort, kinds[f.i % kinds.length]![0], logged)!;
+      expected[reason] = (expected[reason] ?? 0) + 1;
+    }
+    // Each kind was still seen as itself, most of the time.
+    for (const [reason] of kinds) expect(expected[reason], reason).toBeGreaterThan(0);
     expect(await refusedByReason(proxy.metricsPort)).toEqual(expected);
     expect(proxy.master.log()).not.toMatch(/too many connections|uncaught|unhandled/i);
     expect(proxy.master.log()).not.toMatch(/"msg":"agent registered"[^\n]*"node":"(flood-|forged-|manual-1)/);
@@ -358,7 +363,7 @@ describe("config injection", () => {
     await expect(fs.access(marker)).rejects.toThrow();
   });
 
-  test("hostile run-instances output never reaches hosts.d or a command: the node is matched as 'any new node', and the scale-down's INSTANCE_ID is its own validated id; an INSTANCE_ID full of shell syntax (planted in state.json) reaches the terminate script only as data", async () => {
+  test("hostile run-instances output never reaches hosts.d or a command: the node (with the cluster secret) is matched as 'any new node', and its scale-down skips the terminate because its id is only its own word; an INSTANCE_ID full of shell syntax (planted in state.json) reaches the terminate script only as data", async () => {
     const cloud = await scope.tempDir("autoscaler-evil-cloud-");
     // Commands run in the ini's folder: a spliced `touch pwned` would create it there.
     const out = path.join(cloud, "terminated.log");
@@ -419,12 +424,17 @@ describe("config injection", () => {
       expect(text).not.toMatch(/touch|reboot|evil|6\.6\.6\.6|backup|aaaaaaaaaa/);
     }
 
-    // The scale-down's command gets the node's own validated values.
+    // The node's instance id is only its own word (the launch printed none it could match), so
+    // the scale-down drains and removes it but never runs the terminate command with that id.
+    expect(entry.instance_id_from).toBeUndefined();
     const down = await proxy.inst.cli("scale-down", "1");
     expect(down.code, down.stderr).toBe(0);
-    await waitFor("the terminate script to run", async () => (await fs.readFile(out, "utf8").catch(() => "")).includes("--"), 10_000, 50);
-    expect(await fs.readFile(out, "utf8")).toBe("i-web-l\nweb-l\n127.0.0.5\n--\n");
-    await waitFor("web-l out of hosts.d", async () => !("web-l.json" in (await hostsDir(proxy.inst.dir))), 5_000, 50);
+    await waitFor("web-l out of hosts.d", async () => !("web-l.json" in (await hostsDir(proxy.inst.dir))), 10_000, 50);
+    await proxy.master.waitForLog(
+      /web-l is out of service and removed, but not terminated[^\n]*only the node's own word[^\n]*autoscaler trust web-l[^\n]*"event":"terminate_skipped"/,
+      5_000,
+    );
+    expect(await fs.readFile(out, "utf8").catch(() => "")).toBe("");
 
     // No route from outside gives an instance id shell syntax (hello, hosts.d and run-instances
     // all refuse it, above), so plant one in the master's own state.json: a scale-down left
@@ -448,8 +458,8 @@ describe("config injection", () => {
     });
     await fs.writeFile(stateFile, JSON.stringify(state, null, 2), { mode: 0o600 });
     proxy.master = await proxy.startMaster();
-    await waitFor("the planted terminate to run", async () => (await fs.readFile(out, "utf8")).split("--\n").length === 3, 10_000, 50);
-    expect((await fs.readFile(out, "utf8")).split("--\n")[1]).toBe(`${hostileId}\nghost-1\n${hostileAddress}\n`);
+    await waitFor("the planted terminate to run", async () => (await fs.readFile(out, "utf8").catch(() => "")).includes("--"), 10_000, 50);
+    expect(await fs.readFile(out, "utf8")).toBe(`${hostileId}\nghost-1\n${hostileAddress}\n--\n`);
     await expect(fs.access(marker)).rejects.toThrow();
     // The script has written its lines; the master marks the drain done once the script exits.
     const planted = await waitFor(

@@ -43,7 +43,8 @@ async function memoryMiB(pid: number): Promise<{ rss: number; pss: number }> {
 
 test(`${BURST_AGENTS} agents through one sshd (MaxStartups 200:30:400), sshd killed with every session and started again: all reconnect at once, all are back, and the master's registry, hosts.d and haproxy.cfg hold each exactly once`, async () => {
   const started = Date.now();
-  const proxy = await startProxy(scope, { settings: ["scaling.forget_after=600"] });
+  // max_nodes bounds how many agent names may register (max_nodes + pending + 2) and how fast (max_nodes a minute).
+  const proxy = await startProxy(scope, { settings: ["scaling.forget_after=600", `scaling.max_nodes=${BURST_AGENTS * 2}`] });
   const dir = await scope.tempDir("autoscaler-burst-");
   await trustProxies(dir, [proxy]);
 

@@ -14,7 +14,7 @@ import { startProxy, type Proxy } from "./helpers/cluster.js";
 import { canConnect } from "./helpers/haproxy.js";
 import { runSsh, sshBaseArgs, sshDestination, startCountingServer } from "./helpers/hostile.js";
 import { freePort, runCli, runProcess, Scope, waitFor } from "./helpers/process.js";
-import { makeKeyPair, TEST_SSH_USER, type KeyPair } from "./helpers/sshd.js";
+import { makeKeyPair, startSshd, TEST_SSH_USER, type KeyPair } from "./helpers/sshd.js";
 
 // One proxy for the whole file (its startup dominates); each test's own processes and servers go in `scope`.
 const shared = new Scope();
@@ -198,5 +198,106 @@ describe("a node key on the proxy's sshd", () => {
     expect(r.timedOut, r.stderr).toBe(false);
     expect(r.stderr).toMatch(/administratively prohibited/);
     expect(other.connections()).toBe(0);
+  });
+});
+
+describe("check-config --sshd: what sshd -T applies to the node user, against the block authorize-key prints", () => {
+  const SETTINGS = [
+    "allowtcpforwarding",
+    "permitopen",
+    "permitlisten",
+    "allowstreamlocalforwarding",
+    "x11forwarding",
+    "allowagentforwarding",
+    "permittty",
+    "forcecommand",
+  ];
+  let dir: string;
+  let ini: string;
+  let masterPort: number;
+  /** The helper's sshd_config: the README's settings for nodes but PermitListen and AllowStreamLocalForwarding. */
+  let base: string;
+  /** The Match block `authorize-key` prints for this ini. */
+  let block: string;
+  beforeAll(async () => {
+    masterPort = await freePort();
+    const sshd = await startSshd(shared, { masterPort });
+    // The helper's sshd_config sits next to its authorized_keys.
+    base = await fs.readFile(path.join(path.dirname(sshd.authorizedKeysFile), "sshd_config"), "utf8");
+    dir = await shared.tempDir("autoscaler-checksshd-");
+    ini = path.join(dir, "autoscaler.ini");
+    await fs.writeFile(ini, `[master]\nlisten = 127.0.0.1:${masterPort}\n[haproxy]\nssh_command = ssh -i node_key ${TEST_SSH_USER}@$HOST\n`, { mode: 0o600 });
+    const key = makeKeyPair(dir, "node_key");
+    const out = await runCli(["authorize-key", key.publicFile, "--config", ini]);
+    expect(out.code, out.stderr).toBe(0);
+    block = out.stdout.split(/^# sshd_config .*\n/m)[1]!;
+    expect(block).toMatch(new RegExp(`^Match User ${TEST_SSH_USER}\n[^]*PermitListen none\n`));
+  });
+
+  /** An sshd_config with this text, checked by sshd -t first so a failure below is the check's, not a broken file. */
+  async function sshdConfig(text: string): Promise<string> {
+    const file = path.join(await scope.tempDir("autoscaler-checksshd-conf-"), "sshd_config");
+    await fs.writeFile(file, text);
+    const t = await runProcess("/usr/sbin/sshd", ["-t", "-f", file]);
+    expect(t.code, t.stderr).toBe(0);
+    return file;
+  }
+  const checkSshd = (file: string, extra: string[] = []) => runCli(["check-config", "--sshd", "--sshd-config", file, "--config", ini, ...extra]);
+  /** The settings a text output marks WRONG, in its order. */
+  const wrongIn = (stdout: string) => [...stdout.matchAll(/^WRONG +(\S+) /gm)].map((m) => m[1]);
+
+  test("the base config plus the printed block: exit 0, every setting ok with sshd's value", async () => {
+    const file = await sshdConfig(`${base}\n${block}`);
+    const r = await checkSshd(file);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`-T -f ${file} -C user=${TEST_SSH_USER},host=node,addr=127.0.0.1`);
+    for (const setting of SETTINGS) expect(r.stdout).toMatch(new RegExp(`^ok +${setting} +expected \\S+ +sshd: \\S+$`, "m"));
+    expect(r.stdout).toMatch(new RegExp(`^ok +permitopen +expected 127\\.0\\.0\\.1:${masterPort} +sshd: 127\\.0\\.0\\.1:${masterPort}$`, "m"));
+    expect(wrongIn(r.stdout)).toEqual([]);
+    expect(r.stdout).toMatch(/all 8 settings .* in effect/);
+
+    const j = await checkSshd(file, ["--json"]);
+    expect(j.code, j.stderr).toBe(0);
+    const result = JSON.parse(j.stdout) as { ok: boolean; sshd: { user: string; settings: { setting: string; ok: boolean }[]; wrong: string[] } };
+    expect(result.ok).toBe(true);
+    expect(result.sshd.user).toBe(TEST_SSH_USER);
+    expect(result.sshd.settings.map((c) => [c.setting, c.ok])).toEqual(SETTINGS.map((x) => [x, true]));
+    expect(result.sshd.wrong).toEqual([]);
+  });
+
+  test("the base config alone (no printed block): exit 1 naming permitlisten and allowstreamlocalforwarding, and the fix", async () => {
+    const file = await sshdConfig(base);
+    const r = await checkSshd(file);
+    expect(r.code, r.stderr).toBe(1);
+    expect(wrongIn(r.stdout)).toEqual(["permitlisten", "allowstreamlocalforwarding"]);
+    expect(r.stdout).toMatch(/^WRONG +permitlisten +expected none +sshd: any$/m);
+    expect(r.stdout).toMatch(/^WRONG +allowstreamlocalforwarding +expected no +sshd: yes$/m);
+    expect(r.stderr).toMatch(/permitlisten \(expected none, sshd: any\), allowstreamlocalforwarding \(expected no, sshd: yes\)/);
+    expect(r.stderr).toContain("autoscaler authorize-key");
+    expect(r.stderr).toContain("sshd -t && systemctl reload ssh");
+
+    const j = await checkSshd(file, ["--json"]);
+    expect(j.code).toBe(1);
+    expect((JSON.parse(j.stdout) as { ok: boolean; sshd: { wrong: string[] } }).sshd.wrong).toEqual(["permitlisten", "allowstreamlocalforwarding"]);
+  });
+
+  test("the printed block without its PermitListen line: exit 1 naming exactly permitlisten", async () => {
+    const partial = block.replace(/^ *PermitListen none\n/m, "");
+    expect(partial).not.toBe(block);
+    const r = await checkSshd(await sshdConfig(`${base}\n${partial}`));
+    expect(r.code, r.stderr).toBe(1);
+    expect(wrongIn(r.stdout)).toEqual(["permitlisten"]);
+    expect(r.stdout.match(/^ok /gm)).toHaveLength(7);
+    expect(r.stderr).toMatch(/does not apply 1 of the 8 settings .*: permitlisten \(expected none, sshd: any\)$/m);
+  });
+
+  test("an --sshd-config that does not exist: exit 2 naming the file and sshd's own message, no stack trace", async () => {
+    const missing = path.join(dir, "no-such-sshd_config");
+    const r = await checkSshd(missing);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain(`sshd -T -f ${missing} -C`);
+    expect(r.stderr).toContain(`${missing}: No such file or directory`);
+    expect(r.stderr).not.toMatch(/^\s+at /m);
   });
 });

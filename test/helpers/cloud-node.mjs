@@ -409,6 +409,7 @@ function nodeEnvironment() {
     "AWS_SECRET_ACCESS_KEY",
     "AWS_DEFAULT_REGION",
     "AUTOSCALER_CONFIG",
+    "AUTOSCALER_JOIN_CREDENTIAL",
   ])
     delete env[key];
   return env;
@@ -456,7 +457,8 @@ async function startNode(cloudDir, setup, knobs, node) {
     `haproxy.servers=${setup.servers}`,
     `haproxy.ssh_command=ssh -i node_key ${setup.sshUser}@$HOST`,
     "haproxy.known_hosts=known_hosts",
-    `master.token=${setup.token}`,
+    // As a launch template's user-data would: the launch's join credential, never the cluster secret.
+    ...(process.env.AUTOSCALER_JOIN_CREDENTIAL ? [`agent.credential=${process.env.AUTOSCALER_JOIN_CREDENTIAL}`] : [`master.token=${setup.token}`]),
     `master.listen=${setup.masterListen}`,
     "master.metrics_listen=",
     "master.state_dir=state",

@@ -10,7 +10,8 @@
  */
 import { EventEmitter } from "node:events";
 import { promises as fs } from "node:fs";
-import { AutoscalerError, EXIT_CONFIG, errnoCode, type Config, type Logger, type ProxyServer } from "@autoscaler/shared";
+import path from "node:path";
+import { AutoscalerError, EXIT_CONFIG, errnoCode, writeFileAtomic, type Config, type Logger, type ProxyServer } from "@autoscaler/shared";
 import { MAX_LINE_BYTES, PROTOCOL_VERSION, createLineSplitter, decodeMasterMessage, encodeMessage, type SampleMessage } from "@autoscaler/shared/protocol";
 import { readFacts } from "./facts.js";
 import { checkHealth } from "./health.js";
@@ -51,9 +52,48 @@ function requireSettings(config: Config): { user: string; keyFile: string; serve
   if (config.haproxy.servers.length === 0) problems.push("haproxy.servers is empty; expected the proxy hosts the agent reports to");
   if (!config.ssh.user) problems.push('no SSH user; expected haproxy.ssh_command "ssh -i KEY -p PORT USER@$HOST" (or ssh_user)');
   if (!config.ssh.identityFile) problems.push("no SSH key; expected -i KEY in haproxy.ssh_command (or ssh_params)");
-  if (config.master.token === "") problems.push("master.token is empty; expected the token of the proxies' masters");
+  if (config.master.token === "" && config.agent.credential === "")
+    problems.push("no credential; expected agent.credential (autoscaler node-credential, or a launch's AUTOSCALER_JOIN_CREDENTIAL) or master.token");
   if (problems.length > 0) throw new AutoscalerError("AUTOSCALER_CONFIG_INVALID", "the agent cannot start:", { exitCode: EXIT_CONFIG, details: problems });
   return { user: config.ssh.user!, keyFile: config.ssh.identityFile!, servers: config.haproxy.servers, masterPort: config.master.listen!.port };
+}
+
+/**
+ * The credential the agent presents: the one a master handed it in `welcome` (kept in
+ * credential_file), else [agent] credential, else [master] token (the weaker mode). A kept
+ * credential the masters refuse (the cluster secret changed) gives way to the configured one.
+ */
+async function createCredentials(config: Config, logger: Logger) {
+  const file = config.agent.credential_file || path.join(config.master.state_dir, "node-credential");
+  const configured = config.agent.credential || config.master.token;
+  let kept: string | undefined;
+  try {
+    kept = (await fs.readFile(file, "utf8")).trim() || undefined;
+  } catch (err) {
+    if (errnoCode(err) !== "ENOENT") logger.warn("cannot read the kept node credential; using the configured one", { file, error: (err as Error).message });
+  }
+  let keptRefused = false;
+  return {
+    current: () => (kept !== undefined && !keptRefused ? kept : configured),
+    refused(code: string, presented: string) {
+      if (code === "TOKEN" && presented === kept && !keptRefused) {
+        keptRefused = true;
+        logger.warn("the kept node credential was refused; trying the configured one", { file });
+      }
+    },
+    async issued(credential: string) {
+      keptRefused = false;
+      if (credential === kept) return;
+      kept = credential;
+      try {
+        await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+        await writeFileAtomic(file, credential + "\n", { mode: 0o600, forceMode: true });
+        logger.info("node credential received and kept for reconnects", { file });
+      } catch (err) {
+        logger.warn("cannot keep the node credential; reconnects present the configured one", { file, error: (err as Error).message });
+      }
+    },
+  };
 }
 
 /** Start the agent; resolves once sampling has started (connections follow in the background). */
@@ -121,10 +161,10 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
       wakeups.add(done);
     });
 
+  const credentials = await createCredentials(config, logger);
   const hello = {
     type: "hello" as const,
     version: PROTOCOL_VERSION,
-    token: config.master.token,
     name: identity.name,
     address: identity.address,
     port: identity.port,
@@ -144,7 +184,11 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
         for (const line of lines) {
           const m = decodeMasterMessage(line);
           if (!m.ok) return finish(new Error(`unreadable answer from the master (${m.reason})`));
-          if (m.message.type === "error") return finish(new Error(`the master refused this node: ${m.message.message}`));
+          if (m.message.type === "error") {
+            credentials.refused(m.message.code, token);
+            return finish(new Error(`the master refused this node: ${m.message.message}`));
+          }
+          if (m.message.credential !== undefined) void credentials.issued(m.message.credential);
           return finish(undefined, m.message.role);
         }
       };
@@ -158,7 +202,8 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
       }
       tunnel.stream.on("data", onData);
       tunnel.stream.on("close", onClose);
-      tunnel.stream.write(encodeMessage({ ...hello, healthy }));
+      const token = credentials.current();
+      tunnel.stream.write(encodeMessage({ ...hello, token, healthy }));
       logger.debug("hello sent", { proxy: label });
     });
 

@@ -65,6 +65,26 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
       (argv) => setAction(async () => (await import("./commands/hosts.js")).runHosts(io, withGlobals(argv))),
     )
     .command(
+      "node-credential <name>",
+      "print the credential that lets one node register its own name only (made from [master] token)",
+      (y) =>
+        y
+          .positional("name", { type: "string", demandOption: true, describe: "the node's [agent] name" })
+          .option("json", { type: "boolean", default: false, describe: "print JSON" })
+          .example("sudo $0 node-credential web-1", "then on web-1: [agent] credential = <it>"),
+      (argv) => setAction(async () => (await import("./commands/credentials.js")).runNodeCredential(io, withGlobals(argv) as never)),
+    )
+    .command(
+      "trust <name> [instance-id]",
+      "vouch for a node's instance id, so a scale-down may terminate it (a node's own report is never enough)",
+      (y) =>
+        y
+          .positional("name", { type: "string", demandOption: true, describe: "a backend from autoscaler hosts" })
+          .positional("instance-id", { type: "string", describe: "the id to trust (default: the one the node reported)" })
+          .example("sudo $0 trust web-1 i-0123456789abcdef0", ""),
+      (argv) => setAction(async () => (await import("./commands/credentials.js")).runTrust(io, withGlobals(argv) as never)),
+    )
+    .command(
       "generate",
       "render haproxy.cfg from the template and hosts.d; stage, check, swap",
       (y) =>
@@ -78,8 +98,30 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
     )
     .command(
       "check-config",
-      "validate the ini and the template (rendered and run through check_command)",
-      (y) => y.option("json", { type: "boolean", default: false, describe: "print the result as JSON" }),
+      "validate the ini and the template (rendered and run through check_command); --sshd: this machine's sshd for nodes",
+      (y) =>
+        y
+          .option("json", { type: "boolean", default: false, describe: "print the result as JSON" })
+          .option("sshd", {
+            type: "boolean",
+            default: false,
+            describe: "instead, compare what sshd applies to a node's connection (sshd -T) with the Match block authorize-key prints",
+          })
+          .option("sshd-config", { type: "string", describe: "with --sshd: the sshd_config to read (sshd -f; default sshd's own)", requiresArg: true })
+          .option("sshd-binary", { type: "string", describe: "with --sshd: sshd's path (default sshd on the PATH, else /usr/sbin/sshd)", requiresArg: true })
+          .option("sshd-user", {
+            type: "string",
+            describe: "with --sshd: the node user (default the user of [haproxy] ssh_command or ssh_user)",
+            requiresArg: true,
+          })
+          .option("sshd-addr", { type: "string", describe: "with --sshd: the IP address a node connects from (default 127.0.0.1)", requiresArg: true })
+          .check((a) => {
+            const stray = ["sshd-config", "sshd-binary", "sshd-user", "sshd-addr"].filter((k) => a[k] !== undefined);
+            if (stray.length > 0 && !a.sshd) throw new Error(`--${stray[0]} goes with --sshd`);
+            return true;
+          })
+          .example("$0 check-config", "the ini, hosts.d and the rendered template")
+          .example("sudo $0 check-config --sshd", "whether sshd restricts the node user as authorize-key's Match block says"),
       (argv) => setAction(async () => (await import("./commands/generate.js")).runCheckConfig(io, withGlobals(argv))),
     )
     .command(

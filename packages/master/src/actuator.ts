@@ -6,7 +6,8 @@
 import { redact, type Config } from "@autoscaler/shared";
 
 /** What a scale-up or scale-down is about. */
-export type ScaleAction = { kind: "scale_up"; count: number } | { kind: "scale_down"; instanceId: string; nodeName: string; nodeAddress: string };
+export type ScaleAction =
+  { kind: "scale_up"; count: number; joinCredential?: string | undefined } | { kind: "scale_down"; instanceId: string; nodeName: string; nodeAddress: string };
 
 /**
  * The variables a scale command gets on top of the master's environment: COUNT for a
@@ -20,6 +21,7 @@ export function commandEnvironment(config: Pick<Config, "aws" | "awsRegion">, ac
   if (config.awsRegion) env.AWS_DEFAULT_REGION = config.awsRegion;
   if (action.kind === "scale_up") {
     env.COUNT = String(action.count);
+    if (action.joinCredential) env.AUTOSCALER_JOIN_CREDENTIAL = action.joinCredential;
   } else {
     env.INSTANCE_ID = action.instanceId;
     env.NODE_NAME = action.nodeName;

@@ -39,8 +39,10 @@ export interface NodeObservation {
   /** An agent that was heard and has gone silent past node_timeout: its data is missing, not low. */
   unreachable?: boolean;
   readings: readonly { at: number; cpu: number }[];
-  /** From hosts.d (else the node's hello): recorded with a scale-down for the terminate command. */
+  /** From a launch's output or an operator (hosts.d's instance_id_from): recorded with a scale-down for the terminate command. */
   instanceId?: string | undefined;
+  /** An id only the node reported: a scale-down of it skips the terminate command. */
+  reportedInstanceId?: string | undefined;
   address?: string | undefined;
   /** An agent that said hello and whose hosts.d entry is not written yet. */
   registering?: boolean;

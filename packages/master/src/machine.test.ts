@@ -54,7 +54,8 @@ const tick =
 const launched =
   (ok: boolean, detail = ""): Step[1] =>
   (_now, s) => ({ type: "launch_finished", id: lastId(s, "launch"), ok, instances: [], detail });
-const hello = (name: string): ScalerEvent => ({ type: "node_registered", hello: { name, address: "10.0.0.99" } });
+/** A node that presented the cluster secret (the weaker mode): it may stand in for "any new node". */
+const hello = (name: string): ScalerEvent => ({ type: "node_registered", hello: { name, address: "10.0.0.99", anyLaunch: true } });
 
 describe("launch lifecycle", () => {
   test("decided → saved before the command → command ok → pending → a node registers → done", () => {
@@ -162,6 +163,65 @@ describe("launch lifecycle", () => {
     const hosts = [{ name: "c", address: "10.0.0.3", source: "agent", addedAt: new Date(T0 + 50_000).toISOString(), instanceId: "i-new" }];
     const r = run([[60, { type: "start", hosts }]], initialState(structuredClone(before.d)));
     expect(r.d.launches[0]).toMatchObject({ status: "done", nodes: ["c"] });
+  });
+});
+
+describe("whose word claims a launch, and whose instance id reaches terminate", () => {
+  const printed =
+    (instances: { instanceId: string; privateAddress?: string }[]): Step[1] =>
+    (_now, s) => ({ type: "launch_finished", id: lastId(s, "launch"), ok: true, instances, detail: "" });
+  test("a join credential claims its own launch only; another launch's nodes are not taken", () => {
+    const r = run([
+      [0, tick(100, ["a", "b"])],
+      [1, launched(true)],
+      [60, { type: "node_registered", hello: { name: "c", address: "10.0.0.99", launchId: "launch-elsewhere" } }],
+      [61, (_now, s) => ({ type: "node_registered", hello: { name: "d", address: "10.0.0.98", launchId: lastId(s, "launch") } })],
+    ]);
+    expect(r.d.launches).toMatchObject([{ nodes: ["d"] }]);
+  });
+
+  test("a node with its own credential (not the cluster secret) never stands in for a launch that printed no instances", () => {
+    const r = run([
+      [0, tick(100, ["a", "b"])],
+      [1, launched(true)],
+      [60, { type: "node_registered", hello: { name: "c", address: "10.0.0.99", instanceId: "i-anything" } }],
+    ]);
+    expect(r.d.launches).toMatchObject([{ status: "pending", nodes: [] }]);
+  });
+
+  test("the claim answers the instance id from the launch's own output: by id, else by address; a node's other id is not taken", () => {
+    const base = run([
+      [0, tick(100, ["a", "b"])],
+      [
+        1,
+        printed([
+          { instanceId: "i-00000001", privateAddress: "10.0.0.31" },
+          { instanceId: "i-00000002", privateAddress: "10.0.0.32" },
+        ]),
+      ],
+    ]);
+    const byId = step(base.state, { type: "node_registered", hello: { name: "c", address: "10.9.9.9", instanceId: "i-00000002" } }, policy, T0 + 60_000);
+    expect(byId.reply).toEqual({ ok: true, value: { claimed: true, instanceId: "i-00000002" } });
+    const byAddress = step(base.state, { type: "node_registered", hello: { name: "c", address: "10.0.0.31", instanceId: "i-forged" } }, policy, T0 + 60_000);
+    expect(byAddress.reply).toEqual({ ok: true, value: { claimed: true, instanceId: "i-00000001" } });
+    const neither = step(base.state, { type: "node_registered", hello: { name: "c", address: "10.9.9.9", instanceId: "i-forged" } }, policy, T0 + 60_000);
+    expect(neither.reply).toEqual({ ok: true, value: { claimed: false } });
+  });
+
+  test("a scale-down of a node whose id is only its own word drains and removes it, and skips the terminate command with an event naming autoscaler trust", () => {
+    const own = (now: number) => ["a", "b", "c"].map((n) => node(n, 30, now, { instanceId: undefined, reportedInstanceId: `i-own-${n}` }));
+    const r = run([
+      [0, (now) => ({ type: "scale_down", count: 1, nodes: own(now) })],
+      [30, (now) => ({ type: "tick", nodes: own(now) })],
+      [31, (_now, s) => ({ type: "removed_from_config", id: lastId(s, "drain"), confirmed: true })],
+    ]);
+    expect(r.effects.at(-1)).toEqual(["remove_host", "save"]);
+    expect(r.all.some((e) => e.kind === "terminate")).toBe(false);
+    expect(r.d.drains[0]).toMatchObject({ node: "a", instanceId: "", reportedInstanceId: "i-own-a", status: "done" });
+    const skipped = r.all.find((e) => e.kind === "log" && e.event === "terminate_skipped");
+    expect(skipped).toMatchObject({ level: "warn" });
+    expect((skipped as { message: string }).message).toMatch(/only the node's own word.*autoscaler trust a/);
+    expect(r.state.counters.terminations).toBe(0);
   });
 });
 

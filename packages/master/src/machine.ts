@@ -51,11 +51,21 @@ export interface ScalerState {
   seq: number;
 }
 
-/** A node's word about itself, as the registration passes it on. */
+/** A node's word about itself, as the registration passes it on, with what its credential proved. */
 export interface NodeHello {
   name: string;
   address: string;
   instanceId?: string | undefined;
+  /** The launch whose join credential it presented: it may claim that launch only. */
+  launchId?: string | undefined;
+  /** It presented the cluster secret (the weaker mode): it may claim a launch that printed no instances, as any new node. */
+  anyLaunch?: boolean;
+}
+
+/** What a claim answers: whether the node fulfils a launch, and the instance id that launch's own output gives it. */
+export interface LaunchClaim {
+  claimed: boolean;
+  instanceId?: string;
 }
 
 /** A hosts.d entry, as reconciliation on start needs it. */
@@ -270,6 +280,7 @@ function recordDrains(t: Transition, chosen: readonly NodeObservation[], reason:
       id: t.newId("drain"),
       node: n.name,
       instanceId: n.instanceId ?? "",
+      ...(n.instanceId === undefined && n.reportedInstanceId !== undefined ? { reportedInstanceId: n.reportedInstanceId } : {}),
       address: n.address ?? "",
       decidedAt: t.now,
       drainUntil: t.now + t.policy.drainMs,
@@ -435,17 +446,29 @@ function launchFinished(t: Transition, e: Extract<ScalerEvent, { type: "launch_f
   return t.result();
 }
 
-/** A node hosts.d did not have registered: it may be one a pending launch waits for. Replies whether it claimed one. */
+/**
+ * A node hosts.d did not have registered: it may be one a pending launch waits for. A join
+ * credential names its launch; otherwise the launch's printed instances match by id or address,
+ * and only a node with the cluster secret may stand in for "any new node". Replies a LaunchClaim.
+ */
 function claimLaunch(t: Transition, hello: NodeHello): StepResult {
+  const claimed = (record: LaunchRecord): LaunchClaim => {
+    const instance = record.instances.find((i) => i.instanceId === hello.instanceId) ?? record.instances.find((i) => i.privateAddress === hello.address);
+    return instance ? { claimed: true, instanceId: instance.instanceId } : { claimed: true };
+  };
   // Already claimed (the master stopped after saving the claim, before writing hosts.d).
-  if (t.durable.launches.some((l) => l.nodes.includes(hello.name))) return t.result({ ok: true, value: true });
+  const before = t.durable.launches.find((l) => l.nodes.includes(hello.name));
+  if (before) return t.result({ ok: true, value: claimed(before) });
   const open = t.durable.launches.filter((l) => isOpenLaunch(l) && waitingFor(l) > 0);
-  // Matched by instance id or address when the command printed run-instances JSON, else by any new node.
-  // An instance id is unique; an address may be shared (NAT, one host): ids first.
-  const byId = hello.instanceId === undefined ? undefined : open.find((l) => l.instances.some((i) => i.instanceId === hello.instanceId));
-  const byAddress = open.find((l) => l.instances.some((i) => i.privateAddress === hello.address));
-  const record = byId ?? byAddress ?? open.find((l) => l.instances.length === 0);
-  if (!record) return t.result({ ok: true, value: false });
+  let record: LaunchRecord | undefined;
+  if (hello.launchId !== undefined) record = open.find((l) => l.id === hello.launchId);
+  else {
+    // An instance id is unique; an address may be shared (NAT, one host): ids first.
+    const byId = hello.instanceId === undefined ? undefined : open.find((l) => l.instances.some((i) => i.instanceId === hello.instanceId));
+    const byAddress = open.find((l) => l.instances.some((i) => i.privateAddress === hello.address));
+    record = byId ?? byAddress ?? (hello.anyLaunch ? open.find((l) => l.instances.length === 0) : undefined);
+  }
+  if (!record) return t.result({ ok: true, value: { claimed: false } satisfies LaunchClaim });
   const nodes = [...record.nodes, hello.name];
   const done = nodes.length >= expected(record) && record.status === "pending";
   t.launch(record.id, { nodes, ...(done ? { status: "done" as const, finishedAt: t.now } : {}) });
@@ -456,7 +479,7 @@ function claimLaunch(t: Transition, hello: NodeHello): StepResult {
     launch: record.id,
     node: hello.name,
   });
-  return t.result({ ok: true, value: true });
+  return t.result({ ok: true, value: claimed(record) });
 }
 
 // ---- drains --------------------------------------------------------------------------------
@@ -480,6 +503,18 @@ function removedFromConfig(t: Transition, e: Extract<ScalerEvent, { type: "remov
     // Tried again on the next tick.
     t.busy(e.id, false);
     t.emit({ kind: "log", level: "warn", message: "node still in haproxy.cfg; terminate waits for the next tick", fields: { node: d.node } });
+    return t.result();
+  }
+  if (d.instanceId === "" && d.reportedInstanceId !== undefined) {
+    // Never terminate on a node's word: the id it sent could be any instance the role may stop.
+    t.drain(d.id, { status: "done", finishedAt: t.now, note: "terminate skipped: the instance id was only the node's own" });
+    t.log(
+      "terminate_skipped",
+      `${d.node} is out of service and removed, but not terminated: its instance id (${d.reportedInstanceId}) is only the node's own word, not from a launch's output or an operator. Stop the instance yourself; for next time, vouch for a node's id with: autoscaler trust ${d.node}`,
+      { drain: d.id, node: d.node },
+      "warn",
+    );
+    t.emit({ kind: "remove_host", node: d.node }, { kind: "save" });
     return t.result();
   }
   t.drain(d.id, { status: "terminating" });
@@ -538,7 +573,13 @@ export function admitHello(state: ScalerState, hello: NodeHello, policy: Scaling
   );
   if (awaited) return undefined;
   const what = d.instanceId ? `instance ${d.instanceId}` : `${d.node} at ${d.address}`;
-  const when = d.status === "terminating" ? "is being terminated" : `was terminated ${Math.max(0, seconds(now - (d.finishedAt ?? now)))} s ago`;
+  const skipped = d.instanceId === "" && d.reportedInstanceId !== undefined;
+  const when =
+    d.status === "terminating"
+      ? "is being terminated"
+      : skipped
+        ? "was taken out of service"
+        : `was terminated ${Math.max(0, seconds(now - (d.finishedAt ?? now)))} s ago`;
   return `${what} ${when} by this master (scale-down ${d.id}); a node shutting down is not put back in service (a new node needs its own instance id; this holds for forget_after, ${seconds(policy.forgetAfterMs)} s)`;
 }
 

@@ -3,22 +3,9 @@ import { parseConfig, type ApplyResult, type Logger } from "@autoscaler/shared";
 import { createApplier } from "./applier.js";
 import { createRegistry } from "./registry.js";
 import { resolveRole, resolveRoleResolving } from "./role.js";
-import { tokensMatch } from "./server.js";
 import { buildStatus, windowAverage } from "./status.js";
 
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-
-describe("tokensMatch", () => {
-  test.each([
-    ["the same token", "s3cret-token-0123456789", "s3cret-token-0123456789", true],
-    ["a different token of the same length", "s3cret-token-0123456780", "s3cret-token-0123456789", false],
-    ["a prefix of the token", "s3cret", "s3cret-token-0123456789", false],
-    ["an empty token against an empty expected token", "", "", false],
-    ["any token when none is configured", "anything", "", false],
-  ])("%s: %s", (_what, given, expected, result) => {
-    expect(tokensMatch(given, expected)).toBe(result);
-  });
-});
 
 describe("resolveRole", () => {
   const config = (servers: string, role = "auto") =>
@@ -141,7 +128,7 @@ describe("status", () => {
 
   test("windowAverage is the mean of the readings inside the window only", () => {
     const reg = createRegistry({ nodeTimeoutMs: 30_000, forgetAfterMs: 600_000, keepMs: 120_000, isManual: () => false });
-    reg.register(hello("a"), 0);
+    reg.register(hello("a"), 0, "node");
     reg.recordSample("a", { type: "sample", time: 0, cpu: 100 }, 1000);
     reg.recordSample("a", { type: "sample", time: 0, cpu: 20 }, 50_000);
     reg.recordSample("a", { type: "sample", time: 0, cpu: 40 }, 60_000);
@@ -151,15 +138,16 @@ describe("status", () => {
 
   test("buildStatus lists live nodes and hand-added hosts, counts only live nodes as active, and never holds the token", () => {
     const reg = createRegistry({ nodeTimeoutMs: 30_000, forgetAfterMs: 600_000, keepMs: 120_000, isManual: () => false });
-    reg.register({ ...hello("web-1"), token: "SECRET-TOKEN-VALUE" }, 0);
+    reg.register({ ...hello("web-1"), token: "SECRET-TOKEN-VALUE" }, 0, "node");
     reg.recordSample("web-1", { type: "sample", time: 0, cpu: 55 }, 1000);
-    reg.register(hello("web-2"), 0);
+    reg.register(hello("web-2"), 0, "node");
     const s = buildStatus({
       version: "0.1.0",
       role: { role: "decider", why: "test" },
       listen: "127.0.0.1:7300",
       haproxyConfig: "/x/haproxy.cfg",
       scaling: undefined,
+      sharedToken: "refuse",
       registry: reg,
       hosts: [
         { name: "web-1", address: "10.0.0.5", port: 80, source: "agent", addedAt: "2026-01-01T00:00:00.000Z" },

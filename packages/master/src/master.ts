@@ -8,7 +8,9 @@ import {
   applySettingsFromConfig,
   createHostsStore,
   nodeAddressProblem,
+  nodeCredential,
   readTemplate,
+  SHARED_TOKEN_NOTE,
   renderHaproxyConfig,
   type CommandRunner,
   type Config,
@@ -16,6 +18,7 @@ import {
   type Logger,
 } from "@autoscaler/shared";
 import { type HelloMessage } from "@autoscaler/shared/protocol";
+import { admit, createNameRate, REGISTRATION_MARGIN, type Admission } from "./admission.js";
 import { createApplier, type Applier } from "./applier.js";
 import { applyWithOwnerNote, recoverApplyLeftovers } from "./apply-lock.js";
 import { controlSocketPath, startControlServer } from "./control.js";
@@ -23,6 +26,7 @@ import { createControlDispatch } from "./control-dispatch.js";
 import { createEventLog } from "./events.js";
 import { loadHostsCache } from "./hosts-cache.js";
 import { createMetrics, startMetricsServer } from "./metrics.js";
+import { loadNameBook } from "./name-book.js";
 import { createRegistry, type Registry } from "./registry.js";
 import { resolveRoleResolving } from "./role.js";
 import { planReconfigure } from "./reconfigure.js";
@@ -59,7 +63,8 @@ export interface RunningMaster {
 export const APPLY_QUIET_MS = 100;
 export const APPLY_CEILING_MS = 800;
 const APPLY_RETRY_MS = 5000;
-const HELLO_TIMEOUT_MS = 10_000;
+const HELLO_TIMEOUT_MS = 3_000;
+const HELLO_BUDGET = 128;
 const MAX_CONNECTIONS = 4096;
 
 /** Start the master; resolves once it listens on every socket. */
@@ -135,23 +140,35 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       windowMs: config.scaling.window * 1000,
       now: now(),
       scaling: scaler?.status(),
+      sharedToken: config.master.shared_token,
     });
   const metrics = createMetrics(status);
 
-  /** Write or refresh the agent's hosts.d entry; a hand-added entry of that name is never overwritten. */
-  const upsert = async (hello: HelloMessage) => {
+  /**
+   * Write or refresh the agent's hosts.d entry; a hand-added entry of that name is never
+   * overwritten. An instance id a launch's output or an operator vouched for is kept; a node's
+   * own id is recorded as only its word.
+   */
+  const upsert = async (hello: HelloMessage, admission: Extract<Admission, { ok: true }>) => {
     const existing = await store.get(hello.name);
     if (existing?.source === "manual") throw new Error(`${hello.name} is a hand-added backend`);
-    if (existing && existing.address === hello.address && existing.port === hello.port && existing.instanceId === hello.instance_id) return;
+    const vouched = existing?.instanceIdFrom !== undefined;
+    if (existing && existing.address === hello.address && existing.port === hello.port && (vouched || existing.instanceId === hello.instance_id)) return;
     // A node hosts.d did not have may be the one a pending launch is waiting for.
-    const launched = existing === undefined && scaler !== undefined && (await scaler.claimLaunch(hello));
+    const claim =
+      existing === undefined && scaler !== undefined
+        ? await scaler.claimLaunch(hello, { launchId: admission.launchId, shared: admission.kind === "shared" })
+        : { claimed: false };
+    const instanceId = vouched ? existing.instanceId : (claim.instanceId ?? hello.instance_id);
+    const instanceIdFrom = vouched ? existing.instanceIdFrom : claim.instanceId !== undefined ? ("launch" as const) : undefined;
     const entry: HostEntry = {
       name: hello.name,
       address: hello.address,
       port: hello.port,
-      source: existing?.source === "launched" || launched ? "launched" : "agent",
+      source: existing?.source === "launched" || claim.claimed ? "launched" : "agent",
       addedAt: existing?.addedAt ?? new Date(now()).toISOString(),
-      ...(hello.instance_id !== undefined ? { instanceId: hello.instance_id } : {}),
+      ...(instanceId !== undefined ? { instanceId } : {}),
+      ...(instanceIdFrom !== undefined ? { instanceIdFrom } : {}),
     };
     await store.put(entry);
     hostsCache.set(entry);
@@ -169,6 +186,17 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     await store.remove(name);
     applier.schedule(`removed ${name}`);
   };
+
+  const names = await loadNameBook(config.master.state_dir, logger);
+  const newNameRate = createNameRate(() => Math.max(10, config.scaling.max_nodes));
+  /** The agent entries (hosts.d and the registry, hand-added hosts aside), and the most there may be. */
+  const agentRoom = () => {
+    const agentNames = new Set([...hosts.filter((h) => h.source !== "manual").map((h) => h.name), ...registry.list().map((r) => r.name)]);
+    return { registered: agentNames.size, limit: config.scaling.max_nodes + (scaler?.pending() ?? 0) + REGISTRATION_MARGIN };
+  };
+  if (config.master.shared_token === "allow" && config.master.token !== "") {
+    logger.warn(SHARED_TOKEN_NOTE, { event: "shared_token_allowed" });
+  }
 
   const closeControl = async () => {
     await new Promise<void>((r) => control.close(() => r()));
@@ -199,6 +227,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   // Read per connection, so a reload's node_timeout holds for the next connections.
   const agentLimits = {
     maxConnections: MAX_CONNECTIONS,
+    helloBudget: HELLO_BUDGET,
     helloTimeoutMs: HELLO_TIMEOUT_MS,
     idleTimeoutMs: Math.max(60_000, config.scaling.node_timeout * 2000),
   };
@@ -207,23 +236,37 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     config.master.listen!.port,
     {
       registry,
-      token: config.master.token,
       role: role.role,
       version: deps.version,
       logger,
       now,
-      onRegistered: async (hello, isNew) => {
-        await upsert(hello);
-        metrics.registrations.inc();
-        events.add("registered", `${hello.name} (${hello.address}:${hello.port}) ${isNew ? "registered" : "reconnected"}`);
-      },
-      admit: (hello) => running.admit(hello),
-      addressProblem: (hello) => {
-        const problem = nodeAddressProblem(hello.address, config.master.node_networks);
-        if (problem) return problem;
+      judge: (hello) => {
         const ports = config.master.node_ports;
-        return ports.length > 0 && !ports.includes(hello.port) ? "is not in [master] node_ports" : undefined;
+        const room = agentRoom();
+        return admit({
+          secret: config.master.token,
+          allowShared: config.master.shared_token === "allow",
+          now: now(),
+          name: hello.name,
+          token: hello.token,
+          addressProblem:
+            nodeAddressProblem(hello.address, config.master.node_networks) ??
+            (ports.length > 0 && !ports.includes(hello.port) ? "is not in [master] node_ports" : undefined),
+          terminated: running.admit(hello),
+          known: names.get(hello.name),
+          exists: registry.get(hello.name) !== undefined || hosts.some((h) => h.name === hello.name),
+          launchNamesUsed: (id) => names.launchNames(id),
+          ...room,
+          takeNewName: () => newNameRate(now()),
+        });
       },
+      onRegistered: async (hello, isNew, admission) => {
+        await names.remember(hello.name, { kind: admission.kind, ...(admission.launchId ? { launch: admission.launchId } : {}), at: now() });
+        await upsert(hello, admission);
+        metrics.registrations.inc();
+        events.add("registered", `${hello.name} (${hello.address}:${hello.port}) ${isNew ? "registered" : "reconnected"} with a ${admission.kind} credential`);
+      },
+      credentialFor: (name) => nodeCredential(config.master.token, name),
       onRefused: (reason, detail) => {
         metrics.refused.inc({ reason });
         events.add("refused", `agent connection refused (${reason}): ${detail}`);

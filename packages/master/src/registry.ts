@@ -6,6 +6,7 @@
  *               ▲                                        │
  *               └──────────── sample or hello ◄──────────┘
  */
+import type { CredentialKind } from "@autoscaler/shared";
 import type { HelloMessage, SampleMessage } from "@autoscaler/shared/protocol";
 
 /** One CPU reading as the master received it. `at` is the master's clock, not the node's. */
@@ -29,6 +30,8 @@ export interface NodeRecord {
   /** Open tunnels from this node (one per connection; a reconnect may overlap the old one briefly). */
   connections: number;
   readings: CpuReading[];
+  /** What the node's last hello presented. */
+  credential: Exclude<CredentialKind, "operator">;
 }
 
 /** A node's state as status shows it. */
@@ -56,7 +59,11 @@ export interface RegistryOptions {
 
 /** The registry's operations. `now` is always given by the caller. */
 export interface Registry {
-  register(hello: HelloMessage, now: number): { ok: true; record: NodeRecord; isNew: boolean } | { ok: false; reason: RegisterRefusal; message: string };
+  register(
+    hello: HelloMessage,
+    now: number,
+    credential: NodeRecord["credential"],
+  ): { ok: true; record: NodeRecord; isNew: boolean } | { ok: false; reason: RegisterRefusal; message: string };
   /** Keep a sample; false when it was dropped (too soon after the last kept one, or an unknown node). */
   recordSample(name: string, sample: SampleMessage, now: number): boolean;
   disconnect(name: string): void;
@@ -74,7 +81,7 @@ export function createRegistry(options: RegistryOptions): Registry {
   const nodes = new Map<string, NodeRecord>();
   const stateOf = (r: NodeRecord, now: number): NodeState => (now - r.lastSeenAt <= options.nodeTimeoutMs ? "live" : "unreachable");
   return {
-    register(hello, now) {
+    register(hello, now, credential) {
       if (options.isManual(hello.name)) {
         return { ok: false, reason: "NAME_MANUAL", message: `the name ${hello.name} belongs to a hand-added backend; give the agent another [agent] name` };
       }
@@ -99,6 +106,7 @@ export function createRegistry(options: RegistryOptions): Registry {
         healthy: hello.healthy ?? true,
         connections: (existing?.connections ?? 0) + 1,
         readings: existing && existing.address === hello.address ? existing.readings : [],
+        credential,
       };
       nodes.set(hello.name, record);
       return { ok: true, record, isNew: !existing || existing.address !== hello.address || existing.port !== hello.port };

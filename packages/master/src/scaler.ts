@@ -6,7 +6,16 @@
  * and timer are injected, so tests drive it on a fake clock.
  */
 import { promises as fs } from "node:fs";
-import { describeExit, renderServerLine, sendCliCommand, type CommandRunner, type Config, type HostEntry, type Logger } from "@autoscaler/shared";
+import {
+  describeExit,
+  launchCredential,
+  renderServerLine,
+  sendCliCommand,
+  type CommandRunner,
+  type Config,
+  type HostEntry,
+  type Logger,
+} from "@autoscaler/shared";
 import type { HelloMessage } from "@autoscaler/shared/protocol";
 import { commandEnvironment, parseRunInstancesOutput, summariseOutput } from "./actuator.js";
 import { createDemandStore } from "./demand-store.js";
@@ -19,8 +28,10 @@ import {
   initialState,
   isOpenDrain,
   isOpenLaunch,
+  pendingCount,
   step,
   type ActionCounters,
+  type LaunchClaim,
   type Effect,
   type ScalerEvent,
   type ScalerState,
@@ -114,8 +125,14 @@ export interface ScalerStatus {
 export interface Scaler {
   /** Run one decision tick now (the timer calls it every `[master] interval`). */
   tick(): Promise<void>;
-  /** Called when a node registers that hosts.d did not have: claims a pending launch and says whether it did. */
-  claimLaunch(hello: HelloMessage): Promise<boolean>;
+  /**
+   * Called when a node registers that hosts.d did not have: claims a pending launch (the one its
+   * join credential names, else by its printed instances; "any new node" only with the cluster
+   * secret) and says whether it did, with the instance id the launch's own output gives it.
+   */
+  claimLaunch(hello: HelloMessage, proof: { launchId?: string | undefined; shared: boolean }): Promise<LaunchClaim>;
+  /** Launches still waiting for nodes (0 on a follower). */
+  pending(): number;
   /**
    * Whether a hello may register: a message when it comes from a node this master terminated
    * (or is terminating) within forget_after, so a node shutting down is not put back in service.
@@ -298,8 +315,13 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       case "launch":
         track(
           (async () => {
-            const result = await runCommand(config.machine.scale_up_command, commandEnvironment(config, { kind: "scale_up", count: effect.count }));
-            const output = summariseOutput(result.stdout, result.stderr, config.secrets);
+            // The nodes of this launch register with its join credential (AUTOSCALER_JOIN_CREDENTIAL), good for its count until launch_timeout.
+            const joinCredential = config.master.token
+              ? launchCredential(config.master.token, { launchId: effect.id, count: effect.count, expiresAt: now() + config.machine.launch_timeout * 1000 })
+              : undefined;
+            const env = commandEnvironment(config, { kind: "scale_up", count: effect.count, joinCredential });
+            const result = await runCommand(config.machine.scale_up_command, env);
+            const output = summariseOutput(result.stdout, result.stderr, joinCredential ? [...config.secrets, joinCredential] : config.secrets);
             const ok = result.code === 0;
             const instances = ok ? parseRunInstancesOutput(result.stdout) : [];
             const detail = ok ? `in ${Math.round(result.durationMs)} ms` : `${describeExit(result)}${output ? `: ${output}` : ""}`;
@@ -381,7 +403,9 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
         addedAt: Number.isFinite(added) ? added : firstSeenAt,
         removable: entry !== undefined && entry.source !== "manual",
         readings: record?.readings ?? [],
-        instanceId: entry?.instanceId ?? record?.instanceId,
+        // Only a launch's output or an operator vouches for an id the terminate command may get.
+        instanceId: entry?.instanceIdFrom ? entry.instanceId : undefined,
+        reportedInstanceId: entry?.instanceIdFrom ? undefined : (entry?.instanceId ?? record?.instanceId),
         address: entry?.address ?? record?.address,
         ...(entry === undefined ? { registering: true } : {}),
       });
@@ -441,10 +465,14 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
 
   return {
     tick,
-    async claimLaunch(hello) {
-      if (!decider) return false;
-      return command<boolean>({ type: "node_registered", hello: { name: hello.name, address: hello.address, instanceId: hello.instance_id } });
+    async claimLaunch(hello, proof) {
+      if (!decider) return { claimed: false };
+      return command<LaunchClaim>({
+        type: "node_registered",
+        hello: { name: hello.name, address: hello.address, instanceId: hello.instance_id, launchId: proof.launchId, anyLaunch: proof.shared },
+      });
     },
+    pending: () => (decider ? pendingCount(state.durable) : 0),
     admit: (hello) => (decider ? admitHello(state, { name: hello.name, address: hello.address, instanceId: hello.instance_id }, policy, now()) : undefined),
     excluded: () => excludedNames(state.durable),
     async scaleUp(count) {

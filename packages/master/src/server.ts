@@ -3,30 +3,29 @@
  * validated line by line. Every refusal closes only that connection, with a logged reason and
  * a counted metric; the master carries on.
  *
- *   connected ──hello (right version, token, name)──► registered ──sample…──► registered
+ *   connected ──hello (version, credential, address, name: admission.ts)──► registered ──sample…──► registered
  *       │                                                  │
- *       └── bad line / wrong token / no hello in time ─────┴──► closed (reason logged)
+ *       └── bad line / refused hello / no hello in time ───────────────────┴──► closed (reason logged)
  */
-import { createHash, timingSafeEqual } from "node:crypto";
 import net from "node:net";
 import { type Logger } from "@autoscaler/shared";
 import { decodeAgentMessage } from "@autoscaler/shared/agent-messages";
 import { PROTOCOL_VERSION, createLineSplitter, encodeMessage, type HelloMessage, type MasterMessage } from "@autoscaler/shared/protocol";
+import type { Admission, AdmissionRefusal } from "./admission.js";
 import type { Registry } from "./registry.js";
 
 /** Why a connection was closed by the master; the label of the refusals metric. */
 export type RefusalReason =
+  | AdmissionRefusal
   | "bad_json"
   | "wrong_shape"
   | "line_too_long"
   | "no_hello"
   | "hello_timeout"
+  | "hello_budget"
   | "version"
-  | "token"
   | "name_taken"
   | "name_manual"
-  | "terminated"
-  | "address"
   | "too_many_connections"
   | "idle"
   | "internal";
@@ -34,17 +33,16 @@ export type RefusalReason =
 /** What the listener needs from the rest of the master. */
 export interface ServerDeps {
   registry: Registry;
-  token: string;
   role: "decider" | "follower";
   version: string;
   logger: Logger;
   now: () => number;
+  /** Whether a hello may register: credential, address, name and room (admission.ts). */
+  judge: (hello: HelloMessage) => Admission;
   /** Called for a hello the registry accepted: write hosts.d and schedule an apply. May refuse by throwing. */
-  onRegistered: (hello: HelloMessage, isNew: boolean) => Promise<void>;
-  /** Asked before a hello is registered: a message refuses it (a node this master terminated). */
-  admit?: (hello: HelloMessage) => string | undefined;
-  /** Asked before a hello is registered: why its address or port may not be a backend, or undefined. */
-  addressProblem: (hello: HelloMessage) => string | undefined;
+  onRegistered: (hello: HelloMessage, isNew: boolean, admission: Extract<Admission, { ok: true }>) => Promise<void>;
+  /** The node credential `welcome` hands to a node that registered with a launch's join credential or the cluster secret. */
+  credentialFor: (name: string) => string;
   onRefused: (reason: RefusalReason, detail: string) => void;
   /** A sample arrived; `kept` is false when the registry dropped it (a flood). */
   onSample: (kept: boolean) => void;
@@ -52,17 +50,12 @@ export interface ServerDeps {
 
 /** Listener limits. */
 export interface ServerLimits {
+  /** Connections that said a valid hello. */
   maxConnections: number;
+  /** Connections that have not (yet): past this many, the oldest of them is closed for the newest. */
+  helloBudget: number;
   helloTimeoutMs: number;
   idleTimeoutMs: number;
-}
-
-/** Compare tokens in constant time (hashing first makes the lengths equal). An empty expected token matches nothing. */
-export function tokensMatch(given: string, expected: string): boolean {
-  if (expected === "") return false;
-  const a = createHash("sha256").update(given).digest();
-  const b = createHash("sha256").update(expected).digest();
-  return timingSafeEqual(a, b);
 }
 
 /** Start listening on host:port; resolves once listening. */
@@ -75,14 +68,19 @@ export async function startAgentServer(
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => handle(socket));
 
+  /** Connections without a valid hello yet, oldest first, each with its way to close. */
+  const unintroduced = new Map<net.Socket, () => void>();
+
   function handle(socket: net.Socket): void {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-    if (sockets.size >= limits.maxConnections) {
+    if (sockets.size - unintroduced.size >= limits.maxConnections) {
       deps.onRefused("too_many_connections", peer);
       deps.logger.warn("connection refused: too many connections", { peer, limit: limits.maxConnections });
       socket.destroy();
       return;
     }
+    // Silent or slow connections never crowd out agents: past the budget, the oldest goes.
+    if (unintroduced.size >= limits.helloBudget) unintroduced.entries().next().value![1]();
     sockets.add(socket);
     socket.setNoDelay(true);
     const splitter = createLineSplitter();
@@ -96,12 +94,14 @@ export async function startAgentServer(
     const refuse = (reason: RefusalReason, message: string, fields: Record<string, unknown> = {}, tellAgent = false) => {
       if (closed) return;
       closed = true;
+      unintroduced.delete(socket);
       deps.onRefused(reason, message);
       deps.logger.warn(`agent connection closed: ${message}`, { reason, peer, ...(node ? { node } : {}), ...fields });
       if (tellAgent) send({ type: "error", code: reason.toUpperCase(), message });
       socket.end();
       setTimeout(() => socket.destroy(), 1000).unref();
     };
+    unintroduced.set(socket, () => refuse("hello_budget", `more than ${limits.helloBudget} connections without a hello; the oldest is closed`));
 
     const helloTimer = setTimeout(() => refuse("hello_timeout", `no hello within ${limits.helloTimeoutMs} ms`), limits.helloTimeoutMs);
     helloTimer.unref();
@@ -118,31 +118,32 @@ export async function startAgentServer(
       if (node === undefined) {
         if (msg.type !== "hello") return refuse("no_hello", "the first message must be hello");
         clearTimeout(helloTimer);
+        unintroduced.delete(socket);
         if (msg.version !== PROTOCOL_VERSION) {
           return refuse("version", `protocol version ${msg.version} is not supported; this master speaks ${PROTOCOL_VERSION}`, { name: msg.name }, true);
         }
-        if (!tokensMatch(msg.token, deps.token)) {
-          return refuse("token", "token refused (it does not match [master] token)", { name: msg.name, address: msg.address }, true);
-        }
-        const badAddress = deps.addressProblem(msg);
-        // A fixed text: the address the node sent is not echoed back.
-        if (badAddress !== undefined) return refuse("address", `the address or port ${badAddress}`, { name: msg.name }, true);
-        const notAdmitted = deps.admit?.(msg);
-        if (notAdmitted !== undefined) return refuse("terminated", notAdmitted, { name: msg.name, address: msg.address }, true);
-        const res = deps.registry.register(msg, deps.now());
+        const admission = deps.judge(msg);
+        if (!admission.ok) return refuse(admission.reason, admission.message, { name: msg.name }, true);
+        const res = deps.registry.register(msg, deps.now(), admission.kind);
         if (!res.ok) {
           return refuse(res.reason === "NAME_TAKEN" ? "name_taken" : "name_manual", res.message, { name: msg.name, address: msg.address }, true);
         }
         node = msg.name;
         try {
-          await deps.onRegistered(msg, res.isNew);
+          await deps.onRegistered(msg, res.isNew, admission);
         } catch (err) {
           deps.registry.disconnect(msg.name);
           node = undefined;
           return refuse("internal", `registration failed: ${(err as Error).message}`, { name: msg.name }, true);
         }
-        deps.logger.info("agent registered", { node: msg.name, address: msg.address, port: msg.port, peer, new: res.isNew });
-        send({ type: "welcome", version: PROTOCOL_VERSION, role: deps.role, master_version: deps.version });
+        deps.logger.info("agent registered", { node: msg.name, address: msg.address, port: msg.port, peer, new: res.isNew, credential: admission.kind });
+        send({
+          type: "welcome",
+          version: PROTOCOL_VERSION,
+          role: deps.role,
+          master_version: deps.version,
+          ...(admission.issueCredential ? { credential: deps.credentialFor(msg.name) } : {}),
+        });
         return;
       }
       if (msg.type === "hello") return refuse("wrong_shape", "a second hello on one connection");
@@ -159,6 +160,7 @@ export async function startAgentServer(
     socket.on("close", () => {
       clearTimeout(helloTimer);
       sockets.delete(socket);
+      unintroduced.delete(socket);
       closed = true;
       if (node) {
         deps.registry.disconnect(node);

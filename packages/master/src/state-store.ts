@@ -40,7 +40,10 @@ const drainSchema = z
   .object({
     id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/),
     node: z.string().max(63),
+    /** The id the terminate command gets: from a launch's output or an operator ("" when none). */
     instanceId: z.string().max(128),
+    /** An id only the node itself reported: its terminate is skipped. */
+    reportedInstanceId: z.string().max(128).optional(),
     address: z.string().max(64),
     decidedAt: z.number().int().min(0),
     drainUntil: z.number().int().min(0),

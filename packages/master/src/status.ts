@@ -1,5 +1,5 @@
 /** The master's status, as `autoscaler status`, the control socket and `/status` show it. */
-import type { HostEntry } from "@autoscaler/shared";
+import { SHARED_TOKEN_NOTE, type CredentialKind, type HostEntry } from "@autoscaler/shared";
 import type { ApplierState } from "./applier.js";
 import type { MasterEvent } from "./events.js";
 import type { NodeRecord, NodeState, Registry } from "./registry.js";
@@ -20,6 +20,10 @@ export interface NodeStatus {
   last_seen_seconds_ago: number | null;
   connections: number;
   instance_id: string | null;
+  /** A launch's output or an operator vouches for instance_id: a scale-down may terminate it. */
+  instance_id_trusted: boolean;
+  /** What the node presented: its own credential, a launch's, the cluster secret (shared), or nothing (operator: hand-added). */
+  credential: CredentialKind | null;
 }
 
 /** The whole status document. */
@@ -49,6 +53,8 @@ export interface MasterStatus {
     last_error: { at: string; code: string; message: string; details: string[] } | null;
   };
   events: { at: string; kind: string; message: string }[];
+  /** Whether agents may present the cluster secret itself, and the note that says so. */
+  credentials: { shared_token: "allow" | "refuse"; note: string | null };
 }
 
 /** Mean CPU of the readings inside the window ending at `now`, or null when there are none. */
@@ -72,6 +78,7 @@ export interface StatusInputs {
   now: number;
   /** The scaler's part; absent only while the master starts. */
   scaling: ScalerStatus | undefined;
+  sharedToken: "allow" | "refuse";
 }
 
 /** Assemble the status from the registry (live data) and hosts.d (configured backends). */
@@ -92,7 +99,8 @@ export function buildStatus(i: StatusInputs): MasterStatus {
       samples_in_window: w.count,
       last_seen_seconds_ago: Math.round((i.now - r.lastSeenAt) / 100) / 10,
       connections: r.connections,
-      instance_id: r.instanceId ?? null,
+      ...instanceOf(byName.get(r.name), r.instanceId),
+      credential: byName.get(r.name)?.source === "manual" ? "operator" : r.credential,
     };
   });
   for (const h of i.hosts) {
@@ -109,7 +117,8 @@ export function buildStatus(i: StatusInputs): MasterStatus {
       samples_in_window: 0,
       last_seen_seconds_ago: null,
       connections: 0,
-      instance_id: h.instanceId ?? null,
+      ...instanceOf(h, undefined),
+      credential: h.source === "manual" ? "operator" : null,
     });
   }
   nodes.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -139,5 +148,11 @@ export function buildStatus(i: StatusInputs): MasterStatus {
       last_error: err ? { at: iso(err.at), code: err.code, message: err.message, details: err.details } : null,
     },
     events: i.events.map((e) => ({ at: iso(e.at), kind: e.kind, message: e.message })),
+    credentials: { shared_token: i.sharedToken, note: i.sharedToken === "allow" ? SHARED_TOKEN_NOTE : null },
   };
+}
+
+/** A node's instance id: hosts.d's (vouched for, or the node's own word), else its hello's. */
+function instanceOf(entry: HostEntry | undefined, reported: string | undefined): { instance_id: string | null; instance_id_trusted: boolean } {
+  return { instance_id: entry?.instanceId ?? reported ?? null, instance_id_trusted: entry?.instanceIdFrom !== undefined };
 }

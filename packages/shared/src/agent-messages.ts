@@ -55,6 +55,32 @@ export type HelloMessage = z.infer<typeof helloSchema>;
 export type SampleMessage = z.infer<typeof sampleSchema>;
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
+/** Every key the schemas know: the only path parts a refusal may name. */
+const SCHEMA_KEYS = new Set([
+  "type",
+  "version",
+  "token",
+  "name",
+  "address",
+  "port",
+  "instance_id",
+  "agent_version",
+  "facts",
+  "cores",
+  "memory_bytes",
+  "os",
+  "healthy",
+  "time",
+  "cpu",
+  "load",
+  "memory",
+  "used_bytes",
+  "total_bytes",
+]);
+
+/** Issue codes whose messages are ours or zod's fixed text; the others (unknown keys, enum values) may quote the line. */
+const FIXED_MESSAGES = new Set(["custom", "invalid_format", "too_small", "too_big", "invalid_type"]);
+
 /** Decode one line from an agent; the reason never echoes the line (it may hold the token). */
 export function decodeAgentMessage(line: string): Decoded<AgentMessage> {
   let raw: unknown;
@@ -65,7 +91,10 @@ export function decodeAgentMessage(line: string): Decoded<AgentMessage> {
   }
   const result = agentMessageSchema.safeParse(raw);
   if (result.success) return { ok: true, message: result.data };
+  // A fixed code and the schema's own path: zod's messages may quote the line (an unknown key, a bad enum value).
   const first = result.error.issues[0];
-  const where = first && first.path.length > 0 ? first.path.join(".") : "message";
-  return { ok: false, reason: `wrong shape: ${where}: ${first?.message ?? "invalid"}` };
+  const where = first ? first.path.filter((p) => typeof p === "number" || SCHEMA_KEYS.has(String(p))).join(".") || "message" : "message";
+  const what =
+    first === undefined ? "invalid" : FIXED_MESSAGES.has(first.code) ? first.message : first.code === "unrecognized_keys" ? "unknown key" : first.code;
+  return { ok: false, reason: `wrong shape: ${where}: ${what}` };
 }

@@ -22,7 +22,16 @@ export interface HostEntry {
   /** ISO 8601 time it was added. */
   addedAt: string;
   instanceId?: string;
+  /**
+   * Where the instance id comes from when it may be terminated: a launch's own output, or an
+   * operator (`autoscaler trust`). Absent: only the node said it, so a scale-down drains and
+   * removes the node but does not run the terminate command for it.
+   */
+  instanceIdFrom?: InstanceIdSource;
 }
+
+/** Who vouches for an instance id. */
+export type InstanceIdSource = "launch" | "operator";
 
 /** A hosts.d file that could not be used, and why. */
 export interface HostFileProblem {
@@ -159,6 +168,7 @@ function serialise(entry: HostEntry): string {
     added_at: entry.addedAt,
   };
   if (entry.instanceId !== undefined) body.instance_id = entry.instanceId;
+  if (entry.instanceIdFrom !== undefined) body.instance_id_from = entry.instanceIdFrom;
   return JSON.stringify(body, null, 2) + "\n";
 }
 
@@ -190,6 +200,10 @@ export function parseHostFile(fileName: string, text: string, mtime: Date | (() 
   const source = str(r.source) ?? "manual";
   const instanceId = str(r.instance_id);
   const problems = checkHostEntry({ name, address, port, source, instanceId });
+  const from = r.instance_id_from;
+  if (from !== undefined && (instanceId === undefined || (from !== "launch" && from !== "operator"))) {
+    problems.push('instance_id_from is not valid; expected "launch" or "operator", next to an instance_id');
+  }
   if (problems.length > 0) return { file: fileName, message: problems.join("; ") };
   const addedAt = str(r.added_at);
   return {
@@ -199,6 +213,7 @@ export function parseHostFile(fileName: string, text: string, mtime: Date | (() 
     source: source as HostSource,
     addedAt: addedAt && !Number.isNaN(Date.parse(addedAt)) ? addedAt : (typeof mtime === "function" ? mtime() : mtime).toISOString(),
     ...(instanceId !== undefined ? { instanceId } : {}),
+    ...(from !== undefined ? { instanceIdFrom: from as InstanceIdSource } : {}),
   };
 }
 

@@ -13,3 +13,4 @@ export * from "./haproxy/apply.js";
 export * from "./haproxy/master-cli.js";
 export * from "./haproxy/generate.js";
 export * from "./networks.js";
+export * from "./credentials.js";

@@ -22,6 +22,8 @@ export interface WelcomeMessage {
   version: number;
   role: "decider" | "follower";
   master_version: string;
+  /** The node's own credential (asc1.node.…), when it registered with a launch's join credential or the cluster secret: the agent keeps it for its reconnects. */
+  credential?: string;
 }
 
 /** `error`: the master refused; the connection closes after it. */
@@ -50,7 +52,10 @@ export function decodeMasterMessage(line: string): Decoded<MasterMessage> {
   const keys = Object.keys(m).sort().join(",");
   const str = (v: unknown, max: number) => typeof v === "string" && v.length <= max;
   if (m.type === "welcome") {
-    if (keys !== "master_version,role,type,version") return { ok: false, reason: "wrong shape: welcome fields" };
+    if (keys !== "master_version,role,type,version" && keys !== "credential,master_version,role,type,version")
+      return { ok: false, reason: "wrong shape: welcome fields" };
+    if (m.credential !== undefined && !(str(m.credential, 256) && /^asc1\.node\.[A-Za-z0-9._-]+$/.test(m.credential as string)))
+      return { ok: false, reason: "wrong shape: welcome credential" };
     if (!Number.isInteger(m.version) || (m.role !== "decider" && m.role !== "follower") || !str(m.master_version, 64))
       return { ok: false, reason: "wrong shape: welcome values" };
     return { ok: true, message: m as unknown as WelcomeMessage };

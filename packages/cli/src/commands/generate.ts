@@ -15,9 +15,11 @@ import {
   type ApplyResult,
   type Config,
   type HostsStore,
+  SHARED_TOKEN_NOTE,
 } from "@autoscaler/shared";
 import { loadContext, runner, type GlobalArgs } from "../context.js";
 import type { Io } from "../io.js";
+import { runCheckSshd, type CheckSshdArgs } from "./check-sshd.js";
 
 /**
  * Render what the master would serve: hosts.d without the nodes it is draining or terminating
@@ -71,8 +73,17 @@ export async function runGenerate(io: Io, args: GenerateArgs): Promise<number> {
   return 0;
 }
 
-/** Validate the ini (loading does), the template, hosts.d, and the rendered result with check_command. */
-export async function runCheckConfig(io: Io, args: GlobalArgs): Promise<number> {
+/** Arguments of `check-config`: with `sshd`, check this machine's sshd instead (check-sshd.ts). */
+export interface CheckConfigArgs extends CheckSshdArgs {
+  sshd?: boolean;
+}
+
+/**
+ * Validate the ini (loading does), the template, hosts.d, and the rendered result with check_command;
+ * with --sshd, instead what sshd applies to a node's connection against the block authorize-key prints.
+ */
+export async function runCheckConfig(io: Io, args: CheckConfigArgs): Promise<number> {
+  if (args.sshd) return runCheckSshd(io, args);
   const ctx = await loadContext(io, args);
   const template = await readTemplate(ctx.config);
   const hosts = await readHosts(ctx.store);
@@ -100,5 +111,6 @@ export async function runCheckConfig(io: Io, args: GlobalArgs): Promise<number> 
     io.stdout.write(
       `${ctx.config.file}: OK; template ${ctx.config.haproxy.template} renders ${hosts.length} backend${hosts.length === 1 ? "" : "s"} and passes check_command\n`,
     );
+  if (ctx.config.master.shared_token === "allow" && ctx.config.master.token !== "") io.stderr.write(`note: ${SHARED_TOKEN_NOTE}\n`);
   return 0;
 }

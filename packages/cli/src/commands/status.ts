@@ -16,15 +16,19 @@ export function formatStatus(s: MasterStatus): string {
   );
   out.push(`cooldown left: scale-up ${s.cooldown.scale_up_seconds} s, scale-down ${s.cooldown.scale_down_seconds} s`);
   if (s.last_decision) out.push(`last decision: ${s.last_decision.action} (${s.last_decision.reason})`);
+  // Absent from a master older than node credentials.
+  if (s.credentials?.note) out.push(`note: ${s.credentials.note}`);
   out.push("");
   out.push(
     formatTable(
-      ["NODE", "ADDRESS", "PORT", "SOURCE", "STATE", "CPU", "CPU(WINDOW)", "LAST SEEN"],
+      ["NODE", "ADDRESS", "PORT", "SOURCE", "CREDENTIAL", "INSTANCE", "STATE", "CPU", "CPU(WINDOW)", "LAST SEEN"],
       s.nodes.map((n) => [
         n.name,
         n.address,
         String(n.port),
         n.source,
+        n.credential ?? "-",
+        n.instance_id === null ? "-" : `${n.instance_id}${n.instance_id_trusted ? "" : " (own word)"}`,
         n.state + (n.healthy === false ? " (unhealthy)" : ""),
         fmt(n.cpu_now, "%"),
         fmt(n.cpu_window, "%"),

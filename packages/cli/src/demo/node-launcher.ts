@@ -56,14 +56,18 @@ async function claimName(nodesDir: string): Promise<string> {
 }
 
 /** Start one node; returns its instance id. */
-async function startNode(dir: string, cloud: DemoCloudConfig): Promise<{ name: string; instanceId: string }> {
+async function startNode(dir: string, cloud: DemoCloudConfig, joinCredential: string | undefined): Promise<{ name: string; instanceId: string }> {
   const name = await claimName(path.join(dir, "nodes"));
   const nodeDir = path.join(dir, "nodes", name);
   const instanceId = `i-${randomBytes(8).toString("hex")}`;
   const port = await freePort();
   const ini = path.join(nodeDir, "autoscaler.ini");
+  // As a launch template's user-data would: the launch's join credential instead of the cluster secret.
+  const credential = joinCredential
+    ? cloud.settings.filter((x) => !x.startsWith("master.token=")).concat(`agent.credential=${joinCredential}`)
+    : cloud.settings;
   const settings = [
-    ...cloud.settings,
+    ...credential,
     `agent.name=${name}`,
     "agent.address=127.0.0.1",
     `agent.port=${port}`,
@@ -147,7 +151,7 @@ export async function runDemoNode(
       return 2;
     }
     const started = [];
-    for (let i = 0; i < count; i++) started.push(await startNode(dir, cloud));
+    for (let i = 0; i < count; i++) started.push(await startNode(dir, cloud, env.AUTOSCALER_JOIN_CREDENTIAL));
     out.write(JSON.stringify({ Instances: started.map((s) => ({ InstanceId: s.instanceId, Tags: [{ Key: "Name", Value: s.name }] })) }, null, 2) + "\n");
     return 0;
   }

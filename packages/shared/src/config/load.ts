@@ -134,7 +134,7 @@ export function parseConfig(text: string, file: string, options: { home?: string
       down: s.scaling.scale_down_cooldown ?? s.scaling.cooldown ?? DEFAULT_COOLDOWNS[s.scaling.mode].down,
     },
     ssh,
-    secrets: [s.aws.aws_access_key, s.aws.aws_secret_key, s.master.token].filter((v) => typeof v === "string" && v !== ""),
+    secrets: [s.aws.aws_access_key, s.aws.aws_secret_key, s.master.token, s.agent.credential].filter((v) => typeof v === "string" && v !== ""),
   };
   if (s.aws.region && s.aws.aws_default_region && s.aws.region !== s.aws.aws_default_region) {
     warnings.push({ subject: "aws.aws_default_region", message: `ignored: aws.region (${JSON.stringify(s.aws.region)}) is set and wins` });

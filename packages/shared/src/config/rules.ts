@@ -39,7 +39,7 @@ const serverLineHasPlaceholders: Check = (c, errors) => {
 };
 
 const tokenSet: Check = (c, _errors, warnings) => {
-  if (c.master.token === "") {
+  if (c.master.token === "" && c.agent.credential === "") {
     warnings.push({ subject: "master.token", message: "is empty: the master refuses every agent until it is set (autoscaler init writes a random one)" });
   } else if (c.master.token.length < 16) {
     warnings.push({ subject: "master.token", message: "is shorter than 16 characters; use a long random secret (autoscaler init writes one)" });
@@ -59,6 +59,6 @@ export const CROSS_FIELD_RULES: readonly Rule[] = [
   { keys: ["scaling.min_nodes", "scaling.max_nodes"], check: minNotAboveMax },
   { keys: ["scaling.scale_down_threshold", "scaling.scale_up_threshold"], check: thresholdsOrdered },
   { keys: ["haproxy.server_line"], check: serverLineHasPlaceholders },
-  { keys: ["master.token"], check: tokenSet },
+  { keys: ["master.token", "agent.credential"], check: tokenSet },
   { keys: ["master.listen", "master.metrics_listen"], check: listenPortsDistinct },
 ];

@@ -328,6 +328,8 @@ export const SCHEMA = {
     node_networks: cidrs(),
     /** Ports agents may register; empty: any. */
     node_ports: ports(),
+    /** allow: an agent may present the cluster secret itself (the weaker mode of the seed's ini); refuse: only node and launch credentials. */
+    shared_token: oneOf(["allow", "refuse"], "allow"),
     state_dir: filePath("/var/lib/autoscaler"),
     interval: seconds(1),
   },
@@ -367,6 +369,10 @@ export const SCHEMA = {
     address: optionalHost(),
     port: port(80),
     instance_id: text(""),
+    /** This node's credential (autoscaler node-credential, or a launch's AUTOSCALER_JOIN_CREDENTIAL); empty: [master] token, the weaker mode. */
+    credential: text("", { secret: true }),
+    /** Where the agent keeps the credential a master hands it in welcome (0600); empty: <[master] state_dir>/node-credential. */
+    credential_file: filePath("", true),
     interval: seconds(5),
     health_url: url(),
     cpu_source: cpuSource(),
