@@ -25,7 +25,7 @@ import http from "node:http";
 import type net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { createHostsStore, loadConfig, renderFromFiles, showProc, type ProcTable } from "@autoscaler/shared";
+import { createHostsStore, loadConfig, nodeCredential, renderFromFiles, showProc, type ProcTable } from "@autoscaler/shared";
 import { agentSettings, startDaemon, startProxy, trustProxies, type Daemon, type Proxy } from "../test/helpers/cluster.js";
 import { runCli } from "../test/helpers/process.js";
 import {
@@ -212,7 +212,8 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
         .slice(agentAt)
         .replace(/^name = .*$/m, `name = ${name}`)
         .replace(/^port = .*$/m, `port = ${port}`)
-        .replace(/^instance_id = .*$/m, `instance_id = i-${name}`);
+        .replace(/^instance_id = .*$/m, `instance_id = i-${name}`)
+        .replace(/^credential = .*$/m, `credential = ${nodeCredential(proxy.token, name)}`);
       if (!agentPart.includes(`name = ${name}`) || !agentPart.includes(`port = ${port}`)) throw new Error("could not set the agent's name and port in the ini");
       const file = path.join(nodeDir, `${name}.ini`);
       await fs.writeFile(file, base.slice(0, agentAt) + agentPart);

@@ -11,6 +11,7 @@
 import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import path from "node:path";
+import { nodeCredential } from "@autoscaler/shared";
 import { afterEach, expect, test } from "vitest";
 import { BACKOFF_CAP_MS } from "../packages/agent/src/agent.js";
 import { agentSettings, startDaemon, startProxy, trustProxies, type Daemon, type Proxy } from "./helpers/cluster.js";
@@ -89,7 +90,8 @@ test(`${BURST_AGENTS} agents through one sshd (MaxStartups 200:30:400), sshd kil
         baseText
           .replace(/^name = burst-000$/m, `name = ${names[j]}`)
           .replace(/^port = 1$/m, `port = ${ports[j]}`)
-          .replace(/^instance_id = i-burst$/m, `instance_id = i-${names[j]}`),
+          .replace(/^instance_id = i-burst$/m, `instance_id = i-${names[j]}`)
+          .replace(/^credential = .*$/m, `credential = ${nodeCredential(proxy.token, names[j]!)}`),
         { mode: 0o600 },
       );
       // The agent unit's NODE_OPTIONS (etc/systemd/autoscaler-agent.service): a smaller young generation.

@@ -296,6 +296,11 @@ interface Figures {
   launchesNeverStarted: number;
   /** Killed between the save of "terminating" and the start of the command: not run again, the node came back as a backend. */
   terminatesNeverStarted: number;
+  /**
+   * Killed while the launch command ran, so its run-instances output (the instance ids the master
+   * trusts) was lost: the node's id was only its own word, and its scale-down skipped the terminate.
+   */
+  terminatesSkipped: number;
   /** Launches found `running` at a restart (outcome unknown, kept pending, never rerun). */
   launchesRecovered: number;
   /** Terminated nodes that registered again while their terminate ran across a restart, then were forgotten. */
@@ -463,6 +468,19 @@ async function drainPhase(h: Harness): Promise<string> {
       throw new Error(`${err.message}; master log: ${h.box.master.log().slice(-3000)}`);
     });
     expect(settled.status, `drain of ${target}: ${settled.error}`).toBe("done");
+    if (/terminate skipped/.test(settled.note ?? "")) {
+      // Its launch's output was lost to a kill, so no instance id is vouched for: drained and
+      // removed, never terminated. The operator stops it, as the event says; here the test does.
+      expect(settled.instanceId, `${target}'s skipped drain`).toBe("");
+      expect((await h.cloud.terminations()).filter((t) => t.name === target)).toEqual([]);
+      const pid = await h.cloud.nodePid(target);
+      if (pid !== undefined && (await isProcessOf(pid, path.join(h.cloud.dir, "nodes", target)))) process.kill(pid, "SIGKILL");
+      h.figures.terminatesSkipped++;
+      h.trace.push(`terminate of ${target} skipped (its id was its own word): stopped by hand`);
+      h.launched.shift();
+      await expectCluster(h, `after draining ${target} without a terminate`);
+      return target;
+    }
     // The terminate ran if and only if the node's process is gone (nothing else stops it); one
     // started by a master that was then killed may take a moment, more on a loaded machine.
     const pid = await h.cloud.nodePid(target);
@@ -541,6 +559,7 @@ test(`the master SIGKILLed at random moments over ${CYCLES} scale cycles repeats
       terminateRuns: 0,
       launchesNeverStarted: 0,
       terminatesNeverStarted: 0,
+      terminatesSkipped: 0,
       terminatedThenForgotten: 0,
       launchesRecovered: 0,
       stagedLeftAtKill: 0,
@@ -632,7 +651,7 @@ test(`the master SIGKILLed at random moments over ${CYCLES} scale cycles repeats
       drains.some((d) => d.instanceId === t.instanceId),
       `${t.instanceId} terminated without a drain`,
     ).toBe(true);
-  expect(terms).toHaveLength(CYCLES);
+  expect(terms).toHaveLength(CYCLES - h.figures.terminatesSkipped);
   expect(drains).toHaveLength(CYCLES + h.figures.terminatesNeverStarted);
   // Every incarnation but the running one ended by a kill; HAProxy serves the hosts that remain.
   expect(box.masters.slice(0, -1).every((m) => m.child.signalCode === "SIGKILL")).toBe(true);

@@ -33,7 +33,10 @@ async function addManualHost(proxy: Proxy, name: string, address: string): Promi
 }
 
 test("a silent node shows unreachable after node_timeout and keeps its entry, then is forgotten after forget_after; a hand-added host is never forgotten", async () => {
-  const proxy = await startProxy(scope, { settings: ["scaling.node_timeout=2", "scaling.forget_after=5", "master.interval=0.2"] });
+  // shared_token = refuse: the agents present their own credentials, so nothing here is the weaker mode to warn about.
+  const proxy = await startProxy(scope, {
+    settings: ["scaling.node_timeout=2", "scaling.forget_after=5", "master.interval=0.2", "master.shared_token=refuse"],
+  });
   // The short settings parse: the ini holds them, check-config accepts it (a decimal duration included) and warns about nothing.
   const ini = await fs.readFile(proxy.inst.ini, "utf8");
   expect(ini).toMatch(/^node_timeout = 2$/m);

@@ -183,6 +183,16 @@ test("a node this master terminated cannot register again while it shuts down, e
   const hostsFiles = async () => (await fs.readdir(path.join(proxy.inst.dir, "hosts.d"))).sort();
   const configNames = async () => serverLines(await fs.readFile(proxy.inst.haproxyConfig, "utf8")).map((l) => l.split(" ")[1]);
   await waitFor("both nodes in hosts.d", async () => (await hostsFiles()).join() === "web-a.json,web-b.json", 10_000, 100);
+  // Hand-started nodes: their instance ids are only their own word until the operator vouches for them.
+  for (const name of ["web-a", "web-b"]) {
+    const trust = await proxy.inst.cli("trust", name);
+    expect(trust.code, trust.stderr).toBe(0);
+    expect(trust.stdout).toBe(`${name}: instance id i-${name} is trusted; a scale-down of ${name} runs scale_down_command with INSTANCE_ID=i-${name}\n`);
+  }
+  expect(JSON.parse(await fs.readFile(path.join(proxy.inst.dir, "hosts.d", "web-a.json"), "utf8"))).toMatchObject({
+    instance_id: "i-web-a",
+    instance_id_from: "operator",
+  });
 
   // Scale down by one: the oldest, web-a, is terminated; its agent carries on.
   const down = await proxy.inst.cli("scale-down", "1");

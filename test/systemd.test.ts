@@ -72,6 +72,9 @@ describe("the shipped units", () => {
     expect(lines.some((l) => l.startsWith("MemoryDenyWriteExecute="))).toBe(false); // V8's JIT needs W+X memory
     const writable = lines.filter((l) => l.startsWith("ReadWritePaths="));
     expect(writable).toEqual(role === "master" ? ["ReadWritePaths=-/etc/autoscaler/hosts.d -/etc/haproxy"] : []);
+    // Both keep state in /var/lib/autoscaler: the master its state_dir, the agent its node credential.
+    expect(lines).toContain("StateDirectory=autoscaler");
+    expect(lines).toContain("StateDirectoryMode=0700");
   });
 });
 

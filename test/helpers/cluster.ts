@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
+import { nodeCredential } from "@autoscaler/shared";
 import { makeInstallation, startHaproxy, type Installation } from "./haproxy.js";
 import { CLI, freePort, runCli, waitFor, type Scope } from "./process.js";
 import { KNOWN_AWS_SETTINGS, recordOutput, registerSecret } from "./secrets.js";
@@ -147,7 +148,11 @@ export async function startWebApp(scope: Scope, name: string, address: string, p
  */
 export function agentSettings(proxies: Proxy[], agent: { name: string; address: string; port: number; instanceId?: string; cpuSource: string }): string[] {
   const first = proxies[0]!;
+  // Each node its own credential, as `autoscaler node-credential` makes it (master.token stays for the weaker mode's tests).
+  const credential = nodeCredential(first.token, agent.name);
+  registerSecret(credential, `${agent.name}'s node credential`);
   return [
+    `agent.credential=${credential}`,
     `haproxy.servers=${proxies.map((p) => `${p.sshd.address}:${p.sshd.port}`).join(",")}`,
     `haproxy.ssh_command=ssh -i node_key ${TEST_SSH_USER}@$HOST`,
     "haproxy.known_hosts=known_hosts",

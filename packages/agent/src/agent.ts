@@ -63,12 +63,15 @@ function requireSettings(config: Config): { user: string; keyFile: string; serve
  * credential_file), else [agent] credential, else [master] token (the weaker mode). A kept
  * credential the masters refuse (the cluster secret changed) gives way to the configured one.
  */
-async function createCredentials(config: Config, logger: Logger) {
+async function createCredentials(config: Config, name: string, logger: Logger) {
   const file = config.agent.credential_file || path.join(config.master.state_dir, "node-credential");
   const configured = config.agent.credential || config.master.token;
   let kept: string | undefined;
   try {
-    kept = (await fs.readFile(file, "utf8")).trim() || undefined;
+    // Only a credential for this name: a file shared by several agents' inis, or left from another name, is not ours.
+    const text = (await fs.readFile(file, "utf8")).trim();
+    if (text.startsWith(`asc1.node.${name}.`)) kept = text;
+    else if (text !== "") logger.warn("the kept node credential is for another name; using the configured one", { file, node: name });
   } catch (err) {
     if (errnoCode(err) !== "ENOENT") logger.warn("cannot read the kept node credential; using the configured one", { file, error: (err as Error).message });
   }
@@ -83,7 +86,7 @@ async function createCredentials(config: Config, logger: Logger) {
     },
     async issued(credential: string) {
       keptRefused = false;
-      if (credential === kept) return;
+      if (credential === kept || !credential.startsWith(`asc1.node.${name}.`)) return;
       kept = credential;
       try {
         await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -161,7 +164,7 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
       wakeups.add(done);
     });
 
-  const credentials = await createCredentials(config, logger);
+  const credentials = await createCredentials(config, identity.name, logger);
   const hello = {
     type: "hello" as const,
     version: PROTOCOL_VERSION,

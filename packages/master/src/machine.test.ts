@@ -208,6 +208,33 @@ describe("whose word claims a launch, and whose instance id reaches terminate", 
     expect(neither.reply).toEqual({ ok: true, value: { claimed: false } });
   });
 
+  test("nodes that claimed a launch while its command ran are vouched for once it prints the instances: by reported id, else by address, each instance once, and only then", () => {
+    const r = run([
+      [0, tick(100, ["a", "b"])],
+      [10, (_now, s) => ({ type: "node_registered", hello: { name: "c", address: "10.0.0.31", instanceId: "i-own", launchId: lastId(s, "launch") } })],
+      [11, (_now, s) => ({ type: "node_registered", hello: { name: "d", address: "10.9.9.9", instanceId: "i-00000002", launchId: lastId(s, "launch") } })],
+      [
+        12,
+        (_now, s) => ({
+          type: "launch_finished",
+          id: lastId(s, "launch"),
+          ok: true,
+          detail: "",
+          instances: [
+            { instanceId: "i-00000001", privateAddress: "10.0.0.31" },
+            { instanceId: "i-00000002", privateAddress: "10.0.0.32" },
+          ],
+        }),
+      ],
+    ]);
+    expect(r.all.filter((e) => e.kind === "vouch")).toEqual([
+      { kind: "vouch", node: "c", instanceId: "i-00000001" },
+      { kind: "vouch", node: "d", instanceId: "i-00000002" },
+    ]);
+    expect(r.state.earlyClaims).toEqual([]);
+    expect(r.d.launches[0]).toMatchObject({ status: "done", nodes: ["c", "d"] });
+  });
+
   test("a scale-down of a node whose id is only its own word drains and removes it, and skips the terminate command with an event naming autoscaler trust", () => {
     const own = (now: number) => ["a", "b", "c"].map((n) => node(n, 30, now, { instanceId: undefined, reportedInstanceId: `i-own-${n}` }));
     const r = run([

@@ -49,6 +49,12 @@ export interface ScalerState {
   counters: ActionCounters;
   /** Makes ids unique within one run. */
   seq: number;
+  /**
+   * Nodes that claimed a launch before its command printed the instances, with what they said:
+   * the output, once printed, vouches for their instance ids (in memory: a restart loses the
+   * output anyway).
+   */
+  earlyClaims: readonly { launch: string; node: string; address: string; instanceId?: string | undefined }[];
 }
 
 /** A node's word about itself, as the registration passes it on, with what its credential proved. */
@@ -105,6 +111,8 @@ export type Effect =
   | { kind: "terminate"; id: string; node: string; instanceId: string; address: string }
   | { kind: "restore"; node: string }
   | { kind: "remove_host"; node: string }
+  /** A launch's own output names this node's instance: record it in hosts.d as vouched for (instance_id_from = launch). */
+  | { kind: "vouch"; node: string; instanceId: string }
   | { kind: "save_demand" }
   | { kind: "log"; level: "debug" | "info" | "warn" | "error"; event?: string; message: string; fields?: Record<string, unknown> };
 
@@ -137,6 +145,7 @@ export function initialState(durable: DurableState = emptyState(), demand?: Dema
     busy: [],
     counters: { launches: 0, launch_failures: 0, launch_timeouts: 0, terminations: 0, terminate_failures: 0, not_recorded: 0 },
     seq: 0,
+    earlyClaims: [],
   };
 }
 
@@ -435,6 +444,7 @@ function launchFinished(t: Transition, e: Extract<ScalerEvent, { type: "launch_f
       { launch: record.id },
     );
     t.emit({ kind: "save" });
+    vouchClaimed(t, next);
   } else {
     t.launch(record.id, { status: "failed", finishedAt: t.now, error: e.detail.slice(0, 4000) });
     t.count("launch_failures");
@@ -444,6 +454,23 @@ function launchFinished(t: Transition, e: Extract<ScalerEvent, { type: "launch_f
   }
   t.prune();
   return t.result();
+}
+
+/**
+ * Nodes that claimed a launch while its command still ran (before it printed the instances):
+ * the launch's own output now vouches for their instance ids, matched by the id they reported,
+ * else by address, each instance once.
+ */
+function vouchClaimed(t: Transition, record: LaunchRecord) {
+  const taken = new Set<string>();
+  for (const c of t.state.earlyClaims.filter((x) => x.launch === record.id)) {
+    const free = record.instances.filter((i) => !taken.has(i.instanceId));
+    const instance = free.find((i) => i.instanceId === c.instanceId) ?? free.find((i) => i.privateAddress === c.address);
+    if (!instance) continue;
+    taken.add(instance.instanceId);
+    t.emit({ kind: "vouch", node: c.node, instanceId: instance.instanceId });
+  }
+  t.set({ earlyClaims: t.state.earlyClaims.filter((x) => x.launch !== record.id) });
 }
 
 /**
@@ -472,6 +499,9 @@ function claimLaunch(t: Transition, hello: NodeHello): StepResult {
   const nodes = [...record.nodes, hello.name];
   const done = nodes.length >= expected(record) && record.status === "pending";
   t.launch(record.id, { nodes, ...(done ? { status: "done" as const, finishedAt: t.now } : {}) });
+  if (record.status === "running") {
+    t.set({ earlyClaims: [...t.state.earlyClaims, { launch: record.id, node: hello.name, address: hello.address, instanceId: hello.instanceId }] });
+  }
   // A node arrived: launches work, so the failure backoff starts over.
   t.succeeded("up");
   t.emit({ kind: "save" });

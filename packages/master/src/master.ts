@@ -144,12 +144,21 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     });
   const metrics = createMetrics(status);
 
+  /** Registrations whose hosts.d write is under way, by name. */
+  const registering = new Map<string, Promise<void>>();
   /**
    * Write or refresh the agent's hosts.d entry; a hand-added entry of that name is never
    * overwritten. An instance id a launch's output or an operator vouched for is kept; a node's
    * own id is recorded as only its word.
    */
-  const upsert = async (hello: HelloMessage, admission: Extract<Admission, { ok: true }>) => {
+  const upsert = (hello: HelloMessage, admission: Extract<Admission, { ok: true }>): Promise<void> => {
+    const done = writeEntry(hello, admission).finally(() => {
+      if (registering.get(hello.name) === done) registering.delete(hello.name);
+    });
+    registering.set(hello.name, done);
+    return done;
+  };
+  const writeEntry = async (hello: HelloMessage, admission: Extract<Admission, { ok: true }>) => {
     const existing = await store.get(hello.name);
     if (existing?.source === "manual") throw new Error(`${hello.name} is a hand-added backend`);
     const vouched = existing?.instanceIdFrom !== undefined;
@@ -217,6 +226,16 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       await applier.flush();
     },
     removeHost,
+    vouch: async (name, instanceId) => {
+      // The claim came from this node's registration, whose hosts.d write may still be under way.
+      await registering.get(name);
+      const entry = await store.get(name);
+      if (!entry || entry.source === "manual" || entry.instanceIdFrom !== undefined) return;
+      const vouched: HostEntry = { ...entry, instanceId, instanceIdFrom: "launch" };
+      await store.put(vouched);
+      hostsCache.set(vouched);
+      logger.info("instance id from the launch's output", { node: name, instance_id: instanceId });
+    },
   }).catch(async (err: unknown) => {
     applier.stop();
     await closeControl();

@@ -73,6 +73,7 @@ async function harness(scaling: string, initial: DurableState = emptyState(), ro
     hosts: () => [],
     applyNow: async () => undefined,
     removeHost: async () => undefined,
+    vouch: async () => undefined,
   });
   running.push(scaler);
   return { scaler, clock, disk, events, logged, commands };

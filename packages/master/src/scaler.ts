@@ -69,6 +69,8 @@ export interface ScalerDeps {
   applyNow: (reason: string) => Promise<void>;
   /** Remove a backend's hosts.d entry (the master then applies). */
   removeHost: (name: string) => Promise<void>;
+  /** Record in hosts.d that a launch's own output gives `name` this instance id (instance_id_from = launch). */
+  vouch: (name: string, instanceId: string) => Promise<void>;
 }
 
 /** The capacity figures status shows. */
@@ -308,6 +310,11 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
         // The entry goes before the record says done; a failure here is put right by forget_after.
         await deps.removeHost(effect.node).catch((err: Error) => logger.error("cannot remove hosts.d entry", { node: effect.node, error: err.message }));
         registry.forget(effect.node);
+        return;
+      case "vouch":
+        await deps
+          .vouch(effect.node, effect.instanceId)
+          .catch((err: Error) => logger.error("cannot record the launch's instance id in hosts.d", { node: effect.node, error: err.message }));
         return;
       case "save_demand":
         if (state.demand) void demandStore.save(state.demand).catch((err: Error) => logger.warn("cannot record demand history", { error: err.message }));

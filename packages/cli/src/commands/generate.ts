@@ -105,12 +105,14 @@ export async function runCheckConfig(io: Io, args: CheckConfigArgs): Promise<num
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
-  const summary = { ok: true, config: ctx.config.file, template: ctx.config.haproxy.template, backends: hosts.length };
+  // A note, not a problem: the weaker mode still works (stdout, so a clean check leaves stderr empty).
+  const note = ctx.config.master.shared_token === "allow" && ctx.config.master.token !== "" ? SHARED_TOKEN_NOTE : null;
+  const summary = { ok: true, config: ctx.config.file, template: ctx.config.haproxy.template, backends: hosts.length, note };
   if (args.json) io.stdout.write(JSON.stringify(summary) + "\n");
   else
     io.stdout.write(
-      `${ctx.config.file}: OK; template ${ctx.config.haproxy.template} renders ${hosts.length} backend${hosts.length === 1 ? "" : "s"} and passes check_command\n`,
+      `${ctx.config.file}: OK; template ${ctx.config.haproxy.template} renders ${hosts.length} backend${hosts.length === 1 ? "" : "s"} and passes check_command\n` +
+        (note ? `note: ${note}\n` : ""),
     );
-  if (ctx.config.master.shared_token === "allow" && ctx.config.master.token !== "") io.stderr.write(`note: ${SHARED_TOKEN_NOTE}\n`);
   return 0;
 }
