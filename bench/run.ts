@@ -30,6 +30,7 @@ const BENCHES: Record<string, Entry> = {
   "agent-footprint": { title: "Agent footprint", load: () => import("./agent-footprint.js") },
   registration: { title: "Registration: hello to first request", load: () => import("./registration.js") },
   "master-load": { title: "Master under many agents", load: () => import("./master-load.js") },
+  "sample-flood": { title: "A sample flood from one node", load: () => import("./sample-flood.js") },
   decision: { title: "Decision latency", load: () => import("./decision.js") },
   reaction: { title: "Reaction end to end", load: () => import("./reaction.js") },
   "scaling-quality": { title: "Scaling quality", load: () => import("./scaling-quality.js") },

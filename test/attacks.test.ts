@@ -405,7 +405,8 @@ describe("config injection", () => {
     // Every hostile id and address was dropped: the launch waits for "any new node".
     expect(launched.launches[0]!.instances).toEqual([]);
     expect(proxy.master.log()).toMatch(/launch command for 1 node\(s\) succeeded in \d+ ms \(no run-instances JSON: the next new node\(s\) will be matched\)/);
-    const node = await startNode(scope, [proxy], { name: "web-l", address: "127.0.0.5" });
+    // With the cluster secret (no credential of its own): only such a node may stand in for "any new node".
+    const node = await startNode(scope, [proxy], { name: "web-l", address: "127.0.0.5", settings: ["agent.credential="] });
     await node.agent.waitForLog(/connected to the master/, 20_000);
     const registered = await waitFor(
       "the launch to be done",

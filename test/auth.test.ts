@@ -103,7 +103,7 @@ test("a hello with a wrong token is refused and registers nothing, from a real a
 
   // A good node first (the master works), then one whose ini holds a wrong token (a later --set wins).
   const good = await startNode(scope, [proxy], { name: "web-good", address: "127.0.0.2" });
-  const bad = await startNode(scope, [proxy], { name: "web-bad", address: "127.0.0.3", settings: [`master.token=${wrongAgentToken}`] });
+  const bad = await startNode(scope, [proxy], { name: "web-bad", address: "127.0.0.3", settings: [`master.token=${wrongAgentToken}`, "agent.credential="] });
   expect(await fs.readFile(bad.ini, "utf8")).toContain(`token = ${wrongAgentToken}`);
   await good.agent.waitForLog(/connected to the master/, 20_000);
 

@@ -213,7 +213,9 @@ describe("case 3: fake capacity in the weaker mode (the cluster secret)", () => 
     expect(s.credentials.note).toMatch(/weaker mode/);
     const human = await proxy.inst.cli("status");
     expect(human.stdout).toMatch(/^note: agents may register with the cluster secret itself/m);
-    expect(human.stdout).toMatch(/web-a\s+127\.0\.0\.2\s+\d+\s+agent\s+shared\s+i-web-a \(own word\)/);
+    // The real node presents its own credential; its id is only its own word.
+    expect(human.stdout).toMatch(/web-a\s+127\.0\.0\.2\s+\d+\s+agent\s+node\s+i-web-a \(own word\)/);
+    expect(human.stdout).toMatch(/forged-0\s+127\.0\.3\.1\s+8080\s+agent\s+shared\s+i-forged/);
   }, 60_000);
 });
 

@@ -45,11 +45,11 @@ describe("admit", () => {
   });
 
   test.each<[string, Partial<AdmissionContext>, object]>([
-    ["its own node credential", {}, { kind: "node", issueCredential: false }],
+    ["its own node credential, for a name never seen", {}, { kind: "node", issueCredential: false, fresh: true }],
     [
       "its own node credential, after forget_after or a restart (known, and not in hosts.d)",
       { known: { kind: "launch", launch: "l", at: 1 } },
-      { kind: "node" },
+      { kind: "node", fresh: false },
     ],
     ["the cluster secret (weaker mode): a node credential is issued", { token: SECRET }, { kind: "shared", issueCredential: true }],
     ["a join credential for a new name", { token: join, launchNamesUsed: () => 1 }, { kind: "launch", launchId: "launch-x-1", issueCredential: true }],

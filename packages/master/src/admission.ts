@@ -47,7 +47,14 @@ export interface AdmissionContext {
 
 /** The verdict: the credential kind (and launch) to register with, or a refusal. */
 export type Admission =
-  | { ok: true; kind: Exclude<CredentialKind, "operator">; launchId?: string; issueCredential: boolean }
+  | {
+      ok: true;
+      kind: Exclude<CredentialKind, "operator">;
+      launchId?: string;
+      issueCredential: boolean;
+      /** A name this master has never seen (not in the book, the registry or hosts.d). */
+      fresh: boolean;
+    }
   | { ok: false; reason: AdmissionRefusal; message: string };
 
 const refuse = (reason: AdmissionRefusal, message: string): Admission => ({ ok: false, reason, message });
@@ -86,8 +93,9 @@ export function admit(ctx: AdmissionContext): Admission {
     }
     if (!ctx.takeNewName()) return refuse("rate_limited", "too many new names in the last minute; try again shortly");
   }
-  if (checked.kind === "launch") return { ok: true, kind: "launch", launchId: checked.launchId, issueCredential: true };
-  return { ok: true, kind: checked.kind, issueCredential: checked.kind === "shared" };
+  const fresh = ctx.known === undefined && !ctx.exists;
+  if (checked.kind === "launch") return { ok: true, kind: "launch", launchId: checked.launchId, issueCredential: true, fresh };
+  return { ok: true, kind: checked.kind, issueCredential: checked.kind === "shared", fresh };
 }
 
 /**

@@ -180,7 +180,7 @@ describe("whose word claims a launch, and whose instance id reaches terminate", 
     expect(r.d.launches).toMatchObject([{ nodes: ["d"] }]);
   });
 
-  test("a node with its own credential (not the cluster secret) never stands in for a launch that printed no instances", () => {
+  test("a node the master may not take as 'any new node' (its own credential for a name already known) never stands in for a launch that printed no instances", () => {
     const r = run([
       [0, tick(100, ["a", "b"])],
       [1, launched(true)],

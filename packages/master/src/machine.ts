@@ -64,7 +64,10 @@ export interface NodeHello {
   instanceId?: string | undefined;
   /** The launch whose join credential it presented: it may claim that launch only. */
   launchId?: string | undefined;
-  /** It presented the cluster secret (the weaker mode): it may claim a launch that printed no instances, as any new node. */
+  /**
+   * It may claim a launch that printed no instances, as any new node: it presented the cluster
+   * secret (the weaker mode), or a node credential for a name the master never saw.
+   */
   anyLaunch?: boolean;
 }
 

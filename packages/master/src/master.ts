@@ -166,7 +166,10 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     // A node hosts.d did not have may be the one a pending launch is waiting for.
     const claim =
       existing === undefined && scaler !== undefined
-        ? await scaler.claimLaunch(hello, { launchId: admission.launchId, shared: admission.kind === "shared" })
+        ? await scaler.claimLaunch(hello, {
+            launchId: admission.launchId,
+            anyLaunch: admission.kind === "shared" || (admission.kind === "node" && admission.fresh),
+          })
         : { claimed: false };
     const instanceId = vouched ? existing.instanceId : (claim.instanceId ?? hello.instance_id);
     const instanceIdFrom = vouched ? existing.instanceIdFrom : claim.instanceId !== undefined ? ("launch" as const) : undefined;

@@ -130,9 +130,10 @@ export interface Scaler {
   /**
    * Called when a node registers that hosts.d did not have: claims a pending launch (the one its
    * join credential names, else by its printed instances; "any new node" only with the cluster
-   * secret) and says whether it did, with the instance id the launch's own output gives it.
+   * secret, or with a node credential for a name this master never saw, which a compromised node
+   * does not have) and says whether it did, with the instance id the launch's own output gives it.
    */
-  claimLaunch(hello: HelloMessage, proof: { launchId?: string | undefined; shared: boolean }): Promise<LaunchClaim>;
+  claimLaunch(hello: HelloMessage, proof: { launchId?: string | undefined; anyLaunch: boolean }): Promise<LaunchClaim>;
   /** Launches still waiting for nodes (0 on a follower). */
   pending(): number;
   /**
@@ -476,7 +477,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       if (!decider) return { claimed: false };
       return command<LaunchClaim>({
         type: "node_registered",
-        hello: { name: hello.name, address: hello.address, instanceId: hello.instance_id, launchId: proof.launchId, anyLaunch: proof.shared },
+        hello: { name: hello.name, address: hello.address, instanceId: hello.instance_id, launchId: proof.launchId, anyLaunch: proof.anyLaunch },
       });
     },
     pending: () => (decider ? pendingCount(state.durable) : 0),

@@ -48,6 +48,11 @@ export interface ServerDeps {
   onSample: (kept: boolean) => void;
 }
 
+/** Lines read but not yet handled, per connection, before the socket is paused. */
+const MAX_QUEUED_LINES = 256;
+/** Lines handled before the loop yields to timers and other sockets. */
+const LINES_PER_TURN = 256;
+
 /** Listener limits. */
 export interface ServerLimits {
   /** Connections that said a valid hello. */
@@ -85,8 +90,9 @@ export async function startAgentServer(
     socket.setNoDelay(true);
     const splitter = createLineSplitter();
     let node: string | undefined;
+    /** Closed: refused by us, or gone. Refused: no more lines are handled (lines read before the peer closed still are). */
     let closed = false;
-    let chain = Promise.resolve();
+    let refused = false;
 
     const send = (m: MasterMessage) => {
       if (!socket.destroyed) socket.write(encodeMessage(m));
@@ -94,6 +100,7 @@ export async function startAgentServer(
     const refuse = (reason: RefusalReason, message: string, fields: Record<string, unknown> = {}, tellAgent = false) => {
       if (closed) return;
       closed = true;
+      refused = true;
       unintroduced.delete(socket);
       deps.onRefused(reason, message);
       deps.logger.warn(`agent connection closed: ${message}`, { reason, peer, ...(node ? { node } : {}), ...fields });
@@ -108,7 +115,8 @@ export async function startAgentServer(
     socket.setTimeout(limits.idleTimeoutMs, () => refuse("idle", `no data for ${limits.idleTimeoutMs} ms`));
 
     const handleLine = async (line: string): Promise<void> => {
-      if (closed) return;
+      // A hello that arrives from a connection already gone registers nothing.
+      if (refused || (node === undefined && socket.destroyed)) return;
       const decoded = decodeAgentMessage(line);
       if (!decoded.ok) {
         refuse(decoded.reason === "bad JSON" ? "bad_json" : "wrong_shape", decoded.reason);
@@ -150,11 +158,32 @@ export async function startAgentServer(
       deps.onSample(deps.registry.recordSample(node, msg, deps.now()));
     };
 
+    // Lines wait here and are handled one at a time, in order. Past MAX_QUEUED_LINES the socket
+    // is paused, so a flood waits in the kernel's buffers (TCP back-pressure), not in the
+    // master's memory; every LINES_PER_TURN lines the loop yields, so decisions and other
+    // connections go on meanwhile.
+    const queue: string[] = [];
+    let lineTooLong = false;
+    let draining = false;
+    const drain = async () => {
+      draining = true;
+      let handled = 0;
+      while (queue.length > 0 && !refused) {
+        await handleLine(queue.shift()!);
+        if (++handled % LINES_PER_TURN === 0) await new Promise((r) => setImmediate(r));
+      }
+      if (lineTooLong) refuse("line_too_long", "a line over 64 KiB");
+      queue.length = 0;
+      draining = false;
+      if (!closed && socket.isPaused()) socket.resume();
+    };
     socket.on("data", (chunk: Buffer) => {
-      if (closed) return;
+      if (closed || lineTooLong) return;
       const { lines, tooLong } = splitter.push(chunk);
-      for (const line of lines) chain = chain.then(() => handleLine(line));
-      if (tooLong) chain = chain.then(() => refuse("line_too_long", "a line over 64 KiB"));
+      for (const line of lines) queue.push(line);
+      lineTooLong = tooLong;
+      if (queue.length > MAX_QUEUED_LINES) socket.pause();
+      if (!draining) void drain();
     });
     socket.on("error", () => undefined); // a reset by the peer is an ordinary end
     socket.on("close", () => {

@@ -81,6 +81,31 @@ const SCHEMA_KEYS = new Set([
 /** Issue codes whose messages are ours or zod's fixed text; the others (unknown keys, enum values) may quote the line. */
 const FIXED_MESSAGES = new Set(["custom", "invalid_format", "too_small", "too_big", "invalid_type"]);
 
+/** `{type: "sample", time, cpu}` with an optional boolean `healthy` and nothing else, valid as sampleSchema says. */
+function isPlainSample(raw: unknown): raw is SampleMessage {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return false;
+  const m = raw as Record<string, unknown>;
+  let keys = 0;
+  for (const k in m) {
+    if (!Object.hasOwn(m, k)) continue;
+    if (k !== "type" && k !== "time" && k !== "cpu" && k !== "healthy") return false;
+    keys++;
+  }
+  const { type, time, cpu, healthy } = m;
+  return (
+    keys === (healthy === undefined ? 3 : 4) &&
+    type === "sample" &&
+    typeof time === "number" &&
+    Number.isSafeInteger(time) &&
+    time >= 0 &&
+    typeof cpu === "number" &&
+    Number.isFinite(cpu) &&
+    cpu >= 0 &&
+    cpu <= 100 &&
+    (healthy === undefined || typeof healthy === "boolean")
+  );
+}
+
 /** Decode one line from an agent; the reason never echoes the line (it may hold the token). */
 export function decodeAgentMessage(line: string): Decoded<AgentMessage> {
   let raw: unknown;
@@ -89,6 +114,9 @@ export function decodeAgentMessage(line: string): Decoded<AgentMessage> {
   } catch {
     return { ok: false, reason: "bad JSON" };
   }
+  // The message of every interval, checked without the schema library: the same rules as
+  // sampleSchema for its usual shape (anything else goes through the schema and its messages).
+  if (isPlainSample(raw)) return { ok: true, message: raw };
   const result = agentMessageSchema.safeParse(raw);
   if (result.success) return { ok: true, message: result.data };
   // A fixed code and the schema's own path: zod's messages may quote the line (an unknown key, a bad enum value).

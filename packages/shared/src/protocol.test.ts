@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { decodeAgentMessage } from "./agent-messages.js";
+import { decodeAgentMessage, sampleSchema } from "./agent-messages.js";
 import { MAX_LINE_BYTES, PROTOCOL_VERSION, createLineSplitter, decodeMasterMessage, encodeMessage, type HelloMessage } from "./protocol.js";
 
 const hello: HelloMessage = {
@@ -90,5 +90,27 @@ describe("createLineSplitter", () => {
     const s = createLineSplitter(10);
     expect(s.push(Buffer.from("0123456789\n"))).toEqual({ lines: ["0123456789"], tooLong: false });
     expect(s.push(Buffer.from("0123456789A\n")).tooLong).toBe(true);
+  });
+});
+
+describe("the sample fast path agrees with sampleSchema", () => {
+  test.each([
+    ['{"type":"sample","time":1,"cpu":12.5}'],
+    ['{"type":"sample","time":1,"cpu":0,"healthy":false}'],
+    ['{"type":"sample","time":1,"cpu":100}'],
+    ['{"type":"sample","time":1,"cpu":100.5}'],
+    ['{"type":"sample","time":1,"cpu":-1}'],
+    ['{"type":"sample","time":1.5,"cpu":1}'],
+    ['{"type":"sample","time":-1,"cpu":1}'],
+    ['{"type":"sample","time":1e300,"cpu":1}'],
+    ['{"type":"sample","time":1,"cpu":"1"}'],
+    ['{"type":"sample","time":1,"cpu":1,"healthy":"yes"}'],
+    ['{"type":"sample","time":1,"cpu":1,"extra":1}'],
+    ['{"type":"sample","time":1}'],
+    ['{"type":"sample","time":1,"cpu":1,"__proto__":{"x":1}}'],
+    ['{"type":"sample","time":1,"cpu":1,"load":[0.1,0.2,0.3]}'],
+  ])("%s", (line) => {
+    const decoded = decodeAgentMessage(line);
+    expect(decoded.ok).toBe(sampleSchema.safeParse(JSON.parse(line)).success);
   });
 });
