@@ -10,8 +10,10 @@
  * - case 3: with the cluster secret (the weaker mode), forged names stop at max_nodes + 2;
  * - case 5: a hello whose unknown key holds a newline, a fake log line and escapes is refused
  *   with a fixed code: neither the log nor `autoscaler status` carries its bytes;
- * - case 6: 4,096 idle connections: the real agents stay connected and a new one registers.
+ * - case 6: 4,096 idle connections: the real agents stay connected and a new one registers;
+ * - cases 7 and 8: a FIFO and a symlink to a secret in hosts.d, and a hello named `.hidden`.
  */
+import { execFileSync } from "node:child_process";
 import { promises as fs } from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -288,4 +290,41 @@ describe("case 6: lock-out by idle connections", () => {
     expect(refused.hello_budget).toBeGreaterThan(3000);
     expect(refused.too_many_connections).toBeUndefined();
   }, 90_000);
+});
+
+describe("cases 7 and 8: special files in hosts.d, and dot-names", () => {
+  test("a FIFO and a symlink to a secret file in hosts.d are refused by name while the master keeps answering, the secret's bytes appear nowhere, and removing them recovers; a hello named .hidden is refused", async () => {
+    const proxy = await startProxy(scope);
+    const dir = await scope.tempDir("autoscaler-secret-");
+    const secret = path.join(dir, "shadow");
+    await fs.writeFile(secret, "root:TOP-SECRET-HASH:19000:0:99999:7:::\n");
+    const hostsD = path.join(proxy.inst.dir, "hosts.d");
+    execFileSync("mkfifo", [path.join(hostsD, "x.json")]);
+    await fs.symlink(secret, path.join(hostsD, "y.json"));
+    // The master notices both (its watcher resyncs) and still answers at once, with fixed reasons.
+    const refused = await waitFor(
+      "both files named in status",
+      async () => {
+        const s = await status(proxy);
+        const details = s.haproxy.last_error?.details ?? [];
+        return details.some((d) => d.startsWith("x.json:")) && details.some((d) => d.startsWith("y.json:")) ? s : undefined;
+      },
+      10_000,
+      100,
+    );
+    expect(refused.haproxy.last_error!.details).toEqual(
+      expect.arrayContaining(["x.json: is a FIFO (named pipe); expected a regular file", "y.json: is a symbolic link; expected a regular file"]),
+    );
+    const human = await proxy.inst.cli("status");
+    const metrics = await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/status`)).text();
+    for (const text of [human.stdout, human.stderr, metrics, proxy.master.log()]) expect(text).not.toContain("TOP-SECRET");
+    // A dot-name never registers (hosts.d's listing would skip its file).
+    expect(await answer(proxy, hello({ token: proxy.token, name: ".hidden", address: "127.0.0.5" }))).toBe("");
+    await proxy.master.waitForLog(/agent connection closed: wrong shape: name: [^"]*not starting with '\.'/);
+    // Removing them recovers: the next apply succeeds.
+    await fs.rm(path.join(hostsD, "x.json"));
+    await fs.rm(path.join(hostsD, "y.json"));
+    await waitFor("an apply without errors", async () => (await status(proxy)).haproxy.last_error === null, 10_000, 100);
+    expect(Object.keys(await hostsDir(proxy.inst.dir))).toEqual([]);
+  }, 30_000);
 });
