@@ -6,7 +6,9 @@ import { z } from "zod";
 import type { Decoded } from "./protocol.js";
 import { checkHost, checkName } from "./validate.js";
 
-const name = z.string().refine((v) => checkName(v) === undefined, { message: "expected 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'" });
+const name = z
+  .string()
+  .refine((v) => checkName(v) === undefined, { message: "expected 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'" });
 const host = z.string().refine((v) => checkHost(v) === undefined, { message: "expected an IPv4 address, an IPv6 address or a DNS name" });
 const instanceId = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, "expected 1-128 characters of letters, digits, '.', '_', ':' and '-'");
 const percent = z.number().finite().min(0).max(100);
