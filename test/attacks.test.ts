@@ -19,7 +19,7 @@ import path from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 import { startDaemon, startNode, startProxy, type Proxy } from "./helpers/cluster.js";
 import { serverLines } from "./helpers/haproxy.js";
-import { closedByPeer, hostsDir, jsonLogLines, probeMaster, refusedByReason, type ProbeResult } from "./helpers/hostile.js";
+import { closedByPeer, forgedHello as hello, hostsDir, jsonLogLines, probeMaster, refusedByReason, type ProbeResult } from "./helpers/hostile.js";
 import { runLoad } from "./helpers/load.js";
 import { runCli, runProcess, Scope, sleep, startBackend, waitFor } from "./helpers/process.js";
 import { KNOWN_AWS_SECRET_KEY, registerSecret } from "./helpers/secrets.js";
@@ -27,23 +27,6 @@ import { status } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
-
-/** A hello line: a valid one from `name`, with fields overridden (`undefined` drops a field). */
-function hello(fields: Record<string, unknown>): string {
-  const base: Record<string, unknown> = {
-    type: "hello",
-    version: 1,
-    name: "forged-1",
-    address: "127.0.0.1",
-    port: 8080,
-    instance_id: "i-forged",
-    agent_version: "0.0.0-forged",
-    facts: { cores: 1, memory_bytes: 1024 },
-  };
-  const merged = { ...base, ...fields };
-  for (const k of Object.keys(merged)) if (merged[k] === undefined) delete merged[k];
-  return JSON.stringify(merged) + "\n";
-}
 
 /** The reasons the master logged for closing connections, by our local port. */
 function reasonsByPeer(proxy: Proxy): Map<number, string[]> {

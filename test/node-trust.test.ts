@@ -21,31 +21,13 @@ import { afterEach, describe, expect, test } from "vitest";
 import { nodeCredential } from "@autoscaler/shared";
 import { startNode, startProxy, type Proxy } from "./helpers/cluster.js";
 import { serverLines } from "./helpers/haproxy.js";
-import { hostsDir, probeMaster, refusedByReason } from "./helpers/hostile.js";
+import { forgedHello as hello, hostsDir, probeMaster, refusedByReason } from "./helpers/hostile.js";
 import { runCli, Scope, sleep, waitFor } from "./helpers/process.js";
 import { registerSecret } from "./helpers/secrets.js";
 import { status } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
-
-/** A hello line as an agent sends it, with fields overridden. */
-function hello(fields: Record<string, unknown>): string {
-  return (
-    JSON.stringify({
-      type: "hello",
-      version: 1,
-      token: "",
-      name: "forged-1",
-      address: "127.0.0.1",
-      port: 8080,
-      instance_id: "i-forged",
-      agent_version: "0.0.0-forged",
-      facts: { cores: 1, memory_bytes: 1024 },
-      ...fields,
-    }) + "\n"
-  );
-}
 
 /** `autoscaler node-credential <name>` on the proxy, as its operator would run it (the one output allowed to show it). */
 async function credentialFor(proxy: Proxy, name: string): Promise<string> {

@@ -355,3 +355,20 @@ export async function startGatedWebApp(
   });
   return { healthChecks: () => (out.match(/^health /gm) ?? []).length };
 }
+
+/** A forged hello line: valid but for its token (none unless given), with fields overridden (`undefined` drops a field). */
+export function forgedHello(fields: Record<string, unknown>): string {
+  const base: Record<string, unknown> = {
+    type: "hello",
+    version: 1,
+    name: "forged-1",
+    address: "127.0.0.1",
+    port: 8080,
+    instance_id: "i-forged",
+    agent_version: "0.0.0-forged",
+    facts: { cores: 1, memory_bytes: 1024 },
+  };
+  const merged = { ...base, ...fields };
+  for (const k of Object.keys(merged)) if (merged[k] === undefined) delete merged[k];
+  return JSON.stringify(merged) + "\n";
+}
