@@ -150,7 +150,16 @@ describe("a launch's join credential", () => {
       settings: [`agent.credential=${join}`, "agent.instance_id=i-0000000000000bad"],
     });
     await liveNodes(proxy, ["new-1"]);
-    const s = await status(proxy);
+    // Live once its hello is accepted; its claim and hosts.d entry follow the durable write of its name (names.json).
+    const s = await waitFor(
+      "new-1's claim of the launch",
+      async () => {
+        const st = await status(proxy);
+        return st.launches[0]?.nodes.length && st.nodes.some((n) => n.name === "new-1" && n.instance_id_trusted) ? st : undefined;
+      },
+      10_000,
+      100,
+    );
     expect(s.launches[0]).toMatchObject({ status: "done", nodes: ["new-1"] });
     expect(s.nodes.find((n) => n.name === "new-1")).toMatchObject({ credential: "launch", instance_id: "i-0000000000000a11", instance_id_trusted: true });
     const entry = JSON.parse((await hostsDir(proxy.inst.dir))["new-1.json"]!);

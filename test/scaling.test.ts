@@ -63,7 +63,17 @@ test("a node held above the threshold for the window makes the master launch exa
   // starts the 12 s scale-up cooldown too.
   const { proxy, cloud } = await cloudProxy(["scaling.min_nodes=1", "scaling.scale_up_cooldown=12"]);
   await waitFor("cloud-1 live", async () => liveNames(await status(proxy)).includes("cloud-1"), 30_000, 200);
-  const first = await status(proxy);
+  // A node is live once its hello is accepted; its claim of the launch follows the durable write
+  // of its name (state_dir/names.json), a moment later on a busy machine.
+  const first = await waitFor(
+    "cloud-1's claim of the launch",
+    async () => {
+      const s = await status(proxy);
+      return s.launches[0]?.nodes.length ? s : undefined;
+    },
+    10_000,
+    100,
+  );
   expect(first.launches).toHaveLength(1);
   expect(first.launches[0]).toMatchObject({ status: "done", count: 1, nodes: ["cloud-1"] });
   expect(first.launches[0]!.reason).toMatch(/below min_nodes: 0 backends or pending < 1/);

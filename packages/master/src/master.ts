@@ -283,7 +283,11 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
         });
       },
       onRegistered: async (hello, isNew, admission) => {
-        await names.remember(hello.name, { kind: admission.kind, ...(admission.launchId ? { launch: admission.launchId } : {}), at: now() });
+        const remembered = names.remember(hello.name, { kind: admission.kind, ...(admission.launchId ? { launch: admission.launchId } : {}), at: now() });
+        // A launch's count must be on disk before its node is welcomed (a restart must not reset it);
+        // other names are protected by hosts.d meanwhile, so their write does not hold the registration.
+        if (admission.kind === "launch") await remembered;
+        else remembered.catch((err: Error) => logger.warn("cannot record the node's name in names.json", { node: hello.name, error: err.message }));
         await upsert(hello, admission);
         metrics.registrations.inc();
         events.add("registered", `${hello.name} (${hello.address}:${hello.port}) ${isNew ? "registered" : "reconnected"} with a ${admission.kind} credential`);
