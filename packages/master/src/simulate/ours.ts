@@ -69,7 +69,9 @@ export function createEngineController(config: Config, options: ModelOptions, ex
       for (const n of view.nodes) {
         if (known.has(n.name)) continue;
         known.add(n.name);
-        run({ type: "node_registered", hello: { name: n.name, address: n.name } }, view.now, actions);
+        // The model's new nodes are its launches' own (as with a join credential); its launches print
+        // no instances, so each new node is taken as "any new node".
+        run({ type: "node_registered", hello: { name: n.name, address: n.name, anyLaunch: true } }, view.now, actions);
       }
       run({ type: "tick", nodes: view.nodes }, view.now, actions);
       if (known.size > view.nodes.length * 4 + 64) for (const name of [...known]) if (!view.nodes.some((n) => n.name === name)) known.delete(name);
