@@ -71,6 +71,8 @@ test("staged and temp files of dead processes are removed; a live process's, and
   const files = [
     `.haproxy.cfg.staged-${dead}-0a1b2c3d`,
     `.haproxy.cfg.tmp-${dead}-0a1b2c3d`,
+    // The owner note's own temporary file (written, then renamed over the note).
+    `.haproxy.cfg.tmp-${dead}-6e6f7465`,
     `.haproxy.cfg.staged-${process.pid}-00ff00ff`,
     `.haproxy.cfg.staged-${process.ppid}-00ff00ff`,
     "haproxy.cfg",

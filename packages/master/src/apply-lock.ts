@@ -40,7 +40,18 @@ const isAlive = (pid: number): boolean => {
 
 const lockOf = (target: string) => `${target}.lock`;
 const noteOf = (target: string) => path.join(path.dirname(target), `.${path.basename(target)}.lock-owner`);
-const writeNote = (target: string, note: OwnerNote) => fs.writeFile(noteOf(target), JSON.stringify(note) + "\n").catch(() => undefined);
+/**
+ * Written beside and renamed over, so a kill mid-write never leaves an empty or half note (which
+ * would make the next master leave the lock to go stale). The temporary name is one that
+ * `recoverApplyLeftovers` removes when its process is gone.
+ */
+const writeNote = async (target: string, note: OwnerNote) => {
+  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-6e6f7465`);
+  await fs
+    .writeFile(tmp, JSON.stringify(note) + "\n")
+    .then(() => fs.rename(tmp, noteOf(target)))
+    .catch(() => undefined);
+};
 
 /** `applyHaproxyConfig`, with the owner note kept beside the lock for as long as it runs. */
 export async function applyWithOwnerNote(...[settings, render, deps, options]: Parameters<typeof applyHaproxyConfig>): ReturnType<typeof applyHaproxyConfig> {
