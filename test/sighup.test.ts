@@ -14,7 +14,7 @@ import { afterEach, expect, test } from "vitest";
 import { setIniValue } from "@autoscaler/shared";
 import { startProxy, type Proxy } from "./helpers/cluster.js";
 import { canConnect, serverLines } from "./helpers/haproxy.js";
-import { hostsDir, jsonLogLines, probeMaster } from "./helpers/hostile.js";
+import { forgedHello, hostsDir, jsonLogLines, probeMaster } from "./helpers/hostile.js";
 import { getOnce } from "./helpers/load.js";
 import { freePort, Scope, sleep, startBackend, waitFor } from "./helpers/process.js";
 import { KNOWN_AWS_SECRET_KEY, registerSecret } from "./helpers/secrets.js";
@@ -58,18 +58,7 @@ async function hup(proxy: Proxy, ends: RegExp): Promise<Record<string, unknown>>
   );
 }
 
-const hello = (token: string, name: string, port: number) =>
-  JSON.stringify({
-    type: "hello",
-    version: 1,
-    token,
-    name,
-    address: "127.0.0.1",
-    port,
-    instance_id: `i-${name}`,
-    agent_version: "test",
-    facts: { cores: 1, memory_bytes: 1 },
-  }) + "\n";
+const hello = (token: string, name: string, port: number) => forgedHello({ token, name, port, instance_id: `i-${name}` });
 
 test("SIGHUP applies a new server_line and max_nodes live, refuses a bad ini with every problem and keeps running unchanged, and names [master] keys that need a restart", async () => {
   const cloud = await scope.tempDir("autoscaler-hup-launch-");

@@ -12,7 +12,7 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { startProxy, type Proxy } from "./helpers/cluster.js";
 import { canConnect } from "./helpers/haproxy.js";
-import { runSsh, sshBaseArgs, sshDestination, startCountingServer } from "./helpers/hostile.js";
+import { forgedHello, runSsh, sshBaseArgs, sshDestination, startCountingServer } from "./helpers/hostile.js";
 import { freePort, runCli, runProcess, Scope, waitFor } from "./helpers/process.js";
 import { makeKeyPair, startSshd, TEST_SSH_USER, type KeyPair } from "./helpers/sshd.js";
 
@@ -48,21 +48,7 @@ async function setup(): Promise<Setup> {
 }
 
 /** A hello as a real agent sends it. */
-function hello(token: string, name: string, port: number): string {
-  return (
-    JSON.stringify({
-      type: "hello",
-      version: 1,
-      token,
-      name,
-      address: "127.0.0.1",
-      port,
-      instance_id: `i-${name}`,
-      agent_version: "0.0.0-test",
-      facts: { cores: 1, memory_bytes: 1024 },
-    }) + "\n"
-  );
-}
+const hello = (token: string, name: string, port: number) => forgedHello({ token, name, port, instance_id: `i-${name}` });
 
 describe("a node key on the proxy's sshd", () => {
   let s: Setup;
