@@ -28,7 +28,8 @@ import { loadHostsCache } from "./hosts-cache.js";
 import { createMetrics, startMetricsServer } from "./metrics.js";
 import { loadNameBook } from "./name-book.js";
 import { createRegistry, type Registry } from "./registry.js";
-import { resolveRoleResolving } from "./role.js";
+import { resolveRoleResolving, type Role } from "./role.js";
+import { joinCluster, type ClusterMembership } from "./cluster/join.js";
 import { planReconfigure } from "./reconfigure.js";
 import { startScaler, type Scaler } from "./scaler.js";
 import { startAgentServer } from "./server.js";
@@ -82,7 +83,10 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   let template: string | undefined;
 
   const events = createEventLog(now);
-  const role = await resolveRoleResolving(config);
+  // Without etcd the role is fixed at start; with it, it follows the election (joinCluster below).
+  const configured = await resolveRoleResolving(config);
+  let cluster: ClusterMembership | undefined;
+  const role = (): { role: Role; why: string } => cluster?.role() ?? configured;
   // The registry reads its options at each call, so a reload updates them in place.
   const registryOptions = {
     nodeTimeoutMs: config.scaling.node_timeout * 1000,
@@ -130,7 +134,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   const status = (): MasterStatus =>
     buildStatus({
       version: deps.version,
-      role,
+      role: role(),
       listen,
       haproxyConfig: config.haproxy.config,
       registry,
@@ -141,6 +145,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       now: now(),
       scaling: scaler?.status(),
       sharedToken: config.master.shared_token,
+      cluster: cluster?.status(),
     });
   const metrics = createMetrics(status);
 
@@ -214,10 +219,14 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     await new Promise<void>((r) => control.close(() => r()));
     await fs.rm(controlSocketPath(config.master.state_dir), { force: true });
   };
+  const shared = config.cluster.etcd.length > 0;
   scaler = await startScaler({
     config,
-    role: role.role,
+    role: configured.role,
     store: createStateStore(config.master.state_dir),
+    shared,
+    mayAct: () => cluster?.leading() ?? true,
+    leaderName: () => cluster?.status().leader?.member,
     registry,
     events,
     logger,
@@ -245,6 +254,24 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     throw err;
   });
   const running = scaler;
+  if (shared) {
+    try {
+      cluster = await joinCluster({
+        config,
+        candidate: config.master.role !== "follower",
+        scaler: running,
+        logger,
+        now,
+        onExcludedChange: () => applier.schedule("the leader's drains changed"),
+      });
+    } catch (err) {
+      running.stop();
+      applier.stop();
+      await closeControl();
+      throw err;
+    }
+    events.add("cluster", `joined the cluster in etcd at ${config.etcdPrefix} as ${cluster.status().member}`);
+  }
 
   // Read per connection, so a reload's node_timeout holds for the next connections.
   const agentLimits = {
@@ -258,7 +285,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     config.master.listen!.port,
     {
       registry,
-      role: role.role,
+      role: () => role().role,
       version: deps.version,
       logger,
       now,
@@ -334,13 +361,14 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   applier.schedule("start");
   logger.info("master started", {
     listen,
-    role: role.role,
-    role_reason: role.why,
+    role: role().role,
+    role_reason: role().why,
+    ...(cluster ? { etcd: config.cluster.etcd.join(","), prefix: config.etcdPrefix } : {}),
     metrics: config.master.metrics_listen ? `${config.master.metrics_listen.host}:${config.master.metrics_listen.port}` : "off",
     control: controlSocketPath(config.master.state_dir),
     backends: hosts.length,
   });
-  events.add("started", `master started as ${role.role}: ${role.why}`);
+  events.add("started", `master started as ${role().role}: ${role().why}`);
 
   return {
     status,
@@ -391,6 +419,8 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       // (within command_timeout), so a restart finds it recorded rather than "unknown".
       running.stop();
       await running.idle();
+      // Resign after the last outcome is recorded, so a follower takes over at once.
+      await cluster?.stop();
       clearInterval(sweep);
       applier.stop();
       await watcher.close();

@@ -67,6 +67,32 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
     },
   });
   new Gauge({
+    name: "autoscaler_leader",
+    help: "1 while this master decides (the leader with etcd, the decider without)",
+    registers: [registry],
+    collect() {
+      this.set(status().role === "decider" ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "autoscaler_leader_changes_total",
+    help: "Changes of the etcd leader this master has seen since it started (0 without etcd)",
+    registers: [registry],
+    collect() {
+      this.set(status().cluster?.leader_changes ?? 0);
+    },
+  });
+  new Gauge({
+    name: "autoscaler_etcd_up",
+    help: "1 while etcd answers this master (absent without [cluster] etcd)",
+    registers: [registry],
+    collect() {
+      this.reset();
+      const cluster = status().cluster;
+      if (cluster) this.set(cluster.etcd.up ? 1 : 0);
+    },
+  });
+  new Gauge({
     name: "autoscaler_paused",
     help: "1 while automatic scaling is paused",
     registers: [registry],

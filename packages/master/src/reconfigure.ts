@@ -14,6 +14,7 @@ export const RESTART_KEYS: Readonly<Record<string, string>> = {
   "master.token": "the agent listener checks hellos against the token it started with",
   "master.role": "the role is decided at start",
   "haproxy.servers": "the role (with role = auto) is decided from it at start",
+  ...Object.fromEntries(Object.keys(SCHEMA.cluster).map((k) => [`cluster.${k}`, "the master joins etcd (or not) once, at start"])),
   "haproxy.config": "HAProxy reads the file it was started with; move it, then restart HAProxy and the master",
 };
 
@@ -70,6 +71,7 @@ export function planReconfigure(running: Config, next: Config): ReconfigurePlan 
     file: running.file,
     dir: running.dir,
     hostsDir: running.hostsDir,
+    etcdPrefix: running.etcdPrefix,
     // A value that was secret stays redacted, also after the ini dropped it.
     secrets: [...new Set([...running.secrets, ...next.secrets])],
   };

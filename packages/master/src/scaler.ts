@@ -39,7 +39,7 @@ import {
 import { policyFromConfig } from "./policy.js";
 import type { Registry } from "./registry.js";
 import type { Role } from "./role.js";
-import type { StateStore } from "./state-store.js";
+import { emptyState, type DurableState, type StateStore } from "./state-store.js";
 
 export { failureBackoffMs } from "./machine.js";
 export { policyFromConfig } from "./policy.js";
@@ -54,8 +54,19 @@ const realEvery: Every = (ms, fn) => {
 /** What the scaler needs from the master. */
 export interface ScalerDeps {
   config: Config;
+  /**
+   * Without etcd, the role from the config: a decider leads from the start with `store`
+   * (state.json). With etcd (`shared`), the master calls `lead` on each term it wins and
+   * `follow` when it ends; until then the scaler only follows.
+   */
   role: Role;
   store: StateStore;
+  /** With etcd: the shared state lives there; a follower keeps a copy (`observe`). */
+  shared?: boolean;
+  /** With etcd: whether this master's lease is surely alive now (checked before every decision). */
+  mayAct?: () => boolean;
+  /** With etcd: the master that leads, for a follower's refusals. */
+  leaderName?: () => string | undefined;
   registry: Registry;
   events: EventLog;
   logger: Logger;
@@ -128,6 +139,17 @@ export interface Scaler {
   /** Run one decision tick now (the timer calls it every `[master] interval`). */
   tick(): Promise<void>;
   /**
+   * Take over (etcd term won): load the state from `store`, reconcile what a previous leader
+   * left in flight exactly as a restart does, and start deciding. Throws when the state cannot be read.
+   */
+  lead(store: StateStore): Promise<void>;
+  /** Stop deciding now (etcd term lost): commands this term started are killed, their outcomes dropped. */
+  follow(reason: string): void;
+  /** A follower's copy of the shared state (the leader's view): true when the nodes it leaves out of HAProxy changed. */
+  observe(durable: DurableState): boolean;
+  /** Whether this master decides now. */
+  leading(): boolean;
+  /**
    * Called when a node registers that hosts.d did not have: claims a pending launch (the one its
    * join credential names, else by its printed instances; "any new node" only with the cluster
    * secret, or with a node credential for a name this master never saw, which a compromised node
@@ -165,16 +187,23 @@ const ACTIONS = new Set<Effect["kind"]>(["launch", "drain", "terminate"]);
  * Throws (and the master refuses to start) when state.json cannot be read.
  */
 export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
-  const { store, registry, events, logger, runner, now } = deps;
+  const { registry, events, logger, runner, now } = deps;
   const every = deps.every ?? realEvery;
   // `let`: a SIGHUP swaps in a reloaded config (see `reconfigure`); everything reads these at use.
   let config = deps.config;
   let policy = policyFromConfig(config);
   /** Every server_line in use since start: a node's line in the live file may still have an older one. */
   const serverLineFormats = new Set([config.haproxy.server_line]);
-  const decider = deps.role === "decider";
   const demandStore = createDemandStore(config.master.state_dir);
-  let state: ScalerState = initialState(await store.load(), policy.predictive ? await demandStore.load(logger) : undefined);
+  /** Where decisions are recorded: state.json, or (with etcd) the shared state fenced on this term. */
+  let store = deps.store;
+  // With etcd the state is read when a term is won; without, now (a follower only warns about it).
+  let state: ScalerState = initialState(deps.shared ? emptyState() : await store.load());
+  /** Whether this master decides: from the start for a decider without etcd, per term with it. */
+  let leading = false;
+  /** One object per term: an outcome that arrives after the term ended is dropped. */
+  let term: { readonly abort: AbortController } = { abort: new AbortController() };
+  const mayAct = () => leading && (deps.mayAct?.() ?? true);
   const inFlight = new Set<Promise<unknown>>();
   let stopped = false;
 
@@ -192,6 +221,8 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   };
 
   const apply = async (event: ScalerEvent) => {
+    if (leading && !mayAct())
+      return { ok: false as const, error: "this master's leadership is not confirmed (its etcd lease may be ending), so it does not act" };
     const before = state;
     const result = step(state, event, policy, now());
     state = result.state;
@@ -275,10 +306,13 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
 
   // ---- effects -----------------------------------------------------------------------------
 
-  /** Run an operator command in the ini's folder with `env`; a spawn failure is a failed result, never a throw. */
+  /**
+   * Run an operator command in the ini's folder with `env`; a spawn failure is a failed result,
+   * never a throw. It is killed when this term ends (a deposed leader runs no command on).
+   */
   const runCommand = (command: string, env: Record<string, string>) =>
     runner
-      .run(command, { env, cwd: config.dir, timeoutMs: config.machine.command_timeout * 1000 })
+      .run(command, { env, cwd: config.dir, timeoutMs: config.machine.command_timeout * 1000, signal: term.abort.signal })
       .catch((err: Error) => ({ code: null, signal: null, stdout: "", stderr: err.message, timedOut: false, durationMs: 0 }));
 
   const runtimeCommand = async (command: string): Promise<string | undefined> => {
@@ -299,6 +333,21 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     if (!entry) return true;
     const text = await fs.readFile(config.haproxy.config, "utf8").catch(() => "");
     return ![...serverLineFormats].some((format) => text.includes(renderServerLine(format, entry).trim()));
+  };
+
+  /** Dispatch for an effect's outcome: dropped (and said) when the term that started it has ended. */
+  const inTerm = () => {
+    const mine = term;
+    return async (event: ScalerEvent) => {
+      if (mine !== term) {
+        logger.warn("an outcome arrived after this master stopped leading; the leader counts it as interrupted", {
+          event: "outcome_dropped",
+          outcome: event.type,
+        });
+        return undefined;
+      }
+      return dispatch(event);
+    };
   };
 
   const perform = async (effect: Effect): Promise<void> => {
@@ -323,6 +372,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       case "launch":
         track(
           (async () => {
+            const dispatch = inTerm();
             // The nodes of this launch register with its join credential (AUTOSCALER_JOIN_CREDENTIAL), good for its count until launch_timeout.
             const joinCredential = config.master.token
               ? launchCredential(config.master.token, { launchId: effect.id, count: effect.count, expiresAt: now() + config.machine.launch_timeout * 1000 })
@@ -354,6 +404,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       case "remove_from_config":
         track(
           (async () => {
+            const dispatch = inTerm();
             // Out of the config first, confirmed on the live file, so no request goes to a node being terminated.
             await deps
               .applyNow(`terminate ${effect.node}`)
@@ -365,6 +416,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       case "terminate":
         track(
           (async () => {
+            const dispatch = inTerm();
             const env = commandEnvironment(config, { kind: "scale_down", instanceId: effect.instanceId, nodeName: effect.node, nodeAddress: effect.address });
             const result = await runCommand(config.machine.scale_down_command, env);
             const output = summariseOutput(result.stdout, result.stderr, config.secrets);
@@ -437,14 +489,36 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
 
   // ---- start -------------------------------------------------------------------------------
 
-  if (decider) await dispatch({ type: "start", hosts: deps.hosts() });
-  else if (state.durable.launches.some(isOpenLaunch) || state.durable.drains.some(isOpenDrain)) {
+  /** Start deciding with `next` as the record: load it, then reconcile as a restart does. */
+  const lead = (next: StateStore): Promise<void> => {
+    const run = queue.then(async () => {
+      follow(undefined);
+      const durable = await next.load();
+      store = next;
+      state = { ...initialState(durable, policy.predictive ? await demandStore.load(logger) : undefined), counters: state.counters };
+      leading = true;
+      await apply({ type: "start", hosts: deps.hosts() });
+    });
+    queue = run.catch(() => undefined);
+    return run;
+  };
+  /** Stop deciding: the term's commands are killed; their outcomes are dropped (the next leader reconciles). */
+  const follow = (reason: string | undefined) => {
+    const was = leading;
+    leading = false;
+    term.abort.abort();
+    term = { abort: new AbortController() };
+    if (was && reason) event("following", `stopped deciding: ${reason}`, {}, "warn");
+  };
+
+  if (deps.role === "decider" && !deps.shared) await lead(store);
+  else if (!deps.shared && (state.durable.launches.some(isOpenLaunch) || state.durable.drains.some(isOpenDrain))) {
     logger.warn("state.json holds launches or drains in progress, but this master is a follower and will not act on them", { file: store.file });
   }
 
   let ticking = false;
   const tick = async () => {
-    if (!decider || stopped || ticking) return;
+    if (!leading || stopped || ticking) return;
     ticking = true;
     try {
       await dispatch({ type: "tick", nodes: observations(now()) });
@@ -458,10 +532,16 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   let stopTimer = every(tickEvery(), () => void tick());
 
   const requireDecider = (what: string) => {
-    if (!decider)
+    if (leading) return;
+    if (deps.shared) {
+      const leader = deps.leaderName?.();
       throw new Error(
-        `this master is a follower (only the decider runs ${what}); run it on the first proxy of [haproxy] servers, or set [master] role = decider there`,
+        `this master is a follower (only the leader runs ${what}); ${leader ? `${leader} leads now: run it there` : "no master leads now (is etcd reachable?)"}`,
       );
+    }
+    throw new Error(
+      `this master is a follower (only the decider runs ${what}); run it on the first proxy of [haproxy] servers, or set [master] role = decider there`,
+    );
   };
   /** An operator's command: its reply, or its refusal as an error. */
   const command = async <T>(event: ScalerEvent): Promise<T> => {
@@ -473,15 +553,25 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
 
   return {
     tick,
+    lead,
+    follow,
+    leading: () => leading,
+    observe(durable) {
+      if (leading) return false;
+      const before = [...excludedNames(state.durable)].sort().join(",");
+      state = { ...state, durable };
+      return [...excludedNames(durable)].sort().join(",") !== before;
+    },
     async claimLaunch(hello, proof) {
-      if (!decider) return { claimed: false };
+      if (!leading) return { claimed: false };
       return command<LaunchClaim>({
         type: "node_registered",
         hello: { name: hello.name, address: hello.address, instanceId: hello.instance_id, launchId: proof.launchId, anyLaunch: proof.anyLaunch },
       });
     },
-    pending: () => (decider ? pendingCount(state.durable) : 0),
-    admit: (hello) => (decider ? admitHello(state, { name: hello.name, address: hello.address, instanceId: hello.instance_id }, policy, now()) : undefined),
+    pending: () => (leading || deps.shared ? pendingCount(state.durable) : 0),
+    admit: (hello) =>
+      leading || deps.shared ? admitHello(state, { name: hello.name, address: hello.address, instanceId: hello.instance_id }, policy, now()) : undefined,
     excluded: () => excludedNames(state.durable),
     async scaleUp(count) {
       requireDecider("scale commands");
@@ -491,7 +581,10 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       requireDecider("scale commands");
       return command({ type: "scale_down", count, nodes: observations(now()) });
     },
-    setPaused: (paused) => command({ type: paused ? "pause" : "resume" }),
+    async setPaused(paused) {
+      if (deps.shared) requireDecider(paused ? "pause" : "resume");
+      return command({ type: paused ? "pause" : "resume" });
+    },
     status() {
       const at = now();
       const d = state.durable;

@@ -33,7 +33,8 @@ export type RefusalReason =
 /** What the listener needs from the rest of the master. */
 export interface ServerDeps {
   registry: Registry;
-  role: "decider" | "follower";
+  /** This master's role now (with etcd it changes with the leadership). */
+  role: () => "decider" | "follower";
   version: string;
   logger: Logger;
   now: () => number;
@@ -148,7 +149,7 @@ export async function startAgentServer(
         send({
           type: "welcome",
           version: PROTOCOL_VERSION,
-          role: deps.role,
+          role: deps.role(),
           master_version: deps.version,
           ...(admission.issueCredential ? { credential: deps.credentialFor(msg.name) } : {}),
         });

@@ -89,6 +89,33 @@ export function emptyState(): DurableState {
   return { version: 2, paused: false, launches: [], drains: [], backoff: {} };
 }
 
+/**
+ * Read a state document (state.json, or the shared state in etcd). One that does not parse is
+ * refused, never reset: forgetting a launch could repeat it. `where` names it, `fix` says what to do.
+ */
+export function parseState(text: string, where: string, fix: string, refusing: "start" | "act" = "start"): DurableState {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new AutoscalerError("AUTOSCALER_IO", `the master's state ${where} is not valid JSON; refusing to ${refusing} rather than forget launches. ${fix}`);
+  }
+  const parsed = stateSchema.safeParse(raw);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    throw new AutoscalerError(
+      "AUTOSCALER_IO",
+      `the master's state ${where} has an unexpected shape (${first?.path.join(".") || "top"}: ${first?.message}); refusing to ${refusing} rather than forget launches. ${fix}`,
+    );
+  }
+  return parsed.data;
+}
+
+/** The document a state is stored as (checked against the schema first). */
+export function serialiseState(state: DurableState): string {
+  return JSON.stringify(stateSchema.parse(state), null, 2) + "\n";
+}
+
 /** Reads and writes state.json in one folder. */
 export interface StateStore {
   readonly file: string;
@@ -109,29 +136,12 @@ export function createStateStore(dir: string): StateStore {
         if (errnoCode(err) === "ENOENT") return emptyState();
         throw new AutoscalerError("AUTOSCALER_IO", `cannot read the master's state ${file}: ${(err as Error).message}`);
       }
-      let raw: unknown;
-      try {
-        raw = JSON.parse(text);
-      } catch {
-        throw new AutoscalerError(
-          "AUTOSCALER_IO",
-          `the master's state ${file} is not valid JSON; refusing to start rather than forget launches. Inspect it, then move it aside to start from scratch`,
-        );
-      }
-      const parsed = stateSchema.safeParse(raw);
-      if (!parsed.success) {
-        const first = parsed.error.issues[0];
-        throw new AutoscalerError(
-          "AUTOSCALER_IO",
-          `the master's state ${file} has an unexpected shape (${first?.path.join(".") || "top"}: ${first?.message}); refusing to start rather than forget launches. Inspect it, then move it aside to start from scratch`,
-        );
-      }
-      return parsed.data;
+      return parseState(text, file, "Inspect it, then move it aside to start from scratch");
     },
     async save(state) {
-      const checked = stateSchema.parse(state);
+      const text = serialiseState(state);
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-      await writeFileAtomic(file, JSON.stringify(checked, null, 2) + "\n", { mode: 0o600, forceMode: true });
+      await writeFileAtomic(file, text, { mode: 0o600, forceMode: true });
     },
   };
 }

@@ -5,6 +5,7 @@ import type { MasterEvent } from "./events.js";
 import type { NodeRecord, NodeState, Registry } from "./registry.js";
 import type { Role } from "./role.js";
 import type { Capacity, ScalerStatus } from "./scaler.js";
+import type { ClusterStatus } from "./cluster/campaign.js";
 
 /** One node line of the status. CPU figures are percent of all the node's cores. */
 export interface NodeStatus {
@@ -55,6 +56,8 @@ export interface MasterStatus {
   events: { at: string; kind: string; message: string }[];
   /** Whether agents may present the cluster secret itself, and the note that says so. */
   credentials: { shared_token: "allow" | "refuse"; note: string | null };
+  /** With [cluster] etcd: etcd, the leader, every master campaigning; null without etcd. */
+  cluster: ClusterStatus | null;
 }
 
 /** Mean CPU of the readings inside the window ending at `now`, or null when there are none. */
@@ -79,6 +82,7 @@ export interface StatusInputs {
   /** The scaler's part; absent only while the master starts. */
   scaling: ScalerStatus | undefined;
   sharedToken: "allow" | "refuse";
+  cluster?: ClusterStatus | undefined;
 }
 
 /** Assemble the status from the registry (live data) and hosts.d (configured backends). */
@@ -149,6 +153,7 @@ export function buildStatus(i: StatusInputs): MasterStatus {
     },
     events: i.events.map((e) => ({ at: iso(e.at), kind: e.kind, message: e.message })),
     credentials: { shared_token: i.sharedToken, note: i.sharedToken === "allow" ? SHARED_TOKEN_NOTE : null },
+    cluster: i.cluster ?? null,
   };
 }
 

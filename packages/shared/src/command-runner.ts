@@ -17,6 +17,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Keep at most this many bytes of each stream (the tail is kept). */
   maxOutputBytes?: number;
+  /** Kill the command's whole process group when this aborts (a master that stops leading). */
+  signal?: AbortSignal;
 }
 
 /** Runs operator commands through `/bin/sh -c`. Values reach the command only through `env`, never spliced into it. */
@@ -48,16 +50,21 @@ export function createShellRunner(baseEnv: NodeJS.ProcessEnv = process.env): Com
         const err: Buffer[] = [];
         let timedOut = false;
         let timer: NodeJS.Timeout | undefined;
+        const killGroup = () => {
+          try {
+            process.kill(-child.pid!, "SIGKILL");
+          } catch {
+            // already gone
+          }
+        };
         if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
           timer = setTimeout(() => {
             timedOut = true;
-            try {
-              process.kill(-child.pid!, "SIGKILL");
-            } catch {
-              // already gone
-            }
+            killGroup();
           }, options.timeoutMs);
         }
+        if (options.signal?.aborted) killGroup();
+        options.signal?.addEventListener("abort", killGroup, { once: true });
         child.stdout.on("data", (b: Buffer) => out.push(b));
         child.stderr.on("data", (b: Buffer) => err.push(b));
         child.on("error", (e) => {
@@ -66,6 +73,7 @@ export function createShellRunner(baseEnv: NodeJS.ProcessEnv = process.env): Com
         });
         child.on("close", (code, signal) => {
           if (timer) clearTimeout(timer);
+          options.signal?.removeEventListener("abort", killGroup);
           resolve({
             code,
             signal,

@@ -60,6 +60,14 @@ export function launchCredential(secret: string, launch: { launchId: string; cou
  * Check what a hello for `name` presented, at `now` (ms). An empty secret accepts nothing. With
  * `allowShared` false, the cluster secret itself is refused (SHARED_REFUSED).
  */
+/**
+ * The cluster's id in etcd: derived from the cluster secret (not the secret itself), so the
+ * masters of one cluster agree on it and another cluster on the same prefix is told apart.
+ */
+export function clusterId(secret: string): string {
+  return mac(secret, `${PREFIX}.cluster-id`).slice(0, 22);
+}
+
 export function checkCredential(given: string, secret: string, name: string, now: number, allowShared: boolean): CheckedCredential {
   if (secret === "") return { ok: false, code: "TOKEN" };
   if (secretsEqual(given, secret)) return allowShared ? { ok: true, kind: "shared" } : { ok: false, code: "SHARED_REFUSED" };

@@ -48,6 +48,8 @@ export interface Config extends Settings {
   ssh: SshSettings;
   /** Values no log line, status output or event may show. */
   secrets: string[];
+  /** `[cluster] prefix`, or `/autoscaler/<cluster name>/` when it is empty. */
+  etcdPrefix: string;
 }
 
 /** What parsing found: a config when there are no errors. */
@@ -134,7 +136,10 @@ export function parseConfig(text: string, file: string, options: { home?: string
       down: s.scaling.scale_down_cooldown ?? s.scaling.cooldown ?? DEFAULT_COOLDOWNS[s.scaling.mode].down,
     },
     ssh,
-    secrets: [s.aws.aws_access_key, s.aws.aws_secret_key, s.master.token, s.agent.credential].filter((v) => typeof v === "string" && v !== ""),
+    etcdPrefix: s.cluster.prefix || `/autoscaler/${s.cluster.name}/`,
+    secrets: [s.aws.aws_access_key, s.aws.aws_secret_key, s.master.token, s.agent.credential, s.cluster.password].filter(
+      (v) => typeof v === "string" && v !== "",
+    ),
   };
   if (s.aws.region && s.aws.aws_default_region && s.aws.region !== s.aws.aws_default_region) {
     warnings.push({ subject: "aws.aws_default_region", message: `ignored: aws.region (${JSON.stringify(s.aws.region)}) is set and wins` });

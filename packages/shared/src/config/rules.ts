@@ -54,6 +54,32 @@ const listenPortsDistinct: Check = (c, errors) => {
   }
 };
 
+const clusterPairs: Check = (c, errors) => {
+  const { cert, key, user, password, ca, etcd } = c.cluster;
+  if ((cert === "") !== (key === "")) {
+    errors.push({
+      subject: cert === "" ? "cluster.cert" : "cluster.key",
+      message: "is set without its pair; expected both cluster.cert and cluster.key, or neither",
+    });
+  }
+  if ((user === "") !== (password === "")) {
+    errors.push({
+      subject: user === "" ? "cluster.user" : "cluster.password",
+      message: "is set without its pair; expected both cluster.user and cluster.password, or neither",
+    });
+  }
+  const tls = ca !== "" || cert !== "";
+  const schemes = new Set(etcd.map((e) => e.slice(0, e.indexOf(":"))));
+  if (tls && schemes.has("http")) {
+    errors.push({
+      subject: "cluster.etcd",
+      message: "mixes TLS settings (cluster.ca, cluster.cert) with http:// endpoints; expected https:// endpoints with TLS",
+    });
+  } else if (schemes.size > 1) {
+    errors.push({ subject: "cluster.etcd", message: "mixes http:// and https:// endpoints; expected one scheme for every endpoint" });
+  }
+};
+
 /** Every cross-field rule, in the order their messages print. */
 export const CROSS_FIELD_RULES: readonly Rule[] = [
   { keys: ["scaling.min_nodes", "scaling.max_nodes"], check: minNotAboveMax },
@@ -61,4 +87,5 @@ export const CROSS_FIELD_RULES: readonly Rule[] = [
   { keys: ["haproxy.server_line"], check: serverLineHasPlaceholders },
   { keys: ["master.token", "agent.credential"], check: tokenSet },
   { keys: ["master.listen", "master.metrics_listen"], check: listenPortsDistinct },
+  { keys: ["cluster.etcd", "cluster.ca", "cluster.cert", "cluster.key", "cluster.user", "cluster.password"], check: clusterPairs },
 ];

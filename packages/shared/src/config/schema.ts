@@ -270,6 +270,48 @@ function url(): KeySpec<string> {
   };
 }
 
+/** etcd's client endpoints: a comma list of http:// or https:// URLs with a port; empty: no etcd. */
+function etcdEndpoints(): KeySpec<string[]> {
+  const expected = "a comma-separated list of etcd client URLs such as http://10.0.0.10:2379, https://10.0.0.11:2379 (empty: no etcd)";
+  return {
+    default: "",
+    parse: (raw) => {
+      const out: string[] = [];
+      for (const item of raw
+        .split(",")
+        .map((x) => x.trim())
+        .filter((x) => x !== "")) {
+        let u: URL;
+        try {
+          u = new URL(item);
+        } catch {
+          return bad(`${expected}; ${JSON.stringify(item)} is not a URL`);
+        }
+        const plain = u.pathname === "/" && u.search === "" && u.hash === "" && u.username === "" && u.password === "";
+        if ((u.protocol !== "http:" && u.protocol !== "https:") || u.port === "" || !plain || checkHost(u.hostname.replace(/^\[|\]$/g, "")) !== undefined) {
+          return bad(`${expected}; ${JSON.stringify(item)} is not one (scheme, host and port only)`);
+        }
+        out.push(`${u.protocol}//${u.host}`);
+      }
+      return ok(out);
+    },
+  };
+}
+
+/** A key prefix in etcd: starts and ends with '/', printable, no spaces; empty: /autoscaler/<cluster name>/. */
+function etcdPrefix(): KeySpec<string> {
+  return {
+    default: "",
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === "") return ok("");
+      return /^\/[A-Za-z0-9._/-]*\/$/.test(v) && !v.includes("//") && v.length <= 200
+        ? ok(v)
+        : bad("a key prefix that starts and ends with '/', such as /autoscaler/web/ (letters, digits, '.', '_', '-' and '/')");
+    },
+  };
+}
+
 /** Where the agent reads CPU time from. */
 export type CpuSource = { kind: "system" } | { kind: "cgroup"; path: string } | { kind: "pid"; pidFile: string };
 function cpuSource(): KeySpec<CpuSource> {
@@ -363,6 +405,24 @@ export const SCHEMA = {
     drain_seconds: seconds(30, { positive: false }),
     node_timeout: seconds(30),
     forget_after: seconds(600),
+  },
+  cluster: {
+    /** The cluster's name: the default etcd prefix is /autoscaler/<name>/. */
+    name: name("default"),
+    /** etcd's endpoints; empty: no etcd (the first of [haproxy] servers decides). */
+    etcd: etcdEndpoints(),
+    prefix: etcdPrefix(),
+    /** The name this master campaigns under; empty: the entry of [haproxy] servers that is this machine, else its host name. */
+    member: name("", true),
+    /** The leader's lease: a follower takes over within this long after the leader is gone. */
+    lease_ttl: integer(10, 2, 600),
+    /** TLS to etcd: the CA that signed its certificates, and this master's client certificate and key (all optional). */
+    ca: filePath("", true),
+    cert: filePath("", true),
+    key: filePath("", true),
+    /** etcd's password auth (both or neither). */
+    user: text(""),
+    password: text("", { secret: true }),
   },
   agent: {
     name: name("", true),
