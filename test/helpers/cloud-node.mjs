@@ -353,6 +353,7 @@ async function waitForSetup(cloudDir) {
         typeof setup.sshUser === "string" &&
         NODE_NAME.test(setup.sshUser);
       if (!ok) throw new CloudError(2, `${file} must hold servers, token, masterListen (127.0.0.1:PORT) and sshUser`);
+      if (setup.nodeAddress !== undefined && setup.nodeAddress !== "own") throw new CloudError(2, `${file}: nodeAddress may only be "own"`);
       return setup;
     }
     if (Date.now() > deadline) throw new CloudError(6, `the cloud was never attached to a proxy (${file} did not appear within ${SETUP_TIMEOUT_MS} ms)`);
@@ -372,8 +373,18 @@ function freePort(address) {
   });
 }
 
+/**
+ * The address nodes get when the setup says `nodeAddress: "own"`: the first non-loopback IPv4
+ * address of the network namespace this program runs in (a proxy's, in the netns tests), so
+ * every proxy on the test network reaches them.
+ */
+function ownAddress() {
+  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
+  throw new CloudError(1, "nodeAddress is own, but this namespace has no non-loopback IPv4 address");
+}
+
 /** Hand out `count` node numbers under the lock, and make each node's folder with its node.json. */
-async function allocateNodes(cloudDir, count) {
+async function allocateNodes(cloudDir, count, nodeAddress) {
   const numbers = withLock(cloudDir, () => {
     const counterFile = path.join(cloudDir, "counter");
     const text = readText(counterFile)?.trim() ?? "0";
@@ -386,7 +397,8 @@ async function allocateNodes(cloudDir, count) {
   });
   const nodes = [];
   for (const n of numbers) {
-    const node = { name: `cloud-${n}`, address: `127.0.0.${10 + n}`, port: 0, instanceId: `i-${randomBytes(8).toString("hex")}` };
+    const address = nodeAddress === "own" ? ownAddress() : `127.0.0.${10 + n}`;
+    const node = { name: `cloud-${n}`, address, port: 0, instanceId: `i-${randomBytes(8).toString("hex")}` };
     node.port = await freePort(node.address);
     // Not recursive: if the test already removed the cloud folder, nothing is recreated.
     const dir = path.join(cloudDir, "nodes", node.name);
@@ -527,7 +539,7 @@ function launch(cloudDir) {
       throw new CloudError(3, `launch of ${count} node(s) failed: the cloud is set to fail (cloud.json "fail": true); nothing was started`);
     }
     const setup = await waitForSetup(cloudDir);
-    const nodes = await allocateNodes(cloudDir, count);
+    const nodes = await allocateNodes(cloudDir, count, setup.nodeAddress);
     // Logged before the delay and the start: a run that is killed half-way still counts as a run.
     appendJsonLine(log, { ...entry, nodes });
     if (knobs.delayMs > 0) await sleep(knobs.delayMs);

@@ -100,8 +100,12 @@ export interface Cloud {
   scaleDownCommand: string;
   /** Both commands as `--set` settings for `startProxy` or `autoscaler init`. */
   settings: string[];
-  /** Authorise the node key on these proxies' sshd, trust their host keys, point nodes at the first one's master, and set master.pid to its master. */
-  attach(proxies: Proxy | Proxy[]): Promise<void>;
+  /**
+   * Authorise the node key on these proxies' sshd, trust their host keys, point nodes at the first
+   * one's master, and set master.pid to its master. `nodeAddress: "own"`: nodes listen on the
+   * first non-loopback address of the namespace the launch runs in (proxies in network namespaces).
+   */
+  attach(proxies: Proxy | Proxy[], options?: { nodeAddress?: "own" }): Promise<void>;
   launches(): Promise<LaunchRun[]>;
   terminations(): Promise<TerminationRun[]>;
   kills(): Promise<KillRecord[]>;
@@ -283,7 +287,7 @@ export async function createCloud(scope: Scope, proxies?: Proxy | Proxy[], optio
     scaleUpCommand,
     scaleDownCommand,
     settings: [`machine.scale_up_command=${scaleUpCommand}`, `machine.scale_down_command=${scaleDownCommand}`],
-    attach: async (given) => {
+    attach: async (given, options = {}) => {
       const list = Array.isArray(given) ? given : [given];
       const first = list[0];
       if (!first) throw new Error("attach needs at least one proxy");
@@ -300,6 +304,7 @@ export async function createCloud(scope: Scope, proxies?: Proxy | Proxy[], optio
         token: first.token,
         masterListen: `127.0.0.1:${first.masterPort}`,
         sshUser: TEST_SSH_USER,
+        ...(options.nodeAddress ? { nodeAddress: options.nodeAddress } : {}),
       };
       await writeAtomic(path.join(dir, "setup.json"), JSON.stringify(setup, null, 2) + "\n");
     },

@@ -84,6 +84,8 @@ export interface HostRef {
   source: string;
   addedAt: string;
   instanceId?: string | undefined;
+  /** The launch whose join credential this node registered with (so a new leader can match it when the launch printed nothing). */
+  launch?: string | undefined;
 }
 
 /** One instance a launch command printed (run-instances JSON). */
@@ -630,8 +632,14 @@ function reconcile(t: Transition, hosts: readonly HostRef[]): StepResult {
   for (const l of t.durable.launches.filter((x) => x.status === "pending")) {
     // A node that registered while the master was down (and is in hosts.d now) fulfils its launch.
     const nodes = [...l.nodes];
-    for (const h of l.instances.length > 0 ? hosts : []) {
+    for (const h of hosts) {
       if (nodes.includes(h.name) || nodes.length >= expected(l)) continue;
+      // Its join credential names this launch: that is proof enough (the credential is the launch's own).
+      if (h.launch === l.id && h.source !== "manual" && !t.durable.launches.some((x) => x.nodes.includes(h.name))) {
+        nodes.push(h.name);
+        continue;
+      }
+      if (l.instances.length === 0) continue;
       // Never a hand-added host, a node older than the decision, or one another launch holds: they
       // may share the instance's address (NAT, one host, a reused address) without being its node.
       if (h.source === "manual" || !(Date.parse(h.addedAt) >= l.decidedAt) || t.durable.launches.some((x) => x.nodes.includes(h.name))) continue;

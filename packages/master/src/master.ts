@@ -238,6 +238,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       await applier.flush();
     },
     removeHost,
+    launchOf: (name) => names.get(name)?.launch,
     vouch: async (name, instanceId) => {
       // The claim came from this node's registration, whose hosts.d write may still be under way.
       await registering.get(name);

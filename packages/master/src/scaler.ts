@@ -80,6 +80,8 @@ export interface ScalerDeps {
   applyNow: (reason: string) => Promise<void>;
   /** Remove a backend's hosts.d entry (the master then applies). */
   removeHost: (name: string) => Promise<void>;
+  /** The launch whose join credential a node registered with on this proxy, if any (names.json). */
+  launchOf?: (name: string) => string | undefined;
   /** Record in hosts.d that a launch's own output gives `name` this instance id (instance_id_from = launch). */
   vouch: (name: string, instanceId: string) => Promise<void>;
 }
@@ -497,7 +499,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       store = next;
       state = { ...initialState(durable, policy.predictive ? await demandStore.load(logger) : undefined), counters: state.counters };
       leading = true;
-      await apply({ type: "start", hosts: deps.hosts() });
+      await apply({ type: "start", hosts: deps.hosts().map((h) => ({ ...h, launch: deps.launchOf?.(h.name) })) });
     });
     queue = run.catch(() => undefined);
     return run;
