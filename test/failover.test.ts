@@ -7,13 +7,14 @@
  */
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
+import path from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { createCloud, type Cloud } from "./helpers/cloud.js";
-import { type Daemon, type Proxy } from "./helpers/cluster.js";
+import { startNode, type Daemon, type Proxy } from "./helpers/cluster.js";
 import { startEtcd } from "./helpers/etcd.js";
 import { serverLines } from "./helpers/haproxy.js";
-import { createNetwork, getFrom, startNsProxy, type Namespace, type TestNetwork } from "./helpers/netns.js";
-import { Scope, waitFor } from "./helpers/process.js";
+import { createNetwork, getFrom, nsFetch, startNsProxy, type Namespace, type TestNetwork } from "./helpers/netns.js";
+import { Scope, sleep, waitFor } from "./helpers/process.js";
 import type { MasterStatus } from "./helpers/status.js";
 
 const scope = new Scope();
@@ -34,7 +35,7 @@ const TICK_MS = 200;
  * A test network with `count` proxy namespaces, a 3-member etcd on its host address, and the
  * proxies of one cluster (one token), named proxy-0…; `daemons[i]` is proxy i's running master.
  */
-async function startProxies(count: number, extra: string[] = []) {
+async function startProxies(count: number, extra: string[] | ((i: number) => string[]) = []) {
   const net = await createNetwork(count);
   networks.push(net);
   const etcd = await startEtcd(scope, 3, net.hostAddress);
@@ -46,7 +47,13 @@ async function startProxies(count: number, extra: string[] = []) {
       await startNsProxy(scope, ns, {
         token,
         servers,
-        settings: [`cluster.etcd=${etcd.endpoints}`, `cluster.lease_ttl=${TTL}`, `cluster.member=proxy-${i}`, `master.interval=${TICK_MS / 1000}`, ...extra],
+        settings: [
+          `cluster.etcd=${etcd.endpoints}`,
+          `cluster.lease_ttl=${TTL}`,
+          `cluster.member=proxy-${i}`,
+          `master.interval=${TICK_MS / 1000}`,
+          ...(typeof extra === "function" ? extra(i) : extra),
+        ],
       }),
     );
   }
@@ -192,3 +199,106 @@ test("the leader SIGKILLed right after a launch is recorded, and again while its
   expect(final.launches.every((l) => l.nodes.length === 1)).toBe(true);
   console.log(JSON.stringify(trials));
 }, 120_000);
+
+/**
+ * Scale commands that only say that they ran: one JSON line per run in `file`, with the proxy
+ * that ran it and the start and end times (a run killed half-way has no end). Nothing is
+ * launched, so a launch stays pending until launch_timeout.
+ */
+function recordingCommands(file: string, i: number): string[] {
+  const line = (what: string) => `printf '{"proxy":${i},"${what}":%s}\\n' "$(date +%s%3N)" >> ${file}`;
+  return [`machine.scale_up_command=${line("start")}; sleep 0.3; ${line("end")}`, `machine.scale_down_command=${line("start")}; ${line("end")}`];
+}
+
+async function runs(file: string): Promise<{ proxy: number; start?: number; end?: number }[]> {
+  const text = await fs.readFile(file, "utf8").catch(() => "");
+  return text
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { proxy: number; start?: number; end?: number });
+}
+
+test("a leader paused (SIGSTOP) past its lease runs nothing when it wakes: another master leads meanwhile, a scale-up sent to the sleeper is refused, and it rejoins as a follower", async () => {
+  const dir = await scope.tempDir();
+  const file = path.join(dir, "runs.jsonl");
+  const c = await startProxies(2, (i) => [...recordingCommands(file, i), "scaling.min_nodes=0", "scaling.max_nodes=20", "machine.launch_timeout=600"]);
+  const lead = await c.leader();
+  const other = 1 - lead.i;
+  const child = c.daemons[lead.i]!.child;
+  child.kill("SIGSTOP");
+  const stoppedAt = Date.now();
+  try {
+    // The other master leads once the sleeper's lease has expired (etcd's clock, not the sleeper's).
+    await waitFor("the other master to lead", async () => (await c.proxies[other]!.status()).role === "decider", (TTL + 3) * 1000, 50);
+    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(TTL * 1000 - 300);
+    // A scale-up waits in the sleeper's control socket; it is answered once the sleeper wakes.
+    const queued = c.proxies[lead.i]!.inst.cli("scale-up", "1");
+    await sleep(500);
+    child.kill("SIGCONT");
+    const answer = await queued;
+    expect(answer.code).toBe(1);
+    expect(answer.stderr).toMatch(/follower|not confirmed|refused/);
+  } finally {
+    child.kill("SIGCONT");
+  }
+  const after = await c.leader();
+  expect(after.i).toBe(other);
+  expect(await runs(file)).toEqual([]);
+  expect(c.daemons[lead.i]!.log()).toMatch(/no longer the leader/);
+  // The new leader does run what it is asked.
+  const up = await c.proxies[other]!.inst.cli("scale-up", "1");
+  expect(up.code, up.stderr).toBe(0);
+  await waitFor("the new leader's command to run", async () => (await runs(file)).some((r) => r.proxy === other && r.end !== undefined), 5000, 50);
+  expect((await runs(file)).every((r) => r.proxy === other)).toBe(true);
+});
+
+test("all of etcd down: no master decides, HAProxy is still kept in step (a new agent registers and is served by every proxy), status and /metrics say so; when etcd is back one leader resumes, repeating nothing", async () => {
+  const dir = await scope.tempDir();
+  const file = path.join(dir, "runs.jsonl");
+  const c = await startProxies(2, (i) => [...recordingCommands(file, i), "scaling.min_nodes=0", "scaling.max_nodes=20", "machine.launch_timeout=600"]);
+  const lead = await c.leader();
+  // A launch recorded before the outage: it ran once and is pending (its command starts no node).
+  const up = await c.proxies[lead.i]!.inst.cli("scale-up", "1");
+  expect(up.code, up.stderr).toBe(0);
+  await waitFor("the launch to run", async () => (await runs(file)).some((r) => r.end !== undefined), 5000, 50);
+
+  await c.etcd.kill();
+  const down = await waitFor(
+    "every master to see etcd down and follow",
+    async () => {
+      const all = await Promise.all(c.proxies.map((p) => p.status()));
+      return all.every((s) => s.role === "follower" && s.cluster?.etcd.up === false) ? all : undefined;
+    },
+    (TTL + 5) * 1000,
+    100,
+  );
+  expect(down[0]!.role_reason).toMatch(/etcd does not answer, so no master decides/);
+  for (const [i, ns] of c.namespaces.entries()) {
+    const metrics = await nsFetch(ns, `http://127.0.0.1:${c.proxies[i]!.metricsPort}/metrics`);
+    expect(metrics).toMatch(/^autoscaler_etcd_up 0$/m);
+    expect(metrics).toMatch(/^autoscaler_leader 0$/m);
+  }
+  const refused = await c.proxies[lead.i]!.inst.cli("scale-up", "1");
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toMatch(/no master leads now \(is etcd reachable\?\)/);
+
+  // Registration needs no etcd: a new node is served by every HAProxy.
+  const node = await startNode(scope, c.proxies, { name: "web-new", address: c.net.hostAddress });
+  for (const [i, ns] of c.namespaces.entries()) {
+    await waitFor(
+      `HAProxy in ${ns.name} to serve web-new`,
+      async () => (await getFrom(ns.address, c.proxies[i]!.inst.frontendPort)) === "web-new",
+      20_000,
+      100,
+    );
+  }
+  expect(node.name).toBe("web-new");
+
+  await c.etcd.restart();
+  const back = await c.leader((TTL + 10) * 1000);
+  const s = await c.proxies[back.i]!.status();
+  expect(s.cluster?.etcd.up).toBe(true);
+  // The launch recorded before the outage is still the one launch, pending, and was not run again.
+  expect(s.launches.map((l) => [l.status, l.count])).toEqual([["pending", 1]]);
+  expect((await runs(file)).filter((r) => r.start !== undefined)).toHaveLength(1);
+}, 90_000);

@@ -13,7 +13,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { startDaemon, type Daemon, type Proxy } from "./cluster.js";
 import { canConnect, makeInstallation, showProc, type Installation } from "./haproxy.js";
-import { waitFor, type Scope } from "./process.js";
+import { runProcess, waitFor, type Scope } from "./process.js";
 import { startSshd } from "./sshd.js";
 import { status } from "./status.js";
 
@@ -235,4 +235,13 @@ export function rootVeth(ns: Namespace): string {
  */
 export async function setLink(ns: Namespace, state: "up" | "down"): Promise<void> {
   await ip("link", "set", rootVeth(ns), state);
+}
+
+/** GET `url` from inside a namespace (its own loopback: a master's metrics_listen there) and return the body. */
+export async function nsFetch(ns: Namespace, url: string): Promise<string> {
+  const script =
+    "fetch(process.argv[1],{signal:AbortSignal.timeout(3000)}).then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(e.message);process.exit(1)})";
+  const r = await runProcess(ns.wrap[0]!, [...ns.wrap.slice(1), process.execPath, "-e", script, url], { timeoutMs: 10_000 });
+  if (r.code !== 0) throw new Error(`GET ${url} in ${ns.name} failed: ${r.stderr}`);
+  return r.stdout;
 }

@@ -85,6 +85,9 @@ export function clusterKeys(prefix: string) {
   return { clusterId: `${prefix}cluster-id`, election: `${prefix}election/`, leader: `${prefix}leader`, state: `${prefix}state`, demand: `${prefix}demand` };
 }
 
+/** A renewal that failed (an endpoint down, a raft election) is tried again after this long. */
+const RENEW_RETRY_MS = 100;
+
 /** After a take-over that failed (a shared state that does not parse), wait this long before trying again. */
 const TAKEOVER_RETRY_MS = 5000;
 
@@ -182,7 +185,9 @@ export function startCampaign(o: CampaignOptions): Campaign {
       validUntil = sentAt + r.ttl * 1000;
       armValidity();
     } catch (err) {
-      o.logger.debug("lease renewal failed", { error: (err as Error).message });
+      // Another endpoint may answer: try again soon rather than a third of the TTL later.
+      o.logger.debug("lease renewal failed; trying again", { error: (err as Error).message });
+      setTimeout(() => void renew(), RENEW_RETRY_MS).unref();
     } finally {
       renewing = false;
     }
@@ -288,6 +293,8 @@ export function startCampaign(o: CampaignOptions): Campaign {
       await round();
     } catch (err) {
       setUp(false, (err as Error).message);
+      // Who leads is not known while etcd does not answer (no one does, once their leases run out).
+      leader = undefined;
       if (current !== undefined && !valid()) lose("etcd unreachable");
     } finally {
       running = false;
