@@ -13,9 +13,9 @@ import { createCloud, type Cloud } from "./helpers/cloud.js";
 import { startNode, type Daemon, type Proxy } from "./helpers/cluster.js";
 import { startEtcd } from "./helpers/etcd.js";
 import { serverLines } from "./helpers/haproxy.js";
-import { createNetwork, getFrom, nsFetch, startNsProxy, type Namespace, type TestNetwork } from "./helpers/netns.js";
+import { createNetwork, getFrom, nsFetch, setLink, startNsProxy, type Namespace, type TestNetwork } from "./helpers/netns.js";
 import { Scope, sleep, waitFor } from "./helpers/process.js";
-import type { MasterStatus } from "./helpers/status.js";
+import { control, type MasterStatus } from "./helpers/status.js";
 
 const scope = new Scope();
 const networks: TestNetwork[] = [];
@@ -206,16 +206,16 @@ test("the leader SIGKILLed right after a launch is recorded, and again while its
  * launched, so a launch stays pending until launch_timeout.
  */
 function recordingCommands(file: string, i: number): string[] {
-  const line = (what: string) => `printf '{"proxy":${i},"${what}":%s}\\n' "$(date +%s%3N)" >> ${file}`;
+  const line = (what: string) => `printf '{"proxy":${i},"run":%s,"${what}":%s}\\n' "$$" "$(date +%s%3N)" >> ${file}`;
   return [`machine.scale_up_command=${line("start")}; sleep 0.3; ${line("end")}`, `machine.scale_down_command=${line("start")}; ${line("end")}`];
 }
 
-async function runs(file: string): Promise<{ proxy: number; start?: number; end?: number }[]> {
+async function runs(file: string): Promise<{ proxy: number; run: number; start?: number; end?: number }[]> {
   const text = await fs.readFile(file, "utf8").catch(() => "");
   return text
     .split("\n")
     .filter(Boolean)
-    .map((l) => JSON.parse(l) as { proxy: number; start?: number; end?: number });
+    .map((l) => JSON.parse(l) as { proxy: number; run: number; start?: number; end?: number });
 }
 
 test("a leader paused (SIGSTOP) past its lease runs nothing when it wakes: another master leads meanwhile, a scale-up sent to the sleeper is refused, and it rejoins as a follower", async () => {
@@ -301,4 +301,62 @@ test("all of etcd down: no master decides, HAProxy is still kept in step (a new 
   // The launch recorded before the outage is still the one launch, pending, and was not run again.
   expect(s.launches.map((l) => [l.status, l.count])).toEqual([["pending", 1]]);
   expect((await runs(file)).filter((r) => r.start !== undefined)).toHaveLength(1);
+}, 90_000);
+
+/** The wall-clock times (ms) of a master's log lines with this event. */
+function eventTimes(d: Daemon, event: string): number[] {
+  return d
+    .log()
+    .split("\n")
+    .filter((l) => l.includes(`"event":"${event}"`))
+    .map((l) => Date.parse((JSON.parse(l) as { time: string }).time));
+}
+
+test("partition: the leader's link cut, it stops deciding before its lease ends, another leads after it, no two masters ever run a scale command at once, and the healed one rejoins as a follower", async () => {
+  const dir = await scope.tempDir();
+  const file = path.join(dir, "runs.jsonl");
+  const c = await startProxies(2, (i) => [...recordingCommands(file, i), "scaling.min_nodes=0", "scaling.max_nodes=1000", "machine.launch_timeout=600"]);
+  const lead = await c.leader();
+  const other = 1 - lead.i;
+  // Ask both masters for a scale-up every 100 ms, whoever leads: only a leader runs one.
+  let asking = true;
+  const asked = (async () => {
+    const until = Date.now() + 30_000;
+    while (asking && Date.now() < until) {
+      await Promise.all(c.proxies.map((p) => control(p, { cmd: "scale-up", count: 1 }).catch(() => undefined)));
+      await sleep(100);
+    }
+  })();
+  try {
+    await waitFor("the leader to run commands", async () => (await runs(file)).filter((r) => r.end !== undefined).length >= 3, 10_000, 50);
+    const cutAt = Date.now();
+    await setLink(c.namespaces[lead.i]!, "down");
+    await waitFor("the other master to lead", async () => (await c.proxies[other]!.status()).role === "decider", (TTL + 5) * 1000, 50);
+    await waitFor("the new leader to run commands", async () => (await runs(file)).filter((r) => r.proxy === other && r.end !== undefined).length >= 3, 10_000, 50);
+    asking = false;
+    await asked;
+    const lost = eventTimes(c.daemons[lead.i]!, "leader_lost").filter((t) => t >= cutAt);
+    const elected = eventTimes(c.daemons[other]!, "leader_elected").filter((t) => t >= cutAt);
+    expect(lost).toHaveLength(1);
+    expect(elected).toHaveLength(1);
+    // The cut leader stopped before the lease it last renewed could end, so before the other took over.
+    expect(lost[0]!).toBeLessThan(elected[0]!);
+    expect(lost[0]! - cutAt).toBeLessThan(TTL * 1000);
+
+    // No overlap: a run the cut leader's loss killed (no end line) ends at that loss.
+    const lines = await runs(file);
+    const intervals = lines
+      .filter((r) => r.start !== undefined)
+      .map((r) => ({ proxy: r.proxy, start: r.start!, end: lines.find((e) => e.run === r.run && e.end !== undefined)?.end ?? lost[0]! }));
+    for (const a of intervals) for (const b of intervals) if (a.proxy !== b.proxy) expect(a.end <= b.start || b.end <= a.start, JSON.stringify({ a, b })).toBe(true);
+    expect(intervals.filter((r) => r.proxy === lead.i && r.start > lost[0]!)).toEqual([]);
+    expect(intervals.filter((r) => r.proxy === other && r.start < elected[0]!)).toEqual([]);
+  } finally {
+    asking = false;
+    await asked;
+    await setLink(c.namespaces[lead.i]!, "up");
+  }
+  const healed = await c.leader((TTL + 5) * 1000);
+  expect(healed.i).toBe(other);
+  expect((await c.proxies[lead.i]!.status()).role).toBe("follower");
 }, 90_000);

@@ -40,3 +40,24 @@ export function status(at: MasterAt, timeoutMs = 3000): Promise<MasterStatus> {
     });
   });
 }
+
+/** Send one request to the master's control socket (as the CLI does) and return its answer: `{ ok, result }` or `{ ok: false, error }`. */
+export function control(at: MasterAt, request: Record<string, unknown>, timeoutMs = 3000): Promise<{ ok: boolean; result?: unknown; error?: string }> {
+  const socket = path.join("stateDir" in at ? at.stateDir : at.inst.stateDir, "control.sock");
+  return new Promise((resolve, reject) => {
+    let answer = "";
+    const s = net.createConnection({ path: socket });
+    s.setTimeout(timeoutMs, () => s.destroy(new Error(`no answer on ${socket} within ${timeoutMs} ms`)));
+    s.on("connect", () => s.write(JSON.stringify(request) + "\n"));
+    s.on("data", (b: Buffer) => (answer += b.toString()));
+    s.on("error", reject);
+    s.on("close", (hadError) => {
+      if (hadError) return;
+      try {
+        resolve(JSON.parse(answer) as { ok: boolean; result?: unknown; error?: string });
+      } catch {
+        reject(new Error(`no answer on ${socket}: ${JSON.stringify(answer.slice(0, 200))}`));
+      }
+    });
+  });
+}
