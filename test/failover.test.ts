@@ -332,7 +332,12 @@ test("partition: the leader's link cut, it stops deciding before its lease ends,
     const cutAt = Date.now();
     await setLink(c.namespaces[lead.i]!, "down");
     await waitFor("the other master to lead", async () => (await c.proxies[other]!.status()).role === "decider", (TTL + 5) * 1000, 50);
-    await waitFor("the new leader to run commands", async () => (await runs(file)).filter((r) => r.proxy === other && r.end !== undefined).length >= 3, 10_000, 50);
+    await waitFor(
+      "the new leader to run commands",
+      async () => (await runs(file)).filter((r) => r.proxy === other && r.end !== undefined).length >= 3,
+      10_000,
+      50,
+    );
     asking = false;
     await asked;
     const lost = eventTimes(c.daemons[lead.i]!, "leader_lost").filter((t) => t >= cutAt);
@@ -348,7 +353,8 @@ test("partition: the leader's link cut, it stops deciding before its lease ends,
     const intervals = lines
       .filter((r) => r.start !== undefined)
       .map((r) => ({ proxy: r.proxy, start: r.start!, end: lines.find((e) => e.run === r.run && e.end !== undefined)?.end ?? lost[0]! }));
-    for (const a of intervals) for (const b of intervals) if (a.proxy !== b.proxy) expect(a.end <= b.start || b.end <= a.start, JSON.stringify({ a, b })).toBe(true);
+    for (const a of intervals)
+      for (const b of intervals) if (a.proxy !== b.proxy) expect(a.end <= b.start || b.end <= a.start, JSON.stringify({ a, b })).toBe(true);
     expect(intervals.filter((r) => r.proxy === lead.i && r.start > lost[0]!)).toEqual([]);
     expect(intervals.filter((r) => r.proxy === other && r.start < elected[0]!)).toEqual([]);
   } finally {

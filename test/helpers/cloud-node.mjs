@@ -533,7 +533,18 @@ function launch(cloudDir) {
   return betweenKillPoints(cloudDir, "launch", "killMasterAt", async (knobs) => {
     const count = parseCount(process.env.COUNT);
     const log = path.join(cloudDir, "launches.log");
-    const entry = { at, count, pid: process.pid, startNodes: knobs.startNodes, fail: knobs.fail, printJson: knobs.printJson, delayMs: knobs.delayMs };
+    // The launch id from the join credential (asc1.launch.<id>.<count>.<expires>.<mac>), to tie this run to the master's record.
+    const launchId = /^asc1\.launch\.([A-Za-z0-9-]{1,64})\./.exec(process.env.AUTOSCALER_JOIN_CREDENTIAL ?? "")?.[1];
+    const entry = {
+      at,
+      count,
+      pid: process.pid,
+      launch: launchId,
+      startNodes: knobs.startNodes,
+      fail: knobs.fail,
+      printJson: knobs.printJson,
+      delayMs: knobs.delayMs,
+    };
     if (knobs.fail) {
       appendJsonLine(log, { ...entry, nodes: [] });
       throw new CloudError(3, `launch of ${count} node(s) failed: the cloud is set to fail (cloud.json "fail": true); nothing was started`);

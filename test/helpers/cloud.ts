@@ -59,6 +59,8 @@ export interface NodeRecord extends CloudNode {
 export interface LaunchRun {
   at: number;
   count: number;
+  /** The master's launch id, from the run's join credential. */
+  launch?: string;
   nodes: CloudNode[];
   pid: number;
   startNodes: boolean;

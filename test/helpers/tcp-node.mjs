@@ -13,7 +13,10 @@
  *   node tcp-node.mjs terminate <cloudDir>   INSTANCE_ID from the environment
  *   node tcp-node.mjs node <nodeDir>         internal: one node, started detached by `launch`
  *
- * <cloudDir> holds setup.json ({ "masterPort", "token" }, written by the test), closed (written
+ * <cloudDir> holds setup.json ({ "masterPort", "token" }, written by the test; or "masterPorts", a
+ * list, for several masters, each reached on its own connection, and "joinCredential": true for
+ * nodes that register with their launch's AUTOSCALER_JOIN_CREDENTIAL and then with the node
+ * credential a master hands them in welcome, as real agents do), closed (written
  * by the test's cleanup: from then on nothing starts), launches.log and terminations.log (one
  * JSON line per run, written before the run does anything, so a run cut short still shows), and
  * nodes/<name>/ with node.json, node.pid and node.log. Node names are handed out by mkdir(2),
@@ -104,7 +107,14 @@ async function launch(cloudDir) {
   if (nodes.length < count) throw new CloudError(1, `no free node number up to ${MAX_NODES}`);
   appendFileSync(
     path.join(cloudDir, "launches.log"),
-    JSON.stringify({ at: Date.now(), pid: process.pid, count, nodes: nodes.map(({ name, instanceId }) => ({ name, instanceId })) }) + "\n",
+    JSON.stringify({
+      at: Date.now(),
+      pid: process.pid,
+      count,
+      // The master's launch id, from the join credential (asc1.launch.<id>.…), to tie this run to its record.
+      launch: /^asc1\.launch\.([A-Za-z0-9-]{1,64})\./.exec(process.env.AUTOSCALER_JOIN_CREDENTIAL ?? "")?.[1],
+      nodes: nodes.map(({ name, instanceId }) => ({ name, instanceId })),
+    }) + "\n",
   );
   for (const node of nodes) {
     const log = openSync(path.join(node.dir, "node.log"), "a");
@@ -140,6 +150,8 @@ async function terminate(cloudDir) {
     }
   }
   writeAtomic(path.join(node.dir, "terminated"), `${Date.now()}\n`);
+  // terminated.log: one line once the node is gone (a run cut short before this point did not terminate it).
+  appendFileSync(path.join(cloudDir, "terminated.log"), JSON.stringify({ at: Date.now(), pid: process.pid, instanceId, name: node.name }) + "\n");
   process.stdout.write(
     JSON.stringify({ TerminatingInstances: [{ InstanceId: instanceId, CurrentState: { Code: 32, Name: "shutting-down" } }] }, null, 4) + "\n",
   );
@@ -166,7 +178,7 @@ async function runNode(dir) {
   const hello = {
     type: "hello",
     version: 1,
-    token: setup.token,
+    token: (setup.joinCredential && process.env.AUTOSCALER_JOIN_CREDENTIAL) || setup.token,
     name: node.name,
     address: "127.0.0.1",
     port,
@@ -174,9 +186,16 @@ async function runNode(dir) {
     agent_version: "tcp-node",
     facts: { cores: 1, memory_bytes: 1 << 30 },
   };
+  const ports = Array.isArray(setup.masterPorts) ? setup.masterPorts : [setup.masterPort];
+  await Promise.all(ports.map((port) => reportTo(port, hello, started)));
+  process.exit(0);
+}
+
+/** Keep one agent-protocol connection to the master on `port`, reconnecting after any break. */
+async function reportTo(masterPort, hello, started) {
   while (Date.now() - started < NODE_LIFETIME_MS) {
     await new Promise((resolve) => {
-      const socket = net.createConnection({ host: "127.0.0.1", port: setup.masterPort });
+      const socket = net.createConnection({ host: "127.0.0.1", port: masterPort });
       let timer;
       let buf = "";
       socket.setNoDelay(true);
@@ -184,6 +203,14 @@ async function runNode(dir) {
       socket.on("data", (b) => {
         buf += b.toString();
         if (timer === undefined && buf.includes('"welcome"')) {
+          // Keep the node credential a welcome hands out, for the next hello to any master.
+          const welcome = buf.split("\n").find((l) => l.includes('"welcome"'));
+          try {
+            const credential = JSON.parse(welcome).credential;
+            if (typeof credential === "string") hello.token = credential;
+          } catch {
+            // a partial line: the next data completes it
+          }
           const sample = () => socket.write(JSON.stringify({ type: "sample", time: Date.now(), cpu: 1 }) + "\n");
           sample();
           timer = setInterval(sample, SAMPLE_MS);
@@ -197,7 +224,6 @@ async function runNode(dir) {
     });
     await sleep(RECONNECT_MS);
   }
-  process.exit(0);
 }
 
 async function main(argv) {

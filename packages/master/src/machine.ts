@@ -86,6 +86,8 @@ export interface HostRef {
   instanceId?: string | undefined;
   /** The launch whose join credential this node registered with (so a new leader can match it when the launch printed nothing). */
   launch?: string | undefined;
+  /** Set when a launch's output or an operator vouched for instanceId (hosts.d instance_id_from). */
+  instanceIdFrom?: string | undefined;
 }
 
 /** One instance a launch command printed (run-instances JSON). */
@@ -174,6 +176,39 @@ export function effectivePending(d: DurableState, nodes: readonly NodeObservatio
 
 /** The nodes that must be left out of haproxy.cfg: every open drain's (the one rule for master and CLI). */
 export const excludedNames = (d: DurableState): ReadonlySet<string> => new Set(d.drains.filter(isOpenDrain).map((x) => x.node));
+
+/** The instance of a launch's own output a node is: by its instance id, else by its address. */
+function launchInstance(record: LaunchRecord, instanceId: string | undefined, address: string) {
+  return record.instances.find((i) => i.instanceId === instanceId) ?? record.instances.find((i) => i.privateAddress === address);
+}
+
+/**
+ * Backends whose instance id a launch's own output vouches for (the node is one of the launch's
+ * nodes and its id is one the launch printed) but whose hosts.d entry does not say so yet: a
+ * follower registered it as any agent, or the claim came before the output. The same rule as a claim.
+ */
+export function launchVouches(d: DurableState, hosts: readonly HostRef[]): { node: string; instanceId: string }[] {
+  const out: { node: string; instanceId: string }[] = [];
+  for (const h of hosts) {
+    if (h.source === "manual" || h.instanceIdFrom !== undefined) continue;
+    const record = d.launches.find((l) => l.nodes.includes(h.name));
+    const instance = record ? launchInstance(record, h.instanceId, h.address) : undefined;
+    if (instance) out.push({ node: h.name, instanceId: instance.instanceId });
+  }
+  return out;
+}
+
+/**
+ * Backends a finished scale-down removed, still in this proxy's hosts.d: a follower's copy (the
+ * leader removes only its own entry), or one a restart left behind. Only an entry older than the
+ * drain's end: a node of that name that registered again afterwards stays.
+ */
+export function removedByDrains(d: DurableState, hosts: readonly HostRef[]): string[] {
+  return hosts
+    .filter((h) => h.source !== "manual")
+    .filter((h) => d.drains.some((x) => x.node === h.name && x.status === "done" && x.finishedAt !== undefined && Date.parse(h.addedAt) <= x.finishedAt))
+    .map((h) => h.name);
+}
 
 /** Accumulates a transition: copy-on-write helpers over the state, and the effects in order. */
 class Transition {
@@ -485,7 +520,7 @@ function vouchClaimed(t: Transition, record: LaunchRecord) {
  */
 function claimLaunch(t: Transition, hello: NodeHello): StepResult {
   const claimed = (record: LaunchRecord): LaunchClaim => {
-    const instance = record.instances.find((i) => i.instanceId === hello.instanceId) ?? record.instances.find((i) => i.privateAddress === hello.address);
+    const instance = launchInstance(record, hello.instanceId, hello.address);
     return instance ? { claimed: true, instanceId: instance.instanceId } : { claimed: true };
   };
   // Already claimed (the master stopped after saving the claim, before writing hosts.d).
@@ -660,6 +695,8 @@ function reconcile(t: Transition, hosts: readonly HostRef[]): StepResult {
     changed = true;
   }
   if (changed) t.emit({ kind: "save" });
+  for (const node of removedByDrains(t.durable, hosts)) t.emit({ kind: "remove_host", node });
+  for (const v of launchVouches(t.durable, hosts)) t.emit({ kind: "vouch", ...v });
   for (const d of t.durable.drains.filter((x) => x.status === "draining")) {
     t.log("drain_recovered", `scale-down of ${d.node} continues after a restart (terminate at ${new Date(d.drainUntil).toISOString()})`, { drain: d.id });
     t.emit({ kind: "drain", id: d.id, node: d.node });

@@ -86,7 +86,8 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   // Without etcd the role is fixed at start; with it, it follows the election (joinCluster below).
   const configured = await resolveRoleResolving(config);
   let cluster: ClusterMembership | undefined;
-  const role = (): { role: Role; why: string } => cluster?.role() ?? configured;
+  const joining = { role: "follower" as const, why: `joining the cluster in etcd at ${config.etcdPrefix}` };
+  const role = (): { role: Role; why: string } => cluster?.role() ?? (config.cluster.etcd.length > 0 ? joining : configured);
   // The registry reads its options at each call, so a reload updates them in place.
   const registryOptions = {
     nodeTimeoutMs: config.scaling.node_timeout * 1000,
@@ -219,6 +220,17 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     await new Promise<void>((r) => control.close(() => r()));
     await fs.rm(controlSocketPath(config.master.state_dir), { force: true });
   };
+  /** Record in hosts.d that a launch's own output gives `name` this instance id. */
+  const vouch = async (name: string, instanceId: string) => {
+    // The claim came from this node's registration, whose hosts.d write may still be under way.
+    await registering.get(name);
+    const entry = await store.get(name);
+    if (!entry || entry.source === "manual" || entry.instanceIdFrom !== undefined) return;
+    const vouched: HostEntry = { ...entry, instanceId, instanceIdFrom: "launch" };
+    await store.put(vouched);
+    hostsCache.set(vouched);
+    logger.info("instance id from the launch's output", { node: name, instance_id: instanceId });
+  };
   const shared = config.cluster.etcd.length > 0;
   scaler = await startScaler({
     config,
@@ -239,16 +251,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     },
     removeHost,
     launchOf: (name) => names.get(name)?.launch,
-    vouch: async (name, instanceId) => {
-      // The claim came from this node's registration, whose hosts.d write may still be under way.
-      await registering.get(name);
-      const entry = await store.get(name);
-      if (!entry || entry.source === "manual" || entry.instanceIdFrom !== undefined) return;
-      const vouched: HostEntry = { ...entry, instanceId, instanceIdFrom: "launch" };
-      await store.put(vouched);
-      hostsCache.set(vouched);
-      logger.info("instance id from the launch's output", { node: name, instance_id: instanceId });
-    },
+    vouch,
   }).catch(async (err: unknown) => {
     applier.stop();
     await closeControl();
@@ -264,6 +267,11 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
         logger,
         now,
         onExcludedChange: () => applier.schedule("the leader's drains changed"),
+        removeHost: async (name) => {
+          await removeHost(name);
+          registry.forget(name);
+        },
+        vouch,
       });
     } catch (err) {
       running.stop();

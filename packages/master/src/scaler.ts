@@ -28,7 +28,9 @@ import {
   initialState,
   isOpenDrain,
   isOpenLaunch,
+  launchVouches,
   pendingCount,
+  removedByDrains,
   step,
   type ActionCounters,
   type LaunchClaim,
@@ -147,8 +149,12 @@ export interface Scaler {
   lead(store: StateStore): Promise<void>;
   /** Stop deciding now (etcd term lost): commands this term started are killed, their outcomes dropped. */
   follow(reason: string): void;
-  /** A follower's copy of the shared state (the leader's view): true when the nodes it leaves out of HAProxy changed. */
-  observe(durable: DurableState): boolean;
+  /**
+   * A follower's copy of the shared state (the leader's view): whether the nodes it leaves out of
+   * HAProxy changed, and the backends the leader's finished scale-downs removed (the master
+   * removes them from this proxy's hosts.d too).
+   */
+  observe(durable: DurableState): { excludedChanged: boolean; removed: string[]; vouched: { node: string; instanceId: string }[] };
   /** Whether this master decides now. */
   leading(): boolean;
   /**
@@ -559,10 +565,15 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     follow,
     leading: () => leading,
     observe(durable) {
-      if (leading) return false;
+      if (leading) return { excludedChanged: false, removed: [], vouched: [] };
       const before = [...excludedNames(state.durable)].sort().join(",");
       state = { ...state, durable };
-      return [...excludedNames(durable)].sort().join(",") !== before;
+      const hosts = deps.hosts();
+      return {
+        excludedChanged: [...excludedNames(durable)].sort().join(",") !== before,
+        removed: removedByDrains(durable, hosts),
+        vouched: launchVouches(durable, hosts),
+      };
     },
     async claimLaunch(hello, proof) {
       if (!leading) return { claimed: false };

@@ -22,6 +22,10 @@ export interface JoinOptions {
   now: () => number;
   /** The leader's drains changed what a follower leaves out of HAProxy. */
   onExcludedChange: () => void;
+  /** A backend the leader's finished scale-down removed: remove it from this proxy's hosts.d too. */
+  removeHost: (name: string) => Promise<void>;
+  /** The leader's launch output vouches for a backend's instance id: record it in this proxy's hosts.d too. */
+  vouch: (name: string, instanceId: string) => Promise<void>;
 }
 
 /** This master's part in the cluster. */
@@ -87,7 +91,18 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterMembership> {
       try {
         const durable = parseSharedState(text, keys.state);
         campaign.setProblem(undefined);
-        if (durable && o.scaler.observe(durable)) o.onExcludedChange();
+        if (!durable) return;
+        const seen = o.scaler.observe(durable);
+        if (seen.excludedChanged) o.onExcludedChange();
+        for (const name of seen.removed) {
+          logger.info("removing a backend the leader's scale-down removed", { event: "follower_removed", node: name });
+          o.removeHost(name).catch((err: Error) => logger.error("cannot remove hosts.d entry", { node: name, error: err.message }));
+        }
+        for (const v of seen.vouched) {
+          o.vouch(v.node, v.instanceId).catch((err: Error) =>
+            logger.error("cannot record the launch's instance id in hosts.d", { node: v.node, error: err.message }),
+          );
+        }
       } catch (err) {
         campaign.setProblem((err as Error).message);
       }

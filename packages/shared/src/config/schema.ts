@@ -415,7 +415,7 @@ export const SCHEMA = {
     /** The name this master campaigns under; empty: the entry of [haproxy] servers that is this machine, else its host name. */
     member: name("", true),
     /** The leader's lease: a follower takes over within this long after the leader is gone. */
-    lease_ttl: integer(10, 2, 600),
+    lease_ttl: integer(10, 1, 600),
     /** TLS to etcd: the CA that signed its certificates, and this master's client certificate and key (all optional). */
     ca: filePath("", true),
     cert: filePath("", true),
