@@ -29,7 +29,7 @@ import { createMetrics, startMetricsServer } from "./metrics.js";
 import { loadNameBook } from "./name-book.js";
 import { createRegistry, type Registry } from "./registry.js";
 import { resolveRoleResolving, type Role } from "./role.js";
-import { joinCluster, type ClusterMembership } from "./cluster/join.js";
+import type { ClusterMembership } from "./cluster/join.js";
 import { planReconfigure } from "./reconfigure.js";
 import { startScaler, type Scaler } from "./scaler.js";
 import { startAgentServer } from "./server.js";
@@ -260,6 +260,8 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   const running = scaler;
   if (shared) {
     try {
+      // Loaded only with etcd: the gRPC client costs memory a single proxy need not pay.
+      const { joinCluster } = await import("./cluster/join.js");
       cluster = await joinCluster({
         config,
         candidate: config.master.role !== "follower",

@@ -25,9 +25,12 @@ import { runCheckSshd, type CheckSshdArgs } from "./check-sshd.js";
  * Render what the master would serve: hosts.d without the nodes it is draining or terminating
  * (read from state_dir), so a CLI apply never puts a leaving node back.
  */
-export async function renderServed(config: Config, store: HostsStore): Promise<string> {
+export async function renderServed(config: Config, store: HostsStore, warn: (line: string) => void = () => undefined): Promise<string> {
   const { leavingNodes } = await import("@autoscaler/master");
-  return renderFromFiles(config, store, await leavingNodes(config.master.state_dir));
+  const leaving = await leavingNodes(config);
+  if (leaving.unknown)
+    warn(`warning: ${leaving.unknown}; nodes being drained are not left out of this render (the running master leaves them out again at its next apply)`);
+  return renderFromFiles(config, store, leaving.names);
 }
 
 /** One line that says what the apply pipeline did. */
@@ -57,14 +60,14 @@ export async function runGenerate(io: Io, args: GenerateArgs): Promise<number> {
   const ctx = await loadContext(io, args);
   if (args.output === "-") {
     if (args.reload) throw new AutoscalerError("AUTOSCALER_USAGE", "--reload cannot go with --output -: printing writes no file to reload", { exitCode: 2 });
-    io.stdout.write(await renderServed(ctx.config, ctx.store));
+    io.stdout.write(await renderServed(ctx.config, ctx.store, (line) => io.stderr.write(line + "\n")));
     return 0;
   }
   const target = args.output ? path.resolve(io.cwd, args.output) : ctx.config.haproxy.config;
   const settings = applySettingsFromConfig(ctx.config, target);
   const result = await applyHaproxyConfig(
     settings,
-    () => renderServed(ctx.config, ctx.store),
+    () => renderServed(ctx.config, ctx.store, (line) => io.stderr.write(line + "\n")),
     { runner, logger: ctx.logger },
     { reload: Boolean(args.reload) },
   );

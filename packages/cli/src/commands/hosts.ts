@@ -27,7 +27,12 @@ export function defaultHostName(host: string, port: number): string {
 }
 
 async function applyAfterChange(io: Io, ctx: CommandContext, reload: boolean): Promise<void> {
-  const result = await applyHaproxyConfig(ctx.applySettings, () => renderServed(ctx.config, ctx.store), { runner, logger: ctx.logger }, { reload });
+  const result = await applyHaproxyConfig(
+    ctx.applySettings,
+    () => renderServed(ctx.config, ctx.store, (line) => io.stderr.write(line + "\n")),
+    { runner, logger: ctx.logger },
+    { reload },
+  );
   io.stdout.write(describeApply(ctx.applySettings.target, result, reload) + "\n");
 }
 

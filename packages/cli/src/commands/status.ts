@@ -10,6 +10,8 @@ const fmt = (v: number | null, unit = "") => (v === null ? "-" : `${v}${unit}`);
 export function formatStatus(s: MasterStatus): string {
   const out: string[] = [];
   out.push(`master ${s.version}: ${s.role} (${s.role_reason}); agents on ${s.listen}`);
+  // Absent from a master older than failover on etcd; null without [cluster] etcd.
+  if (s.cluster) out.push(...formatCluster(s.cluster));
   const c = s.capacity;
   out.push(
     `capacity: ${c.active} active, ${c.pending} pending, ${c.leaving} leaving, ${c.desired} desired (min ${c.min}, max ${c.max}); paused: ${s.paused ? "yes" : "no"}`,
@@ -58,6 +60,18 @@ export function formatStatus(s: MasterStatus): string {
     for (const e of s.events.slice(-10)) out.push(`  ${e.at}  ${e.kind.padEnd(10)}  ${e.message}`);
   }
   return out.join("\n") + "\n";
+}
+
+/** The cluster's lines: etcd, who leads since when, each master's role, and a problem if any. */
+function formatCluster(c: NonNullable<MasterStatus["cluster"]>): string[] {
+  const etcd = `etcd ${c.etcd.up ? "up" : "DOWN"} since ${c.etcd.since} (${c.etcd.endpoints.length} endpoint(s), prefix ${c.prefix})`;
+  const leader = c.leader
+    ? `leader ${c.leader.member}${c.leader.since ? ` since ${c.leader.since}` : ""}${c.leader.lease_remaining_seconds === null ? "" : `, lease ${c.leader.lease_remaining_seconds} s left`}`
+    : "no leader";
+  const lines = [`cluster: this is ${c.member}; ${etcd}; ${leader}`];
+  if (c.members.length > 0) lines.push(`  masters: ${c.members.map((m) => `${m.member} (${m.role})`).join(", ")}`);
+  if (c.problem) lines.push(`  problem: ${c.problem}`);
+  return lines;
 }
 
 /** Print the running master's status. */

@@ -1,0 +1,109 @@
+/**
+ * Failover on etcd, the input it must refuse or live with (issue 12, "Bad input"): a malformed
+ * endpoint or TLS file exits 78 naming the key; unreachable endpoints at start are not fatal
+ * (the master serves HAProxy and says it waits); another cluster on the same prefix is refused;
+ * a shared state that does not parse is refused, kept, and named in status; the password never
+ * reaches a log or status. Real etcd, real masters and HAProxy on loopback.
+ */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { afterEach, expect, test } from "vitest";
+import { startDaemon } from "./helpers/cluster.js";
+import { startEtcd } from "./helpers/etcd.js";
+import { makeInstallation, startHaproxy } from "./helpers/haproxy.js";
+import { registerSecret } from "./helpers/secrets.js";
+import { freePort, runCli, Scope, waitFor } from "./helpers/process.js";
+import { status } from "./helpers/status.js";
+
+const scope = new Scope();
+afterEach(() => scope.cleanup());
+
+test("a malformed endpoint or a missing TLS file exits 78 naming the key; check-config names a bad prefix and a half pair", async () => {
+  const dir = await scope.tempDir();
+  /** check-config on an ini whose [cluster] section holds `key = value`. */
+  const check = async (...lines: string[]) => {
+    const ini = path.join(dir, "autoscaler.ini");
+    await fs.writeFile(ini, `[master]\nstate_dir = state\n\n[cluster]\n${lines.join("\n")}\n`);
+    return runCli(["check-config", "--config", ini]);
+  };
+  for (const [setting, expected] of [
+    ["cluster.etcd=10.0.0.1:2379", /cluster\.etcd: "10\.0\.0\.1:2379" is not valid; expected a comma-separated list of etcd client URLs/],
+    ["cluster.etcd=http://10.0.0.1", /cluster\.etcd: .*is not one \(scheme, host and port only\)/],
+    ["cluster.prefix=autoscaler", /cluster\.prefix: "autoscaler" is not valid; expected a key prefix that starts and ends with '\/'/],
+    ["cluster.lease_ttl=0", /cluster\.lease_ttl: "0" is not valid; expected a whole number from 1 to 600/],
+  ] as const) {
+    const [key, value] = setting.slice("cluster.".length).split(/=(.*)/s) as [string, string];
+    const r = await check(`${key} = ${value}`);
+    expect(r.code, setting).toBe(78);
+    expect(r.stderr).toMatch(expected);
+  }
+  const half = await check("etcd = http://10.0.0.1:2379", "user = autoscaler");
+  expect(half.code).toBe(78);
+  expect(half.stderr).toMatch(/cluster\.password: is set without its pair; expected both cluster\.user and cluster\.password, or neither/);
+  const mixed = await check("etcd = http://10.0.0.1:2379", "ca = ca.pem");
+  expect(mixed.code).toBe(78);
+  expect(mixed.stderr).toMatch(/cluster\.etcd: mixes TLS settings .* with http:\/\/ endpoints/);
+
+  const port = await freePort();
+  const inst = await makeInstallation(scope, [`cluster.etcd=https://127.0.0.1:${port}`, "cluster.ca=no-such-ca.pem"]);
+  const r = await runCli(["master", "--config", inst.ini], { timeoutMs: 20_000 });
+  expect(r.code).toBe(78);
+  expect(r.stderr).toMatch(/cluster\.ca: cannot read .*no-such-ca\.pem \(ENOENT\); expected a readable PEM file/);
+});
+
+test("etcd unreachable at start is not fatal: the master serves HAProxy, says it waits, and decides nothing; the etcd password shows nowhere", async () => {
+  const port = await freePort();
+  const password = "etcd-pass-" + Math.random().toString(36).slice(2);
+  registerSecret(password, "the etcd password");
+  const inst = await makeInstallation(scope, [
+    `cluster.etcd=http://127.0.0.1:${port}`,
+    "cluster.lease_ttl=2",
+    "cluster.user=autoscaler",
+    `cluster.password=${password}`,
+    "master.interval=0.2",
+  ]);
+  expect((await inst.cli("add-host", "127.0.0.1", "8080", "--name", "web-1", "--no-reload")).code).toBe(0);
+  await startHaproxy(scope, inst);
+  const master = startDaemon(scope, ["master", "--config", inst.ini]);
+  await master.waitForLog(/etcd does not answer yet: this master keeps HAProxy in step and waits for it/, 15_000);
+  await master.waitForLog(/master started/, 15_000);
+  const s = await status(inst);
+  expect(s.role).toBe("follower");
+  expect(s.cluster?.etcd.up).toBe(false);
+  expect(s.nodes.map((n) => n.name)).toEqual(["web-1"]);
+  // HAProxy is kept in step: a host added now is in its config.
+  const added = await inst.cli("add-host", "127.0.0.1", "8081", "--name", "web-2", "--no-reload");
+  expect(added.code, added.stderr).toBe(0);
+  await waitFor("the master to apply web-2", async () => (await status(inst)).haproxy.applies >= 1, 10_000, 100);
+  const refused = await inst.cli("scale-up", "1");
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toMatch(/no master leads now \(is etcd reachable\?\)/);
+  // Every output of this test (the master's log, each CLI run) is checked for the password at cleanup (helpers/secrets.ts).
+  const json = await inst.cli("status", "--json");
+  expect(json.stdout).not.toContain(password);
+  expect(master.log()).not.toContain(password);
+});
+
+test("another cluster on the same prefix is refused at start (exit 78); a shared state that does not parse is refused, kept as it is, and named in status", async () => {
+  const etcd = await startEtcd(scope, 1);
+  await etcd.ctl("put", "/autoscaler/other/cluster-id", "not-this-cluster");
+  const inst = await makeInstallation(scope, [`cluster.etcd=${etcd.endpoints}`, "cluster.name=other", "cluster.lease_ttl=2"]);
+  const r = await runCli(["master", "--config", inst.ini], { timeoutMs: 20_000 });
+  expect(r.code).toBe(78);
+  expect(r.stderr).toMatch(/cluster\.prefix: another cluster uses the prefix \/autoscaler\/other\/ in etcd/);
+
+  await etcd.ctl("put", "/autoscaler/web/state", "{ not a state");
+  const good = await makeInstallation(scope, [`cluster.etcd=${etcd.endpoints}`, "cluster.name=web", "cluster.lease_ttl=2", "master.interval=0.2"]);
+  expect((await good.cli("generate", "--no-reload")).code).toBe(0);
+  await startHaproxy(scope, good);
+  const master = startDaemon(scope, ["master", "--config", good.ini]);
+  await master.waitForLog(/master started/, 15_000);
+  const s = await waitFor("the problem in status", async () => ((await status(good)).cluster?.problem ? await status(good) : undefined), 10_000, 100);
+  expect(s.cluster?.problem).toMatch(
+    /in etcd at \/autoscaler\/web\/state is not valid JSON; refusing to act rather than forget launches\. Inspect it with: etcdctl get/,
+  );
+  expect(s.role).toBe("follower");
+  const text = await good.cli("status");
+  expect(text.stdout).toMatch(/problem: the master's state in etcd at \/autoscaler\/web\/state is not valid JSON/);
+  expect((await etcd.ctl("get", "--print-value-only", "/autoscaler/web/state")).trim()).toBe("{ not a state");
+});
