@@ -12,7 +12,7 @@ import { afterEach, expect, test } from "vitest";
 import { createLogger } from "@autoscaler/shared";
 import { openEtcd, type EtcdSession } from "../packages/master/src/cluster/etcd.js";
 import { clusterIdProblem, clusterKeys, startCampaign, type Campaign, type Term } from "../packages/master/src/cluster/campaign.js";
-import { createSharedStateStore, FencedError } from "../packages/master/src/cluster/shared-state.js";
+import { createSharedDemandStore, createSharedStateStore, DEMAND_WRITE_EVERY_MS, FencedError } from "../packages/master/src/cluster/shared-state.js";
 import { emptyState, type DurableState } from "../packages/master/src/state-store.js";
 import { startEtcd, type EtcdCluster } from "./helpers/etcd.js";
 import { Scope, sleep, waitFor } from "./helpers/process.js";
@@ -195,3 +195,24 @@ test("losing one etcd member of three changes nothing: the leader keeps its leas
   expect(a.follows).toEqual([]);
   expect(retried).toBeLessThanOrEqual(3);
 }, 60_000);
+
+test("the predictive floor's history is kept in etcd by the leader, at most every 10 minutes, and a new leader starts from it", async () => {
+  const etcd = await startEtcd(scope, 1);
+  const s = await session(etcd);
+  const a = candidate(s, "a", "/d/");
+  await waitFor("a to lead", () => a.c.leading(), 5000, 20);
+  let clock = 1_000_000;
+  const key = clusterKeys("/d/").demand;
+  const store = createSharedDemandStore({ session: s, key, fence: a.terms[0]!.fence, now: () => clock });
+  await store.save({ lastMinute: 100, values: [1, Number.NaN, 3] });
+  clock += 60_000;
+  await store.save({ lastMinute: 101, values: [9, 9, 9] }); // a minute later: not written
+  expect(await store.load(silent)).toEqual({ lastMinute: 100, values: [1, Number.NaN, 3] });
+  clock += DEMAND_WRITE_EVERY_MS;
+  await store.save({ lastMinute: 111, values: [4, 5] });
+  expect((await store.load(silent)).lastMinute).toBe(111);
+  await etcd.ctl("lease", "revoke", BigInt(a.terms[0]!.leaseId).toString(16));
+  clock += DEMAND_WRITE_EVERY_MS;
+  await expect(store.save({ lastMinute: 200, values: [] })).rejects.toBeInstanceOf(FencedError);
+  expect((await store.load(silent)).lastMinute).toBe(111);
+});

@@ -111,6 +111,19 @@ test("three masters on one etcd elect one leader; the others follow and show who
   const after = await c.leader();
   expect(after.i).toBe(next.i);
   expect((await c.proxies[first.i]!.status()).role).toBe("follower");
+  // What an operator reads: the follower's status names the leader; the leader's metrics say it leads.
+  const text = await c.proxies[first.i]!.inst.cli("status");
+  expect(text.stdout).toMatch(
+    new RegExp(
+      `^cluster: this is proxy-${first.i}; etcd up since \\S+ \\(3 endpoint\\(s\\), prefix /autoscaler/default/\\); leader proxy-${next.i} since `,
+      "m",
+    ),
+  );
+  expect(text.stdout).toMatch(/^ {2}masters: proxy-\d \(leader\), proxy-\d \(follower\), proxy-\d \(follower\)$/m);
+  const metrics = await nsFetch(c.namespaces[next.i]!, `http://127.0.0.1:${c.proxies[next.i]!.metricsPort}/metrics`);
+  expect(metrics).toMatch(/^autoscaler_leader 1$/m);
+  expect(metrics).toMatch(/^autoscaler_leader_changes_total 1$/m);
+  expect(metrics).toMatch(/^autoscaler_etcd_up 1$/m);
 });
 
 /** The launch every master sees in the shared state, once it is done with one node. */

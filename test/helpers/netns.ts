@@ -88,7 +88,7 @@ export async function createNetwork(count: number): Promise<TestNetwork> {
     }
     // A veth pair goes with its namespace end; delete the root end too in case the move failed.
     // The kernel destroys the pair asynchronously after `netns del`, so the root end may vanish
-    // between the check and the delete: "Cannot find device" then means it is already gone.
+    // between the check and the delete: "Cannot find device" or "No such device" then means it is already gone.
     for (const link of made.links) {
       if (
         await run("ip", ["link", "show", link]).then(
@@ -97,7 +97,7 @@ export async function createNetwork(count: number): Promise<TestNetwork> {
         )
       ) {
         await ip("link", "del", link).catch((err: Error) => {
-          if (!/Cannot find device/.test(err.message)) problems.push(err.message);
+          if (!/Cannot find device|No such device/.test(err.message)) problems.push(err.message);
         });
       }
     }

@@ -16,6 +16,18 @@ const schema = z.object({
   values: z.array(z.number().min(0).nullable()).max(DEMAND_HISTORY_MINUTES),
 });
 
+/** Read a demand document (demand.json, or the copy in etcd); throws when it does not parse. */
+export function parseDemand(text: string): DemandHistory {
+  const parsed = schema.parse(JSON.parse(text));
+  return { lastMinute: parsed.lastMinute, values: parsed.values.map((v) => (v === null ? Number.NaN : v)) };
+}
+
+/** The document a demand history is stored as (gaps as null, values to one decimal). */
+export function serialiseDemand(history: DemandHistory): string {
+  const body = { version: 1, lastMinute: history.lastMinute, values: history.values.map((v) => (Number.isNaN(v) ? null : Math.round(v * 10) / 10)) };
+  return JSON.stringify(body) + "\n";
+}
+
 /** Reads and writes demand.json in one folder. */
 export interface DemandStore {
   load(logger: Logger): Promise<DemandHistory>;
@@ -36,17 +48,15 @@ export function createDemandStore(dir: string): DemandStore {
         return emptyDemandHistory();
       }
       try {
-        const parsed = schema.parse(JSON.parse(text));
-        return { lastMinute: parsed.lastMinute, values: parsed.values.map((v) => (v === null ? Number.NaN : v)) };
+        return parseDemand(text);
       } catch (err) {
         logger.warn("the demand history has an unexpected shape; the predictive floor starts empty", { file, error: (err as Error).message });
         return emptyDemandHistory();
       }
     },
     async save(history) {
-      const body = { version: 1, lastMinute: history.lastMinute, values: history.values.map((v) => (Number.isNaN(v) ? null : Math.round(v * 10) / 10)) };
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-      await writeFileAtomic(file, JSON.stringify(body) + "\n", { mode: 0o600, forceMode: true });
+      await writeFileAtomic(file, serialiseDemand(history), { mode: 0o600, forceMode: true });
     },
   };
 }

@@ -18,7 +18,7 @@ import {
 } from "@autoscaler/shared";
 import type { HelloMessage } from "@autoscaler/shared/protocol";
 import { commandEnvironment, parseRunInstancesOutput, summariseOutput } from "./actuator.js";
-import { createDemandStore } from "./demand-store.js";
+import { createDemandStore, type DemandStore } from "./demand-store.js";
 import type { NodeObservation } from "./decide.js";
 import type { EventLog } from "./events.js";
 import {
@@ -146,7 +146,7 @@ export interface Scaler {
    * Take over (etcd term won): load the state from `store`, reconcile what a previous leader
    * left in flight exactly as a restart does, and start deciding. Throws when the state cannot be read.
    */
-  lead(store: StateStore): Promise<void>;
+  lead(store: StateStore, demand?: DemandStore): Promise<void>;
   /** Stop deciding now (etcd term lost): commands this term started are killed, their outcomes dropped. */
   follow(reason: string): void;
   /**
@@ -202,7 +202,8 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   let policy = policyFromConfig(config);
   /** Every server_line in use since start: a node's line in the live file may still have an older one. */
   const serverLineFormats = new Set([config.haproxy.server_line]);
-  const demandStore = createDemandStore(config.master.state_dir);
+  /** Where the predictive floor's history is kept: state_dir, or (with etcd) the shared copy of this term. */
+  let demandStore: DemandStore = createDemandStore(config.master.state_dir);
   /** Where decisions are recorded: state.json, or (with etcd) the shared state fenced on this term. */
   let store = deps.store;
   // With etcd the state is read when a term is won; without, now (a follower only warns about it).
@@ -498,9 +499,10 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   // ---- start -------------------------------------------------------------------------------
 
   /** Start deciding with `next` as the record: load it, then reconcile as a restart does. */
-  const lead = (next: StateStore): Promise<void> => {
+  const lead = (next: StateStore, demand?: DemandStore): Promise<void> => {
     const run = queue.then(async () => {
       follow(undefined);
+      if (demand) demandStore = demand;
       const durable = await next.load();
       store = next;
       state = { ...initialState(durable, policy.predictive ? await demandStore.load(logger) : undefined), counters: state.counters };

@@ -11,7 +11,7 @@ import { localIdentities, type Role } from "../role.js";
 import type { Scaler } from "../scaler.js";
 import { callTimeoutMs, openEtcd } from "./etcd.js";
 import { clusterIdProblem, clusterKeys, startCampaign, type Campaign, type ClusterStatus } from "./campaign.js";
-import { createSharedStateStore, parseSharedState } from "./shared-state.js";
+import { createSharedDemandStore, createSharedStateStore, parseSharedState } from "./shared-state.js";
 
 export interface JoinOptions {
   config: Config;
@@ -85,6 +85,7 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterMembership> {
           logger,
           onFenced: (reason) => campaign.lose(reason),
         }),
+        createSharedDemandStore({ session, key: keys.demand, fence: term.fence, now: o.now }),
       ),
     onFollow: (reason) => o.scaler.follow(reason),
     onSharedState: (text) => {

@@ -10,6 +10,8 @@
 import { promises as fs } from "node:fs";
 import { errnoCode, type Logger } from "@autoscaler/shared";
 import { parseState, serialiseState, emptyState, type DurableState, type StateStore } from "../state-store.js";
+import { parseDemand, serialiseDemand, type DemandStore } from "../demand-store.js";
+import { emptyDemandHistory } from "../predictive.js";
 import type { EtcdSession, Fence } from "./etcd.js";
 
 /** A write refused because this master no longer holds its election key. */
@@ -66,6 +68,39 @@ export function createSharedStateStore(o: SharedStateOptions): StateStore {
     },
     async save(state: DurableState) {
       await fenced({ [o.key]: serialiseState(state) });
+    },
+  };
+}
+
+/** How often the leader writes the predictive floor's history to etcd (it changes every minute; etcd keeps each revision until compaction). */
+export const DEMAND_WRITE_EVERY_MS = 10 * 60_000;
+
+/**
+ * The predictive floor's history in etcd (`<prefix>demand`), written by the leader under its
+ * fence at most every 10 minutes: a new leader starts from the last copy, so a failover loses at
+ * most that much history (it only shapes a floor; losing it never repeats an action).
+ */
+export function createSharedDemandStore(o: { session: EtcdSession; key: string; fence: Fence; now: () => number }): DemandStore {
+  let writtenAt: number | undefined;
+  return {
+    async load(logger) {
+      const held = await o.session.get(o.key).catch((err: Error) => {
+        logger.warn("cannot read the demand history from etcd; the predictive floor starts empty", { key: o.key, error: err.message });
+        return undefined;
+      });
+      if (!held) return emptyDemandHistory();
+      try {
+        return parseDemand(held.value);
+      } catch (err) {
+        logger.warn("the demand history in etcd has an unexpected shape; the predictive floor starts empty", { key: o.key, error: (err as Error).message });
+        return emptyDemandHistory();
+      }
+    },
+    async save(history) {
+      const at = o.now();
+      if (writtenAt !== undefined && at - writtenAt < DEMAND_WRITE_EVERY_MS) return;
+      writtenAt = at;
+      if (!(await o.session.fencedPut(o.fence, { [o.key]: serialiseDemand(history) }))) throw new FencedError("not written: this master no longer leads");
     },
   };
 }
