@@ -69,12 +69,16 @@ const MAX_SAMPLES_PER_NODE = 600;
 const SAMPLING_DEADLINE_MS = 300_000;
 const GOAL = { nodes: 1000, cpuPct: 10, rssMB: 200, p99Ms: 50 };
 
-interface Run {
+export interface Run {
   label: string;
   nodes: number;
   transport: "ssh" | "tcp";
   /** How many connections are opened at once during registration. */
   concurrency: number;
+  /** Extra settings for the proxy (the failover bench's [cluster] etcd). */
+  settings?: string[];
+  /** Called once the proxy's master runs, before the agents connect (waits until it leads). */
+  ready?: (proxy: Proxy) => Promise<void>;
 }
 
 const RUNS: Run[] = [
@@ -234,7 +238,7 @@ async function samplesReceived(port: number): Promise<number> {
   return Number(/^autoscaler_samples_received_total (\d+)/m.exec(text)?.[1] ?? NaN);
 }
 
-interface RunResult {
+export interface RunResult {
   run: Run;
   registration: {
     allWelcomedMs: number;
@@ -267,9 +271,12 @@ interface RunResult {
   probeCpuPct: number;
 }
 
-async function runOne(res: Resources, run: Run, log: (s: string) => void): Promise<RunResult> {
+export async function runOne(res: Resources, run: Run, log: (s: string) => void): Promise<RunResult> {
   statusAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const proxy = await startProxy(res.scope, { settings: ["haproxy.server_line=server $NAME $IP:$PORT", `scaling.max_nodes=${GOAL.nodes * 2}`] });
+  const proxy = await startProxy(res.scope, {
+    settings: ["haproxy.server_line=server $NAME $IP:$PORT", `scaling.max_nodes=${GOAL.nodes * 2}`, ...(run.settings ?? [])],
+  });
+  await run.ready?.(proxy);
   const masterPid = proxy.master.child.pid!;
   let privateKey = Buffer.alloc(0);
   let hostKey = Buffer.alloc(0);

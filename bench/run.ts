@@ -33,6 +33,7 @@ const BENCHES: Record<string, Entry> = {
   "sample-flood": { title: "A sample flood from one node", load: () => import("./sample-flood.js") },
   decision: { title: "Decision latency", load: () => import("./decision.js") },
   reaction: { title: "Reaction end to end", load: () => import("./reaction.js") },
+  failover: { title: "Failover on etcd", load: () => import("./failover.js") },
   "scaling-quality": { title: "Scaling quality", load: () => import("./scaling-quality.js") },
   soak: { title: "Soak", load: () => import("./soak.js"), optIn: { file: "RELIABILITY.md", fileTitle: "# Reliability" } },
 };

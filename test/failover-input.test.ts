@@ -107,3 +107,44 @@ test("another cluster on the same prefix is refused at start (exit 78); a shared
   expect(text.stdout).toMatch(/problem: the master's state in etcd at \/autoscaler\/web\/state is not valid JSON/);
   expect((await etcd.ctl("get", "--print-value-only", "/autoscaler/web/state")).trim()).toBe("{ not a state");
 });
+
+test("password auth: a master with [cluster] user and password leads on an etcd whose role allows only its prefix; a wrong password leads nowhere, and neither password shows", async () => {
+  const etcd = await startEtcd(scope, 1);
+  const password = "etcd-" + Math.random().toString(36).slice(2);
+  const wrong = "wrong-" + Math.random().toString(36).slice(2);
+  registerSecret(password, "the etcd password");
+  registerSecret(wrong, "a wrong etcd password");
+  await etcd.ctl("user", "add", "root", "--new-user-password", "root-" + password);
+  await etcd.ctl("user", "grant-role", "root", "root");
+  await etcd.ctl("user", "add", "autoscaler", "--new-user-password", password);
+  await etcd.ctl("role", "add", "autoscaler");
+  await etcd.ctl("role", "grant-permission", "autoscaler", "--prefix=true", "readwrite", "/autoscaler/default/");
+  await etcd.ctl("user", "grant-role", "autoscaler", "autoscaler");
+  await etcd.ctl("auth", "enable");
+  const start = async (pw: string) => {
+    const inst = await makeInstallation(scope, [
+      `cluster.etcd=${etcd.endpoints}`,
+      "cluster.lease_ttl=2",
+      "cluster.user=autoscaler",
+      `cluster.password=${pw}`,
+      "master.interval=0.2",
+    ]);
+    expect((await inst.cli("generate", "--no-reload")).code).toBe(0);
+    await startHaproxy(scope, inst);
+    const master = startDaemon(scope, ["master", "--config", inst.ini]);
+    await master.waitForLog(/master started/, 15_000);
+    return { inst, master };
+  };
+  const good = await start(password);
+  await waitFor("the master to lead", async () => (await status(good.inst)).role === "decider", 10_000, 100);
+  const bad = await start(wrong);
+  await new Promise((r) => setTimeout(r, 2000));
+  const s = await status(bad.inst);
+  expect(s.role).toBe("follower");
+  expect(s.cluster?.etcd.up).toBe(false);
+  for (const m of [good, bad]) {
+    const text = (await m.inst.cli("status", "--json")).stdout + m.master.log();
+    expect(text).not.toContain(password);
+    expect(text).not.toContain(wrong);
+  }
+});

@@ -15,65 +15,28 @@
  * run without a record, every record finished, no instance terminated twice, and every node
  * the cloud started and no drain removed is a backend of both proxies.
  */
-import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { mulberry32 } from "@autoscaler/master/simulate";
-import { shellQuote } from "./helpers/cloud.js";
-import { startDaemon, type Daemon } from "./helpers/cluster.js";
 import { startEtcd, type EtcdCluster } from "./helpers/etcd.js";
 import { printTable } from "./helpers/faults.js";
-import { makeInstallation, startHaproxy, type Installation } from "./helpers/haproxy.js";
-import { freePort, REPO_ROOT, Scope, sleep, waitFor } from "./helpers/process.js";
+import { startLoopbackCluster } from "./helpers/failover.js";
+import { Scope, sleep, waitFor } from "./helpers/process.js";
 import { control, status } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
 
-const TCP_NODE = path.join(REPO_ROOT, "test", "helpers", "tcp-node.mjs");
 const KILLS = Number(process.env.AUTOSCALER_FAILOVER_KILLS ?? 50);
 const SEED = Number(process.env.AUTOSCALER_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const KILL_WITHIN_MS = 800;
 const TTL = 1;
 const PREFIX = "/autoscaler/kills/";
 
-interface Box {
-  inst: Installation;
-  masterPort: number;
-  master: Daemon;
-  startMaster(): Promise<Daemon>;
-}
-
 interface SharedState {
   launches: { id: string; status: string; count: number; nodes: string[]; note?: string }[];
   drains: { id: string; node: string; instanceId: string; status: string; note?: string; error?: string }[];
-}
-
-async function startBox(i: number, settings: string[]): Promise<Box> {
-  const masterPort = await freePort();
-  const inst = await makeInstallation(scope, [
-    `master.listen=127.0.0.1:${masterPort}`,
-    `master.metrics_listen=127.0.0.1:${await freePort()}`,
-    `cluster.member=box-${i}`,
-    ...settings,
-  ]);
-  const gen = await inst.cli("generate");
-  if (gen.code !== 0) throw new Error(`generate failed: ${gen.stderr}`);
-  await startHaproxy(scope, inst);
-  const box: Box = {
-    inst,
-    masterPort,
-    master: undefined as unknown as Daemon,
-    async startMaster() {
-      const d = startDaemon(scope, ["master", "--config", inst.ini]);
-      box.master = d;
-      await d.waitForLog(/master started/, 15_000);
-      return d;
-    },
-  };
-  await box.startMaster();
-  return box;
 }
 
 async function sharedState(etcd: EtcdCluster): Promise<SharedState> {
@@ -91,19 +54,14 @@ async function jsonLines<T>(file: string): Promise<T[]> {
 test(`${KILLS} leader kills across scale cycles repeat no launch or terminate, lose none, and lose no host (seed ${SEED}: AUTOSCALER_FAULT_SEED=${SEED} replays it)`, async () => {
   const rng = mulberry32(SEED);
   const etcd = await startEtcd(scope, 3);
-  const cloud = await scope.tempDir("autoscaler-tcpcloud-");
-  await fs.mkdir(path.join(cloud, "nodes"));
-  scope.onCleanup(() => fs.writeFile(path.join(cloud, "closed"), ""));
-  const command = (verb: string) => [process.execPath, TCP_NODE, verb, cloud].map(shellQuote).join(" ");
-  const token = randomBytes(24).toString("base64url");
-  const settings = [
-    `master.token=${token}`,
-    `cluster.etcd=${etcd.endpoints}`,
+  const {
+    boxes,
+    cloudDir: cloud,
+    leader: leaderWithin,
+  } = await startLoopbackCluster(scope, 2, etcd.endpoints, [
     `cluster.lease_ttl=${TTL}`,
     `cluster.prefix=${PREFIX}`,
     "master.interval=0.1",
-    `machine.scale_up_command=${command("launch")}`,
-    `machine.scale_down_command=${command("terminate")}`,
     "machine.launch_timeout=10",
     // Manual actions only: no automatic decision ever has a full window of data.
     "scaling.min_nodes=0",
@@ -114,40 +72,8 @@ test(`${KILLS} leader kills across scale cycles repeat no launch or terminate, l
     "scaling.window=600",
     "scaling.drain_seconds=0.3",
     "scaling.node_timeout=3",
-  ];
-  const boxes = [await startBox(0, settings), await startBox(1, settings)];
-  await fs.writeFile(path.join(cloud, "setup.json"), JSON.stringify({ masterPorts: boxes.map((b) => b.masterPort), token, joinCredential: true }) + "\n");
-  // Each node's tcp-node processes are killed by pid in the cleanup: the cloud's own backstop (its folder removed) and the scope.
-  scope.onCleanup(async () => {
-    for (const name of await fs.readdir(path.join(cloud, "nodes")).catch(() => [] as string[])) {
-      const pid = Number(await fs.readFile(path.join(cloud, "nodes", name, "node.pid"), "utf8").catch(() => ""));
-      if (pid > 1)
-        try {
-          process.kill(pid, "SIGKILL");
-        } catch {
-          // gone
-        }
-    }
-  });
-
-  const leader = () =>
-    waitFor(
-      "one leader",
-      async () => {
-        const all = await Promise.all(boxes.map((b) => status(b.inst, 1000).catch(() => undefined)));
-        const leading = all.flatMap((s, i) => (s?.role === "decider" ? [i] : []));
-        return leading.length === 1 ? { i: leading[0]! } : undefined;
-      },
-      (TTL + 8) * 1000,
-      25,
-    )
-      .then((x) => x.i)
-      .catch(async (err: Error) => {
-        const all = await Promise.all(boxes.map((b) => status(b.inst, 1000).catch((e: Error) => e.message)));
-        throw new Error(
-          `${err.message}: ${JSON.stringify(all.map((x) => (typeof x === "string" ? x : { role: x.role, why: x.role_reason, cluster: x.cluster })))}`,
-        );
-      });
+  ]);
+  const leader = () => leaderWithin((TTL + 8) * 1000);
   /** Every launch id the shared state ever held: it keeps only the last 20 finished records. */
   const seen = new Set<string>();
   /** Every node a finished scale-down removed (drains are pruned the same way). */
@@ -165,13 +91,8 @@ test(`${KILLS} leader kills across scale cycles repeat no launch or terminate, l
     if (answer.ok) figures[up ? "scaleUps" : "scaleDowns"]++;
     else figures.refused++;
     await sleep(Math.floor(rng() * KILL_WITHIN_MS));
-    const child = boxes[lead]!.master.child;
     const killedAt = Date.now();
-    if (child.exitCode === null && child.signalCode === null) {
-      const gone = new Promise((r) => child.once("exit", r));
-      child.kill("SIGKILL");
-      await gone;
-    }
+    await boxes[lead]!.killMaster();
     figures.kills++;
     const [next] = await Promise.all([leader(), boxes[lead]!.startMaster()]);
     figures.failoverMs.push(Date.now() - killedAt);

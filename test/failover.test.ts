@@ -265,7 +265,7 @@ test("a leader paused (SIGSTOP) past its lease runs nothing when it wakes: anoth
   expect((await runs(file)).every((r) => r.proxy === other)).toBe(true);
 });
 
-test("all of etcd down: no master decides, HAProxy is still kept in step (a new agent registers and is served by every proxy), status and /metrics say so; when etcd is back one leader resumes, repeating nothing", async () => {
+test("one etcd member of three lost changes nothing; all of etcd down: no master decides, HAProxy is still kept in step (a new agent registers and is served by every proxy), status and /metrics say so; when etcd is back one leader resumes, repeating nothing", async () => {
   const dir = await scope.tempDir();
   const file = path.join(dir, "runs.jsonl");
   const c = await startProxies(2, (i) => [...recordingCommands(file, i), "scaling.min_nodes=0", "scaling.max_nodes=20", "machine.launch_timeout=600"]);
@@ -274,6 +274,16 @@ test("all of etcd down: no master decides, HAProxy is still kept in step (a new 
   const up = await c.proxies[lead.i]!.inst.cli("scale-up", "1");
   expect(up.code, up.stderr).toBe(0);
   await waitFor("the launch to run", async () => (await runs(file)).some((r) => r.end !== undefined), 5000, 50);
+
+  // One member of three lost: no effect (the same leader, no change of leader, its commands still run).
+  await c.etcd.kill(0);
+  await sleep(2 * TTL * 1000);
+  const still = await c.leader();
+  expect(still.i).toBe(lead.i);
+  expect(still.s.cluster?.leader_changes).toBe(0);
+  const again = await c.proxies[lead.i]!.inst.cli("scale-up", "1");
+  expect(again.code, again.stderr).toBe(0);
+  await waitFor("the second launch to run", async () => (await runs(file)).filter((r) => r.end !== undefined).length === 2, 5000, 50);
 
   await c.etcd.kill();
   const down = await waitFor(
@@ -311,9 +321,12 @@ test("all of etcd down: no master decides, HAProxy is still kept in step (a new 
   const back = await c.leader((TTL + 10) * 1000);
   const s = await c.proxies[back.i]!.status();
   expect(s.cluster?.etcd.up).toBe(true);
-  // The launch recorded before the outage is still the one launch, pending, and was not run again.
-  expect(s.launches.map((l) => [l.status, l.count])).toEqual([["pending", 1]]);
-  expect((await runs(file)).filter((r) => r.start !== undefined)).toHaveLength(1);
+  // The launches recorded before the outage are still the two, pending, and neither was run again.
+  expect(s.launches.map((l) => [l.status, l.count])).toEqual([
+    ["pending", 1],
+    ["pending", 1],
+  ]);
+  expect((await runs(file)).filter((r) => r.start !== undefined)).toHaveLength(2);
 }, 90_000);
 
 /** The wall-clock times (ms) of a master's log lines with this event. */
