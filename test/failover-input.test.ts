@@ -6,6 +6,7 @@
  * reaches a log or status. Real etcd, real masters and HAProxy on loopback.
  */
 import { promises as fs } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { startDaemon } from "./helpers/cluster.js";
@@ -17,6 +18,9 @@ import { status } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
+
+/** Free ports for the master's listeners: other files' masters run meanwhile. */
+const ownPorts = async () => [`master.listen=127.0.0.1:${await freePort()}`, `master.metrics_listen=127.0.0.1:${await freePort()}`];
 
 test("a malformed endpoint or a missing TLS file exits 78 naming the key; check-config names a bad prefix and a half pair", async () => {
   const dir = await scope.tempDir();
@@ -56,6 +60,7 @@ test("etcd unreachable at start is not fatal: the master serves HAProxy, says it
   const password = "etcd-pass-" + Math.random().toString(36).slice(2);
   registerSecret(password, "the etcd password");
   const inst = await makeInstallation(scope, [
+    ...(await ownPorts()),
     `cluster.etcd=http://127.0.0.1:${port}`,
     "cluster.lease_ttl=2",
     "cluster.user=autoscaler",
@@ -87,13 +92,19 @@ test("etcd unreachable at start is not fatal: the master serves HAProxy, says it
 test("another cluster on the same prefix is refused at start (exit 78); a shared state that does not parse is refused, kept as it is, and named in status", async () => {
   const etcd = await startEtcd(scope, 1);
   await etcd.ctl("put", "/autoscaler/other/cluster-id", "not-this-cluster");
-  const inst = await makeInstallation(scope, [`cluster.etcd=${etcd.endpoints}`, "cluster.name=other", "cluster.lease_ttl=2"]);
+  const inst = await makeInstallation(scope, [...(await ownPorts()), `cluster.etcd=${etcd.endpoints}`, "cluster.name=other", "cluster.lease_ttl=2"]);
   const r = await runCli(["master", "--config", inst.ini], { timeoutMs: 20_000 });
   expect(r.code).toBe(78);
   expect(r.stderr).toMatch(/cluster\.prefix: another cluster uses the prefix \/autoscaler\/other\/ in etcd/);
 
   await etcd.ctl("put", "/autoscaler/web/state", "{ not a state");
-  const good = await makeInstallation(scope, [`cluster.etcd=${etcd.endpoints}`, "cluster.name=web", "cluster.lease_ttl=2", "master.interval=0.2"]);
+  const good = await makeInstallation(scope, [
+    ...(await ownPorts()),
+    `cluster.etcd=${etcd.endpoints}`,
+    "cluster.name=web",
+    "cluster.lease_ttl=2",
+    "master.interval=0.2",
+  ]);
   expect((await good.cli("generate", "--no-reload")).code).toBe(0);
   await startHaproxy(scope, good);
   const master = startDaemon(scope, ["master", "--config", good.ini]);
@@ -123,6 +134,7 @@ test("password auth: a master with [cluster] user and password leads on an etcd 
   await etcd.ctl("auth", "enable");
   const start = async (pw: string) => {
     const inst = await makeInstallation(scope, [
+      ...(await ownPorts()),
       `cluster.etcd=${etcd.endpoints}`,
       "cluster.lease_ttl=2",
       "cluster.user=autoscaler",
@@ -147,4 +159,13 @@ test("password auth: a master with [cluster] user and password leads on an etcd 
     expect(text).not.toContain(password);
     expect(text).not.toContain(wrong);
   }
+});
+
+test("a master whose port is taken exits 1 with the error, also with etcd configured (nothing keeps it alive half-started)", async () => {
+  const holder = scope.trackServer(net.createServer());
+  const port = await new Promise<number>((r) => holder.listen(0, "127.0.0.1", () => r((holder.address() as net.AddressInfo).port)));
+  const inst = await makeInstallation(scope, [`master.listen=127.0.0.1:${port}`, `cluster.etcd=http://127.0.0.1:${await freePort()}`]);
+  const r = await runCli(["master", "--config", inst.ini], { timeoutMs: 20_000 });
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(/EADDRINUSE/);
 });

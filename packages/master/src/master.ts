@@ -258,11 +258,27 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     throw err;
   });
   const running = scaler;
-  if (shared) {
+  /**
+   * What is running so far, undone newest first when a later step fails (a port in use): the
+   * master then exits with the error instead of living on with timers and no listener.
+   */
+  const undo: (() => Promise<void> | void)[] = [closeControl, () => applier.stop(), () => running.stop()];
+  const orUndo = async <T>(step: Promise<T>): Promise<T> => {
     try {
-      // Loaded only with etcd: the gRPC client costs memory a single proxy need not pay.
-      const { joinCluster } = await import("./cluster/join.js");
-      cluster = await joinCluster({
+      return await step;
+    } catch (err) {
+      for (const u of undo.splice(0).reverse())
+        await Promise.resolve()
+          .then(u)
+          .catch(() => undefined);
+      throw err;
+    }
+  };
+  if (shared) {
+    // Loaded only with etcd: the gRPC client costs memory a single proxy need not pay.
+    const { joinCluster } = await orUndo(import("./cluster/join.js"));
+    cluster = await orUndo(
+      joinCluster({
         config,
         candidate: config.master.role !== "follower",
         scaler: running,
@@ -274,13 +290,10 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
           registry.forget(name);
         },
         vouch,
-      });
-    } catch (err) {
-      running.stop();
-      applier.stop();
-      await closeControl();
-      throw err;
-    }
+      }),
+    );
+    const joined = cluster;
+    undo.push(() => joined.stop());
     events.add("cluster", `joined the cluster in etcd at ${config.etcdPrefix} as ${cluster.status().member}`);
   }
 
@@ -291,54 +304,60 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     helloTimeoutMs: HELLO_TIMEOUT_MS,
     idleTimeoutMs: Math.max(60_000, config.scaling.node_timeout * 2000),
   };
-  const agents = await startAgentServer(
-    config.master.listen!.host,
-    config.master.listen!.port,
-    {
-      registry,
-      role: () => role().role,
-      version: deps.version,
-      logger,
-      now,
-      judge: (hello) => {
-        const ports = config.master.node_ports;
-        const room = agentRoom();
-        return admit({
-          secret: config.master.token,
-          allowShared: config.master.shared_token === "allow",
-          now: now(),
-          name: hello.name,
-          token: hello.token,
-          addressProblem:
-            nodeAddressProblem(hello.address, config.master.node_networks) ??
-            (ports.length > 0 && !ports.includes(hello.port) ? "is not in [master] node_ports" : undefined),
-          terminated: running.admit(hello),
-          known: names.get(hello.name),
-          exists: registry.get(hello.name) !== undefined || hosts.some((h) => h.name === hello.name),
-          launchNamesUsed: (id) => names.launchNames(id),
-          ...room,
-          takeNewName: () => newNameRate(now()),
-        });
+  const agents = await orUndo(
+    startAgentServer(
+      config.master.listen!.host,
+      config.master.listen!.port,
+      {
+        registry,
+        role: () => role().role,
+        version: deps.version,
+        logger,
+        now,
+        judge: (hello) => {
+          const ports = config.master.node_ports;
+          const room = agentRoom();
+          return admit({
+            secret: config.master.token,
+            allowShared: config.master.shared_token === "allow",
+            now: now(),
+            name: hello.name,
+            token: hello.token,
+            addressProblem:
+              nodeAddressProblem(hello.address, config.master.node_networks) ??
+              (ports.length > 0 && !ports.includes(hello.port) ? "is not in [master] node_ports" : undefined),
+            terminated: running.admit(hello),
+            known: names.get(hello.name),
+            exists: registry.get(hello.name) !== undefined || hosts.some((h) => h.name === hello.name),
+            launchNamesUsed: (id) => names.launchNames(id),
+            ...room,
+            takeNewName: () => newNameRate(now()),
+          });
+        },
+        onRegistered: async (hello, isNew, admission) => {
+          const remembered = names.remember(hello.name, { kind: admission.kind, ...(admission.launchId ? { launch: admission.launchId } : {}), at: now() });
+          // A launch's count must be on disk before its node is welcomed (a restart must not reset it);
+          // other names are protected by hosts.d meanwhile, so their write does not hold the registration.
+          if (admission.kind === "launch") await remembered;
+          else remembered.catch((err: Error) => logger.warn("cannot record the node's name in names.json", { node: hello.name, error: err.message }));
+          await upsert(hello, admission);
+          metrics.registrations.inc();
+          events.add(
+            "registered",
+            `${hello.name} (${hello.address}:${hello.port}) ${isNew ? "registered" : "reconnected"} with a ${admission.kind} credential`,
+          );
+        },
+        credentialFor: (name) => nodeCredential(config.master.token, name),
+        onRefused: (reason, detail) => {
+          metrics.refused.inc({ reason });
+          events.add("refused", `agent connection refused (${reason}): ${detail}`);
+        },
+        onSample: (kept) => (kept ? metrics.samples : metrics.samplesDropped).inc(),
       },
-      onRegistered: async (hello, isNew, admission) => {
-        const remembered = names.remember(hello.name, { kind: admission.kind, ...(admission.launchId ? { launch: admission.launchId } : {}), at: now() });
-        // A launch's count must be on disk before its node is welcomed (a restart must not reset it);
-        // other names are protected by hosts.d meanwhile, so their write does not hold the registration.
-        if (admission.kind === "launch") await remembered;
-        else remembered.catch((err: Error) => logger.warn("cannot record the node's name in names.json", { node: hello.name, error: err.message }));
-        await upsert(hello, admission);
-        metrics.registrations.inc();
-        events.add("registered", `${hello.name} (${hello.address}:${hello.port}) ${isNew ? "registered" : "reconnected"} with a ${admission.kind} credential`);
-      },
-      credentialFor: (name) => nodeCredential(config.master.token, name),
-      onRefused: (reason, detail) => {
-        metrics.refused.inc({ reason });
-        events.add("refused", `agent connection refused (${reason}): ${detail}`);
-      },
-      onSample: (kept) => (kept ? metrics.samples : metrics.samplesDropped).inc(),
-    },
-    agentLimits,
+      agentLimits,
+    ),
   );
+  undo.push(() => agents.close());
 
   const watcher = startWatcher({
     hostsDir: config.hostsDir,
@@ -365,8 +384,12 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     Math.max(200, config.master.interval * 1000),
   );
 
+  undo.push(
+    () => watcher.close(),
+    () => clearInterval(sweep),
+  );
   const metricsServer = config.master.metrics_listen
-    ? await startMetricsServer(config.master.metrics_listen.host, config.master.metrics_listen.port, metrics, status)
+    ? await orUndo(startMetricsServer(config.master.metrics_listen.host, config.master.metrics_listen.port, metrics, status))
     : undefined;
 
   applier.schedule("start");
