@@ -27,10 +27,10 @@ afterEach(async () => {
 const TTL = 2;
 const silent = createLogger({ write: () => true }, { level: "error", json: true });
 
-async function session(etcd: EtcdCluster): Promise<EtcdSession> {
+async function session(etcd: EtcdCluster, ttl = TTL): Promise<EtcdSession> {
   const s = await openEtcd({
     etcd: etcd.members.map((m) => m.clientUrl),
-    lease_ttl: TTL,
+    lease_ttl: ttl,
     ca: "",
     cert: "",
     key: "",
@@ -45,7 +45,7 @@ async function session(etcd: EtcdCluster): Promise<EtcdSession> {
 }
 
 /** A campaign whose terms are recorded; it leads until told otherwise. */
-function candidate(s: EtcdSession, member: string, prefix = "/t/", clusterId = "id-a") {
+function candidate(s: EtcdSession, member: string, prefix = "/t/", clusterId = "id-a", ttl = TTL) {
   const terms: Term[] = [];
   const follows: string[] = [];
   const c: Campaign = startCampaign({
@@ -53,7 +53,7 @@ function candidate(s: EtcdSession, member: string, prefix = "/t/", clusterId = "
     endpoints: [],
     prefix,
     member,
-    ttlSeconds: TTL,
+    ttlSeconds: ttl,
     pollMs: 100,
     clusterId,
     candidate: true,
@@ -65,6 +65,10 @@ function candidate(s: EtcdSession, member: string, prefix = "/t/", clusterId = "
   open.push({ stop: () => c.stop() });
   return { c, terms, follows };
 }
+
+/** The shared state store of a term (with no state.json to import, unless `legacyFile` names one). */
+const storeOf = (s: EtcdSession, term: Term, prefix: string, onFenced: (reason: string) => void = () => undefined, legacyFile = "/nonexistent/state.json") =>
+  createSharedStateStore({ session: s, key: clusterKeys(prefix).state, fence: term.fence, legacyFile, logger: silent, onFenced });
 
 const state = (paused: boolean): DurableState => ({ ...emptyState(), paused });
 
@@ -78,28 +82,14 @@ test("a deposed leader's write is refused by etcd itself: its fence (its electio
   expect(b.c.leading()).toBe(false);
   const keys = clusterKeys("/t/");
   const fenced: string[] = [];
-  const storeA = createSharedStateStore({
-    session: sa,
-    key: keys.state,
-    fence: a.terms[0]!.fence,
-    legacyFile: "/nonexistent/state.json",
-    logger: silent,
-    onFenced: (r) => fenced.push(r),
-  });
+  const storeA = storeOf(sa, a.terms[0]!, "/t/", (r) => fenced.push(r));
   await storeA.save(state(true));
 
   // a's lease ends under it (as if it had been paused past the TTL): revoke it behind its back.
   const leaseHex = BigInt(a.terms[0]!.leaseId).toString(16);
   await etcd.ctl("lease", "revoke", leaseHex);
   await waitFor("b to lead", () => b.c.leading(), (TTL + 2) * 1000, 20);
-  const storeB = createSharedStateStore({
-    session: sb,
-    key: keys.state,
-    fence: b.terms[0]!.fence,
-    legacyFile: "/nonexistent/state.json",
-    logger: silent,
-    onFenced: () => undefined,
-  });
+  const storeB = storeOf(sb, b.terms[0]!, "/t/");
   expect((await storeB.load()).paused).toBe(true);
   await storeB.save(state(false));
 
@@ -134,14 +124,7 @@ test("the first leader imports state.json once, under its fence, and renames it;
   const a = candidate(s, "a", "/m/");
   await waitFor("a to lead", () => a.c.leading(), 5000, 20);
   const keys = clusterKeys("/m/");
-  const store = createSharedStateStore({
-    session: s,
-    key: keys.state,
-    fence: a.terms[0]!.fence,
-    legacyFile: legacy,
-    logger: silent,
-    onFenced: () => undefined,
-  });
+  const store = storeOf(s, a.terms[0]!, "/m/", undefined, legacy);
   expect(await store.load()).toMatchObject({ paused: true, lastScaleUpAt: 1_000 });
   await expect(fs.stat(legacy)).rejects.toThrow(/ENOENT/);
   expect(JSON.parse(await fs.readFile(`${legacy}.imported`, "utf8"))).toMatchObject({ paused: true });
@@ -157,25 +140,20 @@ test("the first leader imports state.json once, under its fence, and renames it;
 });
 
 test("losing one etcd member of three changes nothing: the leader keeps its lease, and its writes go on (one may wait out etcd's own election)", async () => {
+  // A lease of the default's order (5 s): a 2 s one can lapse on a machine this suite keeps busy, member lost or not.
+  const ttl = 5;
   const etcd = await startEtcd(scope, 3);
-  const s = await session(etcd);
-  const a = candidate(s, "a", "/l/");
+  const s = await session(etcd, ttl);
+  const a = candidate(s, "a", "/l/", "id-a", ttl);
   await waitFor("a to lead", () => a.c.leading(), 5000, 20);
-  const store = createSharedStateStore({
-    session: s,
-    key: clusterKeys("/l/").state,
-    fence: a.terms[0]!.fence,
-    legacyFile: "/nonexistent/state.json",
-    logger: silent,
-    onFenced: () => undefined,
-  });
+  const store = storeOf(s, a.terms[0]!, "/l/");
   let retried = 0;
   for (const victim of [0, 1, 2]) {
     await etcd.kill(victim);
-    // Two lease lifetimes with one member down: still the same term, and every write lands.
+    // A lease lifetime with one member down: still the same term, and every write lands.
     // A write in flight while etcd elects a new raft leader (when the victim led) can time out:
     // it is refused, not lost, and the next attempt lands, as the master's next tick would.
-    for (let i = 0; i < 2 * TTL * 4; i++) {
+    for (let i = 0; i < ttl * 4; i++) {
       for (let attempt = 0; ; attempt++) {
         try {
           await store.save(state(i % 2 === 0));

@@ -13,19 +13,13 @@ import { createCloud, type Cloud } from "./helpers/cloud.js";
 import { startNode, type Daemon, type Proxy } from "./helpers/cluster.js";
 import { startEtcd } from "./helpers/etcd.js";
 import { serverLines } from "./helpers/haproxy.js";
-import { createNetwork, getFrom, nsFetch, setLink, startNsProxy, type Namespace, type TestNetwork } from "./helpers/netns.js";
+import { cleanupScopeAndNetworks, createNetwork, getFrom, type Namespace, nsFetch, setLink, startNsProxy, type TestNetwork } from "./helpers/netns.js";
 import { Scope, sleep, waitFor } from "./helpers/process.js";
 import { control, type MasterStatus } from "./helpers/status.js";
 
 const scope = new Scope();
 const networks: TestNetwork[] = [];
-afterEach(async () => {
-  try {
-    await scope.cleanup();
-  } finally {
-    for (const n of networks.splice(0)) await n.remove();
-  }
-});
+afterEach(() => cleanupScopeAndNetworks(scope, networks));
 
 const TTL = 2;
 /** The masters' decision tick (and the campaign's poll): 0.2 s. */

@@ -26,20 +26,14 @@ import { BACKOFF_CAP_MS } from "../packages/agent/src/agent.js";
 import { agentSettings, startDaemon, trustProxies, type Daemon, type Proxy } from "./helpers/cluster.js";
 import { countLines, killSshdAndSessions, logLines, printTable } from "./helpers/faults.js";
 import { canConnect, makeInstallation, serverLines, showServersState, startHaproxy, type Installation } from "./helpers/haproxy.js";
-import { createNetwork, setLink, startNsProxy, type Namespace, type TestNetwork } from "./helpers/netns.js";
+import { cleanupScopeAndNetworks, createNetwork, type Namespace, setLink, startNsProxy, type TestNetwork } from "./helpers/netns.js";
 import { freePort, runCli, Scope, sleep, snapshotDir, waitFor } from "./helpers/process.js";
 import { startSshd } from "./helpers/sshd.js";
 import { status, type MasterStatus } from "./helpers/status.js";
 
 const scope = new Scope();
 const networks: TestNetwork[] = [];
-afterEach(async () => {
-  try {
-    await scope.cleanup();
-  } finally {
-    for (const n of networks.splice(0)) await n.remove();
-  }
-});
+afterEach(() => cleanupScopeAndNetworks(scope, networks));
 
 const CORES = os.availableParallelism();
 const round1 = (x: number) => Math.round(x * 10) / 10;

@@ -3,18 +3,12 @@ import { promises as fs } from "node:fs";
 import { afterEach, expect, test } from "vitest";
 import { startNode } from "./helpers/cluster.js";
 import { serverLines } from "./helpers/haproxy.js";
-import { createNetwork, getFrom, startNsProxy, type TestNetwork } from "./helpers/netns.js";
+import { cleanupScopeAndNetworks, createNetwork, getFrom, startNsProxy, type TestNetwork } from "./helpers/netns.js";
 import { Scope, waitFor } from "./helpers/process.js";
 
 const scope = new Scope();
 const networks: TestNetwork[] = [];
-afterEach(async () => {
-  try {
-    await scope.cleanup();
-  } finally {
-    for (const n of networks.splice(0)) await n.remove();
-  }
-});
+afterEach(() => cleanupScopeAndNetworks(scope, networks));
 
 test("one agent reports to two proxies in their own network namespaces: both HAProxies serve it, only the first master decides", async () => {
   const net = await createNetwork(2);

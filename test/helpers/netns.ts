@@ -245,3 +245,12 @@ export async function nsFetch(ns: Namespace, url: string): Promise<string> {
   if (r.code !== 0) throw new Error(`GET ${url} in ${ns.name} failed: ${r.stderr}`);
   return r.stdout;
 }
+
+/** A file's afterEach for tests with networks: the scope's processes and folders first, then every network made (even when the scope's cleanup threw). */
+export async function cleanupScopeAndNetworks(scope: Scope, networks: TestNetwork[]): Promise<void> {
+  try {
+    await scope.cleanup();
+  } finally {
+    for (const n of networks.splice(0)) await n.remove();
+  }
+}

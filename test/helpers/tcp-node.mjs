@@ -41,6 +41,7 @@ const STOP_TIMEOUT_MS = 3_000;
 const NODE_LIFETIME_MS = 10 * 60_000;
 const SAMPLE_MS = 250;
 const RECONNECT_MS = 100;
+const RECONNECT_BACKOFF_CAP_MS = 2000;
 
 class CloudError extends Error {
   constructor(exitCode, message) {
@@ -191,9 +192,15 @@ async function runNode(dir) {
   process.exit(0);
 }
 
-/** Keep one agent-protocol connection to the master on `port`, reconnecting after any break. */
+/**
+ * Keep one agent-protocol connection to the master on `port`, reconnecting after any break: at
+ * once after a connection that was welcomed, else after a delay that doubles up to 2 s (as a real
+ * agent backs off), so a refused node (a terminated one still running) does not keep its masters busy.
+ */
 async function reportTo(masterPort, hello, started) {
+  let delay = RECONNECT_MS;
   while (Date.now() - started < NODE_LIFETIME_MS) {
+    let welcomed = false;
     await new Promise((resolve) => {
       const socket = net.createConnection({ host: "127.0.0.1", port: masterPort });
       let timer;
@@ -203,6 +210,7 @@ async function reportTo(masterPort, hello, started) {
       socket.on("data", (b) => {
         buf += b.toString();
         if (timer === undefined && buf.includes('"welcome"')) {
+          welcomed = true;
           // Keep the node credential a welcome hands out, for the next hello to any master.
           const welcome = buf.split("\n").find((l) => l.includes('"welcome"'));
           try {
@@ -222,7 +230,8 @@ async function reportTo(masterPort, hello, started) {
         resolve();
       });
     });
-    await sleep(RECONNECT_MS);
+    delay = welcomed ? RECONNECT_MS : Math.min(RECONNECT_BACKOFF_CAP_MS, delay * 2);
+    await sleep(delay);
   }
 }
 
