@@ -140,7 +140,8 @@ test("the first leader imports state.json once, under its fence, and renames it;
 });
 
 test("losing one etcd member of three changes nothing: the leader keeps its lease, and its writes go on (one may wait out etcd's own election)", async () => {
-  // A lease of the default's order (5 s): a 2 s one can lapse on a machine this suite keeps busy, member lost or not.
+  // etcd's own raft timings (a lost raft leader stalls writes for a second or two) and a lease of
+  // the default's order (5 s): a 2 s one can lapse on a machine this suite keeps busy, member lost or not.
   const ttl = 5;
   const etcd = await startEtcd(scope, 3);
   const s = await session(etcd, ttl);

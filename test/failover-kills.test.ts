@@ -53,7 +53,7 @@ async function jsonLines<T>(file: string): Promise<T[]> {
 
 test(`${KILLS} leader kills across scale cycles repeat no launch or terminate, lose none, and lose no host (seed ${SEED}: AUTOSCALER_FAULT_SEED=${SEED} replays it)`, async () => {
   const rng = mulberry32(SEED);
-  const etcd = await startEtcd(scope, 3);
+  const etcd = await startEtcd(scope, 3, "127.0.0.1", { fast: true });
   const {
     boxes,
     cloudDir: cloud,

@@ -271,7 +271,11 @@ test("one etcd member of three lost changes nothing; all of etcd down: no master
   await waitFor("the launch to run", async () => (await runs(file)).some((r) => r.end !== undefined), 5000, 50);
 
   // One member of three lost: no effect (the same leader, no change of leader, its commands still run).
-  await c.etcd.kill(0);
+  // A member that is not raft's leader: with a 2 s lease, raft's own re-election (a second or two
+  // without writes) could outlast the lease; etcd-election.test.ts loses each member in turn, the
+  // raft leader too, with a 5 s lease.
+  const raftLeader = await c.etcd.raftLeader();
+  await c.etcd.kill((raftLeader + 1) % 3);
   await sleep(2 * TTL * 1000);
   const still = await c.leader();
   expect(still.i).toBe(lead.i);
@@ -365,9 +369,6 @@ test("partition: the leader's link cut, it stops deciding before its lease ends,
     const elected = eventTimes(c.daemons[other]!, "leader_elected").filter((t) => t >= cutAt);
     expect(lost).toHaveLength(1);
     expect(elected).toHaveLength(1);
-    // The cut leader stopped before the lease it last renewed could end, so before the other took over.
-    expect(lost[0]!).toBeLessThan(elected[0]!);
-    expect(lost[0]! - cutAt).toBeLessThan(TTL * 1000);
 
     // No overlap: a run the cut leader's loss killed (no end line) ends at that loss.
     const lines = await runs(file);
@@ -376,7 +377,12 @@ test("partition: the leader's link cut, it stops deciding before its lease ends,
       .map((r) => ({ proxy: r.proxy, start: r.start!, end: lines.find((e) => e.run === r.run && e.end !== undefined)?.end ?? lost[0]! }));
     for (const a of intervals)
       for (const b of intervals) if (a.proxy !== b.proxy) expect(a.end <= b.start || b.end <= a.start, JSON.stringify({ a, b })).toBe(true);
-    expect(intervals.filter((r) => r.proxy === lead.i && r.start > lost[0]!)).toEqual([]);
+    // The cut leader stopped deciding before its lease could end: it started nothing once its last
+    // confirmed renewal was TTL minus the margin old, which is before the cut plus the TTL (the
+    // log line saying so may come later on a starved machine; acting is checked against the
+    // clock at the moment of acting). The new leader started nothing before it was elected.
+    expect(intervals.filter((r) => r.proxy === lead.i && r.start >= cutAt + TTL * 1000)).toEqual([]);
+    expect(intervals.filter((r) => r.proxy === lead.i && r.start >= elected[0]!)).toEqual([]);
     expect(intervals.filter((r) => r.proxy === other && r.start < elected[0]!)).toEqual([]);
   } finally {
     asking = false;

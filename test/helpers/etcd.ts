@@ -1,9 +1,10 @@
 /**
  * A real etcd cluster for tests: Debian's `etcd` (etcd-server), one to three members on
  * 127.0.0.1 (or on addresses given, such as a test network's bridge), free ports, data in the
- * scope's temp folder, each member stopped by its pid. Raft timings are shortened (heartbeat
- * 50 ms, election 500 ms), so a lost member is replaced in well under a second, and leases as
- * short as 2 s are allowed.
+ * scope's temp folder, each member stopped by its pid. Raft runs at etcd's own timings
+ * (heartbeat 100 ms, election 1 s), which keep an idle cluster light beside the rest of the
+ * suite; `fast` halves them (a lost raft leader is replaced in well under a second, and leases of
+ * 1 s are allowed) for the tests that kill members or leaders many times.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
@@ -28,9 +29,11 @@ export interface EtcdCluster {
   restart(index?: number): Promise<void>;
   /** Run etcdctl against the cluster: stdout, or throws. */
   ctl(...args: string[]): Promise<string>;
+  /** The index of the member that is raft's leader now. */
+  raftLeader(): Promise<number>;
 }
 
-function spawnMember(scope: Scope, m: EtcdMember, cluster: string, state: "new" | "existing"): void {
+function spawnMember(scope: Scope, m: EtcdMember, cluster: string, state: "new" | "existing", fast: boolean): void {
   let log = "";
   const child = spawn(
     "etcd",
@@ -54,9 +57,9 @@ function spawnMember(scope: Scope, m: EtcdMember, cluster: string, state: "new" 
       "--initial-cluster-token",
       path.basename(path.dirname(m.dataDir)),
       "--heartbeat-interval",
-      "50",
+      fast ? "50" : "100",
       "--election-timeout",
-      "500",
+      fast ? "500" : "1000",
       "--log-level",
       "warn",
     ],
@@ -70,7 +73,8 @@ function spawnMember(scope: Scope, m: EtcdMember, cluster: string, state: "new" 
 }
 
 /** Start `size` members (1 or 3) and wait until the cluster answers. */
-export async function startEtcd(scope: Scope, size = 3, host = "127.0.0.1"): Promise<EtcdCluster> {
+export async function startEtcd(scope: Scope, size = 3, host = "127.0.0.1", options: { fast?: boolean } = {}): Promise<EtcdCluster> {
+  const fast = options.fast ?? false;
   const dir = await scope.tempDir("autoscaler-etcd-");
   const members: EtcdMember[] = [];
   for (let i = 0; i < size; i++) {
@@ -86,7 +90,7 @@ export async function startEtcd(scope: Scope, size = 3, host = "127.0.0.1"): Pro
     });
   }
   const initial = members.map((m) => `${m.name}=${m.peerUrl}`).join(",");
-  for (const m of members) spawnMember(scope, m, initial, "new");
+  for (const m of members) spawnMember(scope, m, initial, "new", fast);
   const endpoints = members.map((m) => m.clientUrl).join(",");
   const ctl = async (...args: string[]) => {
     const r = await runProcess("etcdctl", ["--endpoints", endpoints, "--dial-timeout", "1s", "--command-timeout", "2s", ...args], {
@@ -121,11 +125,21 @@ export async function startEtcd(scope: Scope, size = 3, host = "127.0.0.1"): Pro
     members,
     endpoints,
     ctl,
+    async raftLeader() {
+      const list = JSON.parse(await ctl("endpoint", "status", "-w", "json")) as {
+        Endpoint: string;
+        Status: { header: { member_id: number | string }; leader: number | string };
+      }[];
+      const leading = list.find((e) => String(e.Status.header.member_id) === String(e.Status.leader));
+      const index = members.findIndex((m) => m.clientUrl === leading?.Endpoint);
+      if (index < 0) throw new Error(`no raft leader among ${endpoints}`);
+      return index;
+    },
     async kill(index) {
       for (const m of index === undefined ? members : [members[index]!]) await stop(m);
     },
     async restart(index) {
-      for (const m of index === undefined ? members : [members[index]!]) if (!m.child) spawnMember(scope, m, initial, "existing");
+      for (const m of index === undefined ? members : [members[index]!]) if (!m.child) spawnMember(scope, m, initial, "existing", fast);
     },
   };
 }

@@ -258,21 +258,34 @@ export function startCampaign(o: CampaignOptions): Campaign {
     }
   };
 
+  /**
+   * Who leads, for status: the announcement is read again only until it names the first key's
+   * lease, and another master's lease time at most once a second (a round may come every 250 ms).
+   */
+  let remainingAt = 0;
   const readLeader = async (first: EtcdEntry | undefined, mine: boolean) => {
     const candidate = first ? parseCandidate(first) : undefined;
     if (!first || !candidate) {
       leader = undefined;
       return;
     }
-    let since: number | null = null;
-    const announced = await o.session.get(keys.leader);
-    try {
-      const v = announced ? (JSON.parse(announced.value) as { lease?: string; since?: number }) : {};
-      if (v.lease === first.lease && typeof v.since === "number") since = v.since;
-    } catch {
-      // shown as unknown
+    const known = leader?.entry.key === first.key ? leader : undefined;
+    let since = known?.since ?? null;
+    if (since === null) {
+      const announced = await o.session.get(keys.leader);
+      try {
+        const v = announced ? (JSON.parse(announced.value) as { lease?: string; since?: number }) : {};
+        if (v.lease === first.lease && typeof v.since === "number") since = v.since;
+      } catch {
+        // shown as unknown
+      }
     }
-    const remaining = mine ? Math.max(0, Math.floor((validUntil - mono()) / 1000)) : ((await o.session.leaseRemaining(first.lease)) ?? null);
+    let remaining = known?.remaining ?? null;
+    if (mine) remaining = Math.max(0, Math.floor((validUntil - mono()) / 1000));
+    else if (!known || mono() - remainingAt >= 1000) {
+      remaining = (await o.session.leaseRemaining(first.lease)) ?? null;
+      remainingAt = mono();
+    }
     leader = { entry: first, candidate, since, remaining };
   };
 

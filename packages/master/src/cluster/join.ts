@@ -70,7 +70,7 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterMembership> {
     prefix,
     member,
     ttlSeconds: config.cluster.lease_ttl,
-    pollMs: Math.min(1000, Math.max(100, config.master.interval * 1000)),
+    pollMs: Math.min(1000, Math.max(250, config.master.interval * 1000)),
     clusterId: id,
     candidate: o.candidate,
     logger,
