@@ -8,7 +8,7 @@ import { expect, afterEach, test } from "vitest";
 import { startDaemon, type Daemon } from "./helpers/cluster.js";
 import { makeInstallation, type Installation } from "./helpers/haproxy.js";
 import { probeMaster } from "./helpers/hostile.js";
-import { CLI, freePort, Scope, waitFor } from "./helpers/process.js";
+import { CLI, freePort, Scope, waitFor, waitForLine } from "./helpers/process.js";
 import { shellQuote } from "./helpers/cloud.js";
 
 const scope = new Scope();
@@ -75,8 +75,7 @@ function startOnTerminal(args: string[]): Daemon {
   return {
     child,
     log: () => log,
-    waitForLog: (pattern, timeoutMs = 10_000) =>
-      waitFor(`a log line matching ${pattern} (log so far: ${log.slice(-2000)})`, () => lines(log).find((l) => pattern.test(l)), timeoutMs),
+    waitForLog: (pattern, timeoutMs) => waitForLine(child, () => log, pattern, timeoutMs),
   };
 }
 

@@ -10,7 +10,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { nodeCredential } from "@autoscaler/shared";
 import { makeInstallation, startHaproxy, type Installation } from "./haproxy.js";
-import { CLI, freePort, runCli, waitFor, type Scope } from "./process.js";
+import { CLI, freePort, runCli, waitForLine, type Scope } from "./process.js";
 import { KNOWN_AWS_SETTINGS, recordOutput, registerSecret } from "./secrets.js";
 import { makeKeyPair, startSshd, TEST_SSH_USER, type KeyPair, type Sshd } from "./sshd.js";
 import { status, type MasterStatus } from "./status.js";
@@ -42,8 +42,7 @@ export function startDaemon(scope: Scope, args: string[], options: DaemonOptions
   return {
     child,
     log: () => log,
-    waitForLog: (pattern, timeoutMs = 10_000) =>
-      waitFor(`a log line matching ${pattern} (log so far: ${log.slice(-2000)})`, () => log.split("\n").find((l) => pattern.test(l)), timeoutMs),
+    waitForLog: (pattern, timeoutMs) => waitForLine(child, () => log, pattern, timeoutMs),
   };
 }
 

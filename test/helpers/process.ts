@@ -112,6 +112,32 @@ export async function waitFor<T>(
   }
 }
 
+/**
+ * Resolve with the first line of a child's output that matches `pattern`. Fails at once, with
+ * the output so far and how the child ended, when the child exits without printing it, and
+ * shows the output as it was at the deadline when it times out.
+ */
+export async function waitForLine(child: ChildProcess, log: () => string, pattern: RegExp, timeoutMs = 15_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  const found = () =>
+    log()
+      .split(/\r?\n/)
+      .find((l) => pattern.test(l));
+  for (;;) {
+    const line = found();
+    if (line !== undefined) return line;
+    const ended = child.exitCode !== null ? `exit code ${child.exitCode}` : child.signalCode !== null ? `signal ${child.signalCode}` : undefined;
+    if (ended) {
+      await sleep(50); // the last output may still be in the pipe
+      const late = found();
+      if (late !== undefined) return late;
+      throw new Error(`the process ended (${ended}) without a line matching ${pattern}; its output:\n${log().slice(-3000)}`);
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for a line matching ${pattern}; output so far:\n${log().slice(-3000)}`);
+    await sleep(25);
+  }
+}
+
 /** Tracks what a test started so `cleanup` can stop it by pid and remove its folders. */
 export class Scope {
   private readonly children: ChildProcess[] = [];

@@ -8,6 +8,7 @@
 import type { AddressInfo } from "node:net";
 import ssh2 from "ssh2";
 import { afterEach, expect, test } from "vitest";
+import { ed25519KeyPair } from "./keygen.js";
 import { parseKnownHosts } from "./known-hosts.js";
 import { openTunnel, type TunnelTarget } from "./tunnel.js";
 
@@ -22,7 +23,7 @@ afterEach(async () => {
 
 /** An SSH server on 127.0.0.1 that lets any key in and answers a `direct-tcpip` request as told. */
 async function startServer(answer: TcpipAnswer): Promise<{ port: number; hostLine: string; requests: () => number; closed: Promise<void> }> {
-  const host = ssh2.utils.generateKeyPairSync("ed25519");
+  const host = ed25519KeyPair();
   let requests = 0;
   let onClosed!: () => void;
   const closed = new Promise<void>((r) => (onClosed = r));
@@ -48,7 +49,7 @@ function target(port: number, hostLine: string): TunnelTarget {
     host: "127.0.0.1",
     sshPort: port,
     username: "autoscaler",
-    privateKey: Buffer.from(ssh2.utils.generateKeyPairSync("ed25519").private),
+    privateKey: Buffer.from(ed25519KeyPair().private),
     knownHosts: parseKnownHosts(hostLine + "\n"),
     knownHostsFile: "known_hosts",
     masterHost: "127.0.0.1",

@@ -10,6 +10,7 @@ import { existsSync, promises as fs } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { ed25519KeyPair } from "@autoscaler/agent";
 import ssh2 from "ssh2";
 
 /** A running SSH endpoint. */
@@ -26,7 +27,7 @@ export interface SshEndpoint {
 
 /** An ed25519 key pair in OpenSSH format. */
 export function makeKeyPair(): { privateKey: string; publicLine: string } {
-  const k = ssh2.utils.generateKeyPairSync("ed25519");
+  const k = ed25519KeyPair();
   return { privateKey: k.private, publicLine: k.public.trim() };
 }
 
