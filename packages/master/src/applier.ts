@@ -1,8 +1,9 @@
 /**
- * Keeps HAProxy in step with hosts.d and the template: bursts of changes are debounced
- * (quiet period, with a ceiling) into one apply, applies never overlap, and a change that
- * arrives during an apply triggers one more. A failed apply is retried on the next change
- * or after `retryMs`.
+ * Keeps HAProxy in step with hosts.d and the template. Applies never overlap, and changes that
+ * arrive during an apply are coalesced into the next one. An urgent change (a server added or
+ * removed while HAProxy's runtime API takes such changes) is applied at once; any other is
+ * debounced (quiet period, with a ceiling), since it costs a reload. A failed apply is retried
+ * on the next change or after `retryMs`.
  */
 import type { ApplyResult, Logger } from "@autoscaler/shared";
 
@@ -10,6 +11,12 @@ import type { ApplyResult, Logger } from "@autoscaler/shared";
 export interface ApplierState {
   applies: number;
   reloads: number;
+  /** Changes applied through HAProxy's runtime API, without a reload. */
+  runtimeApplies: number;
+  /** Changes whose runtime commands failed and that were applied with a reload instead. */
+  runtimeFallbacks: number;
+  /** Why the last apply took the reload path although a runtime socket is set; undefined after a runtime apply. */
+  reloadBecause: string | undefined;
   reloadFailures: number;
   checkFailures: number;
   lastResult: ApplyResult | undefined;
@@ -31,17 +38,24 @@ export interface ApplierOptions {
 
 /** The applier: `schedule()` on any change; `flush()` waits until nothing is pending. */
 export interface Applier {
-  schedule(reason: string): void;
+  /** A change to apply: `urgent` ones at once (bursts still coalesce per apply), others after the quiet period. */
+  schedule(reason: string, options?: { urgent?: boolean }): void;
   flush(): Promise<void>;
   stop(): void;
   readonly state: ApplierState;
 }
+
+/** How soon a `del server` refused for open connections is tried again (ms). */
+const PENDING_DELETE_RETRY_MS = 1000;
 
 /** Create an applier. Nothing runs until the first `schedule`. */
 export function createApplier(options: ApplierOptions): Applier {
   const state: ApplierState = {
     applies: 0,
     reloads: 0,
+    runtimeApplies: 0,
+    runtimeFallbacks: 0,
+    reloadBecause: undefined,
     reloadFailures: 0,
     checkFailures: 0,
     lastResult: undefined,
@@ -84,13 +98,21 @@ export function createApplier(options: ApplierOptions): Applier {
         state.lastResult = result;
         state.lastAppliedAt = options.now();
         if (result.reloaded) state.reloads++;
-        if (result.changed)
+        if (result.runtime && result.changed) state.runtimeApplies++;
+        if (result.runtimeFailure) state.runtimeFallbacks++;
+        state.reloadBecause = result.runtime ? undefined : result.reloadBecause;
+        if (result.changed || result.reloaded)
           options.logger.info("haproxy applied", {
             reason: why,
+            path: result.runtime ? "runtime" : "reload",
+            ...(result.runtime ? { added: result.runtime.added, removed: result.runtime.removed } : {}),
+            ...(result.reloadBecause ? { reload_because: result.reloadBecause } : {}),
             reloaded: result.reloaded,
             confirmed: result.confirmed ?? null,
             ms: Math.round(result.timings.totalMs),
           });
+        // A deleted server with connections still open: try its `del server` again soon.
+        if (result.runtime && result.runtime.pendingDeletes.length > 0) retryLater("servers waiting for their connections to end", PENDING_DELETE_RETRY_MS);
         state.lastError = undefined;
         options.onApplied?.(result);
       } catch (err) {
@@ -104,12 +126,7 @@ export function createApplier(options: ApplierOptions): Applier {
           error: e.message ?? String(err),
           details: e.details ?? [],
         });
-        if (!stopped && !retryTimer) {
-          retryTimer = setTimeout(() => {
-            retryTimer = undefined;
-            schedule("retry after failure");
-          }, options.retryMs);
-        }
+        retryLater("retry after failure", options.retryMs);
       } finally {
         running = undefined;
         if (dirty && !stopped) fire();
@@ -118,11 +135,20 @@ export function createApplier(options: ApplierOptions): Applier {
     })();
   };
 
-  function schedule(reason: string): void {
+  function retryLater(reason: string, ms: number): void {
+    if (stopped || retryTimer) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      schedule(reason);
+    }, ms);
+  }
+
+  function schedule(reason: string, how: { urgent?: boolean } = {}): void {
     if (stopped) return;
     reasons.add(reason);
     if (quietTimer) clearTimeout(quietTimer);
-    quietTimer = setTimeout(fire, options.quietMs);
+    // Urgent: on the next turn of the event loop, so the changes of one burst still go together.
+    quietTimer = setTimeout(fire, how.urgent ? 0 : options.quietMs);
     if (!ceilingTimer) ceilingTimer = setTimeout(fire, options.ceilingMs);
   }
 

@@ -14,7 +14,7 @@
  */
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { applyHaproxyConfig, type Logger } from "@autoscaler/shared";
+import type { Logger } from "@autoscaler/shared";
 
 interface OwnerNote {
   pid: number;
@@ -53,20 +53,14 @@ const writeNote = async (target: string, note: OwnerNote) => {
     .catch(() => undefined);
 };
 
-/** `applyHaproxyConfig`, with the owner note kept beside the lock for as long as it runs. */
-export async function applyWithOwnerNote(...[settings, render, deps, options]: Parameters<typeof applyHaproxyConfig>): ReturnType<typeof applyHaproxyConfig> {
-  const target = settings.target;
+/**
+ * Run an apply of `target` with the owner note kept beside its lock for as long as it runs.
+ * `apply` gets the function to call once it holds the lock (its render step runs there).
+ */
+export async function applyWithOwnerNote<R>(target: string, apply: (lockHeld: () => Promise<void>) => Promise<R>): Promise<R> {
   await noteApplyStarting(target);
   try {
-    return await applyHaproxyConfig(
-      settings,
-      async () => {
-        await noteApplyLockHeld(target); // render runs with the lock held
-        return render();
-      },
-      deps,
-      options,
-    );
+    return await apply(() => noteApplyLockHeld(target));
   } finally {
     await clearApplyNote(target);
   }

@@ -5,17 +5,19 @@
 import { promises as fs } from "node:fs";
 import {
   AutoscalerError,
+  applyHaproxyChange,
   applySettingsFromConfig,
   createHostsStore,
   nodeAddressProblem,
   nodeCredential,
   readTemplate,
   SHARED_TOKEN_NOTE,
-  renderHaproxyConfig,
   type CommandRunner,
   type Config,
   type HostEntry,
   type Logger,
+  type RenderInputs,
+  type RuntimeSettings,
 } from "@autoscaler/shared";
 import { type HelloMessage } from "@autoscaler/shared/protocol";
 import { admit, createNameRate, REGISTRATION_MARGIN, type Admission } from "./admission.js";
@@ -68,6 +70,27 @@ const HELLO_TIMEOUT_MS = 3_000;
 const HELLO_BUDGET = 128;
 const MAX_CONNECTIONS = 4096;
 
+/**
+ * The runtime API's settings, when `[haproxy] runtime_socket` is set and is a socket; a path
+ * that is missing or not a socket is a warning, and changes take the reload path.
+ */
+async function runtimeSettingsOf(config: Config, logger: Logger): Promise<RuntimeSettings | undefined> {
+  const socket = config.haproxy.runtime_socket;
+  if (!socket) return undefined;
+  const problem = await fs.stat(socket).then(
+    (st) => (st.isSocket() ? undefined : "is not a socket"),
+    (err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? "does not exist" : `cannot be read (${err.message})`),
+  );
+  if (problem) {
+    logger.warn(
+      `[haproxy] runtime_socket ${socket} ${problem}; registrations and removals are applied with a reload. Point it at the template's "stats socket … level admin" (HAProxy must be running)`,
+      { event: "runtime_socket_unusable", key: "haproxy.runtime_socket", socket },
+    );
+    return undefined;
+  }
+  return { socket, backend: config.haproxy.backend };
+}
+
 /** Start the master; resolves once it listens on every socket. */
 export async function startMaster(initialConfig: Config, deps: MasterDeps): Promise<RunningMaster> {
   const { logger, now } = deps;
@@ -98,7 +121,29 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   const registry = createRegistry(registryOptions);
 
   let settings = applySettingsFromConfig(config);
+  let runtime = await runtimeSettingsOf(config, logger);
   let scaler: Scaler | undefined;
+  /** The template and the hosts HAProxy should serve now (read with the apply lock held). */
+  const renderInputs = async (): Promise<RenderInputs> => {
+    if (template === undefined) template = await readTemplate(config);
+    await hostsCache.recheckProblems();
+    const problems = hostsCache.problems;
+    if (problems.size > 0) {
+      throw new AutoscalerError(
+        "AUTOSCALER_HOSTS_INVALID",
+        `${problems.size} file(s) in ${config.hostsDir} cannot be used; fix or remove them (HAProxy keeps its config):`,
+        {
+          details: [...problems].map(([file, message]) => `${file}: ${message}`),
+        },
+      );
+    }
+    // Nodes drained without a runtime socket, or about to be terminated, are left out.
+    const excluded = scaler?.excluded();
+    const serving = excluded && excluded.size > 0 ? hosts.filter((h) => !excluded.has(h.name)) : hosts;
+    return { template, hosts: serving, serverLine: config.haproxy.server_line };
+  };
+  /** A registration or removal: at once while the runtime API takes such changes, else debounced like any reload. */
+  const hostsChanged = (reason: string) => applier.schedule(reason, { urgent: runtime !== undefined && applier.state.reloadBecause === undefined });
   const applier = createApplier({
     quietMs: APPLY_QUIET_MS,
     ceilingMs: APPLY_CEILING_MS,
@@ -106,28 +151,16 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     logger,
     now,
     apply: () =>
-      applyWithOwnerNote(
-        settings,
-        async () => {
-          if (template === undefined) template = await readTemplate(config);
-          await hostsCache.recheckProblems();
-          const problems = hostsCache.problems;
-          if (problems.size > 0) {
-            throw new AutoscalerError(
-              "AUTOSCALER_HOSTS_INVALID",
-              `${problems.size} file(s) in ${config.hostsDir} cannot be used; fix or remove them (HAProxy keeps its config):`,
-              {
-                details: [...problems].map(([file, message]) => `${file}: ${message}`),
-              },
-            );
-          }
-          // Nodes drained without a runtime socket, or about to be terminated, are left out.
-          const excluded = scaler?.excluded();
-          const serving = excluded && excluded.size > 0 ? hosts.filter((h) => !excluded.has(h.name)) : hosts;
-          return renderHaproxyConfig(template, serving, config.haproxy.server_line);
-        },
-        { runner: deps.runner, logger },
-        { reload: true },
+      applyWithOwnerNote(settings.target, (lockHeld) =>
+        applyHaproxyChange(
+          settings,
+          async () => {
+            await lockHeld();
+            return renderInputs();
+          },
+          { runner: deps.runner, logger },
+          runtime,
+        ),
       ),
   });
 
@@ -190,7 +223,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     };
     await store.put(entry);
     hostsCache.set(entry);
-    applier.schedule(`registered ${hello.name}`);
+    hostsChanged(`registered ${hello.name}`);
   };
 
   // The control socket first: it also proves that no other master runs on this state_dir
@@ -202,7 +235,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   const removeHost = async (name: string) => {
     hostsCache.delete(name);
     await store.remove(name);
-    applier.schedule(`removed ${name}`);
+    hostsChanged(`removed ${name}`);
   };
 
   const names = await loadNameBook(config.master.state_dir, logger);
@@ -364,6 +397,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     template: () => config.haproxy.template,
     cache: hostsCache,
     schedule: (reason) => applier.schedule(reason),
+    hostsChanged,
     onTemplateChange: () => (template = undefined), // read again on the next apply
     logger,
   });
@@ -422,6 +456,8 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       config = plan.config;
       if (plan.applied.length > 0) {
         settings = applySettingsFromConfig(config);
+        if (config.haproxy.runtime_socket !== previous.haproxy.runtime_socket || config.haproxy.backend !== previous.haproxy.backend)
+          void runtimeSettingsOf(config, logger).then((r) => (runtime = r));
         registryOptions.nodeTimeoutMs = config.scaling.node_timeout * 1000;
         registryOptions.forgetAfterMs = config.scaling.forget_after * 1000;
         registryOptions.keepMs = config.scaling.window * 1000 + 60_000;

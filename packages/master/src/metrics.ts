@@ -122,6 +122,12 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
       },
     });
   fromStatus("autoscaler_haproxy_reloads_total", "HAProxy reloads done by this master", (s) => s.haproxy.reloads);
+  fromStatus("autoscaler_haproxy_runtime_applies_total", "Changes applied through HAProxy's runtime API, without a reload", (s) => s.haproxy.runtime_applies);
+  fromStatus(
+    "autoscaler_haproxy_runtime_fallbacks_total",
+    "Runtime API changes that failed and were applied with a reload instead",
+    (s) => s.haproxy.runtime_fallbacks,
+  );
   fromStatus("autoscaler_haproxy_reload_failures_total", "HAProxy reloads that failed or were not confirmed", (s) => s.haproxy.reload_failures);
   fromStatus("autoscaler_haproxy_check_failures_total", "Rendered configs that HAProxy's check refused", (s) => s.haproxy.check_failures);
   fromStatus("autoscaler_launches_total", "Launch commands started by this master", (s) => s.actions.launches);

@@ -48,6 +48,11 @@ export interface MasterStatus {
     config: string;
     applies: number;
     reloads: number;
+    /** Changes applied through the runtime API (no reload), and runtime commands that failed and fell back to a reload. */
+    runtime_applies: number;
+    runtime_fallbacks: number;
+    /** Why changes take the reload path now although runtime_socket is set (null: they do not, or no socket). */
+    reload_because: string | null;
     reload_failures: number;
     check_failures: number;
     last_applied_at: string | null;
@@ -146,6 +151,9 @@ export function buildStatus(i: StatusInputs): MasterStatus {
       config: i.haproxyConfig,
       applies: i.applier.applies,
       reloads: i.applier.reloads,
+      runtime_applies: i.applier.runtimeApplies,
+      runtime_fallbacks: i.applier.runtimeFallbacks,
+      reload_because: i.applier.reloadBecause ?? null,
       reload_failures: i.applier.reloadFailures,
       check_failures: i.applier.checkFailures,
       last_applied_at: i.applier.lastAppliedAt === undefined ? null : iso(i.applier.lastAppliedAt),

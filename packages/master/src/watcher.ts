@@ -19,8 +19,10 @@ export interface WatcherDeps {
   /** The template's path as the running config has it now (a reload may move it). */
   template: () => string;
   cache: HostsCache;
-  /** Schedule a (debounced) HAProxy apply, with the reason. */
+  /** Schedule a (debounced) HAProxy apply, with the reason: the template changed. */
   schedule: (reason: string) => void;
+  /** A hosts.d entry changed: the master applies it (at once, when the runtime API can). */
+  hostsChanged: (reason: string) => void;
   /** The template changed on disk: the copy in memory is stale. */
   onTemplateChange: () => void;
   logger: Logger;
@@ -39,13 +41,13 @@ export interface Watcher {
  * scan does not hold up the start.
  */
 export function startWatcher(deps: WatcherDeps): Watcher {
-  const { cache, schedule, logger } = deps;
+  const { cache, schedule, hostsChanged, logger } = deps;
   const resync = (reason: string) => {
     const before = cache.snapshot();
     cache
       .resync()
       .then(() => {
-        if (cache.snapshot() !== before) schedule(reason);
+        if (cache.snapshot() !== before) hostsChanged(reason);
       })
       .catch((err: Error) => logger.warn("cannot resync hosts.d", { error: err.message }));
   };
@@ -64,7 +66,7 @@ export function startWatcher(deps: WatcherDeps): Watcher {
     const read = (why: string) =>
       cache
         .refreshFile(file)
-        .then(() => schedule(`${why} ${path.basename(file)}`))
+        .then(() => hostsChanged(`${why} ${path.basename(file)}`))
         .catch((err: Error) => logger.warn("cannot read hosts.d file", { file, error: err.message }));
     void read(event);
     // chokidar drops a "change" that follows another on the same file within 50 ms, with no

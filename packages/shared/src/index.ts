@@ -12,5 +12,7 @@ export * from "./haproxy/render.js";
 export * from "./haproxy/apply.js";
 export * from "./haproxy/master-cli.js";
 export * from "./haproxy/generate.js";
+export * from "./haproxy/runtime-plan.js";
+export * from "./haproxy/runtime-apply.js";
 export * from "./networks.js";
 export * from "./credentials.js";

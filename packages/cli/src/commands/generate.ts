@@ -5,6 +5,7 @@ import path from "node:path";
 import {
   AutoscalerError,
   applyHaproxyConfig,
+  cliApplyDeps,
   applySettingsFromConfig,
   describeExit,
   haproxyErrorLines,
@@ -68,7 +69,7 @@ export async function runGenerate(io: Io, args: GenerateArgs): Promise<number> {
   const result = await applyHaproxyConfig(
     settings,
     () => renderServed(ctx.config, ctx.store, (line) => io.stderr.write(line + "\n")),
-    { runner, logger: ctx.logger },
+    cliApplyDeps(ctx.config, { runner, logger: ctx.logger }),
     { reload: Boolean(args.reload) },
   );
   if (args.json) io.stdout.write(JSON.stringify({ file: target, ...result }) + "\n");

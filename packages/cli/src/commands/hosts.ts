@@ -12,6 +12,7 @@ import {
   renderServerLine,
   splitHostPort,
   applyHaproxyConfig,
+  cliApplyDeps,
   type HostEntry,
 } from "@autoscaler/shared";
 import { loadContext, runner, type CommandContext, type GlobalArgs } from "../context.js";
@@ -30,7 +31,7 @@ async function applyAfterChange(io: Io, ctx: CommandContext, reload: boolean): P
   const result = await applyHaproxyConfig(
     ctx.applySettings,
     () => renderServed(ctx.config, ctx.store, (line) => io.stderr.write(line + "\n")),
-    { runner, logger: ctx.logger },
+    cliApplyDeps(ctx.config, { runner, logger: ctx.logger }),
     { reload },
   );
   io.stdout.write(describeApply(ctx.applySettings.target, result, reload) + "\n");

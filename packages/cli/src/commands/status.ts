@@ -53,7 +53,10 @@ export function formatStatus(s: MasterStatus): string {
   }
   const h = s.haproxy;
   out.push("");
-  out.push(`haproxy ${h.config}: ${h.applies} applies, ${h.reloads} reloads, ${h.reload_failures} reload failures, ${h.check_failures} check failures`);
+  out.push(
+    `haproxy ${h.config}: ${h.applies} applies, ${h.runtime_applies} without a reload (runtime API), ${h.reloads} reloads, ${h.runtime_fallbacks} runtime fallbacks, ${h.reload_failures} reload failures, ${h.check_failures} check failures`,
+  );
+  if (h.reload_because) out.push(`  changes take the reload path: ${h.reload_because}`);
   if (h.last_error) out.push(`  last error (${h.last_error.at}): ${h.last_error.message}`, ...h.last_error.details.map((d) => `    ${d}`));
   if (s.events.length > 0) {
     out.push("", "recent events:");

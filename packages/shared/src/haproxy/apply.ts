@@ -67,6 +67,8 @@ export interface ApplyDeps {
   /** Reads the master CLI's process table; injectable for tests of the verdict logic. */
   showProc?: (socket: string) => Promise<ProcTable>;
   sleep?: (ms: number) => Promise<void>;
+  /** Runs just before reload_command, with the new file's text (the runtime path saves HAProxy's server states here). */
+  beforeReload?: (text: string) => Promise<void>;
 }
 
 /** What happened, with how long each step took (ms). */
@@ -79,7 +81,19 @@ export interface ApplyResult {
   /** True when the master CLI showed the new worker; undefined when it could not be asked. */
   confirmed: boolean | undefined;
   workerPid?: number;
-  timings: { renderMs: number; checkMs: number; reloadMs: number; confirmMs: number; totalMs: number };
+  /** Set when HAProxy's runtime API applied the change (no reload): the servers added and removed, and deletions still waiting for connections to end. */
+  runtime?: { added: string[]; removed: string[]; pendingDeletes: string[] };
+  /** Why this change took the reload path although a runtime socket is set. */
+  reloadBecause?: string;
+  /** Set when a runtime command failed and the change fell back to the reload path: HAProxy's words. */
+  runtimeFailure?: string;
+  timings: { renderMs: number; checkMs: number; reloadMs: number; confirmMs: number; totalMs: number; runtimeMs?: number };
+}
+
+/** How an apply goes: reload a changed file, and `force` a reload of an unchanged one (HAProxy's servers were found out of step with it). */
+export interface ApplyOptions {
+  reload: boolean;
+  force?: boolean;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -119,14 +133,13 @@ async function modeOf(file: string): Promise<number> {
  * reload confirmed. Throws AUTOSCALER_HAPROXY_CHECK_FAILED (live file untouched) or
  * AUTOSCALER_HAPROXY_RELOAD_FAILED (previous file restored).
  */
-export async function applyHaproxyConfig(
-  settings: ApplySettings,
-  render: () => Promise<string>,
-  deps: ApplyDeps,
-  options: { reload: boolean },
-): Promise<ApplyResult> {
+export async function applyHaproxyConfig(settings: ApplySettings, render: () => Promise<string>, deps: ApplyDeps, options: ApplyOptions): Promise<ApplyResult> {
   const t0 = performance.now();
-  const { target } = settings;
+  return withApplyLock(settings.target, async () => applyLocked(settings, Buffer.from(await render(), "utf8"), deps, options, t0));
+}
+
+/** Run `fn` holding the apply lock on `target` (`<target>.lock`), so applies of any process never overlap. */
+export async function withApplyLock<T>(target: string, fn: () => Promise<T>): Promise<T> {
   await fs.mkdir(path.dirname(target), { recursive: true });
   const release = await lockfile.lock(target, {
     realpath: false,
@@ -134,58 +147,92 @@ export async function applyHaproxyConfig(
     retries: { retries: 200, factor: 1.2, minTimeout: 10, maxTimeout: 250 },
   });
   try {
-    return await applyLocked(settings, render, deps, options, t0);
+    return await fn();
   } finally {
     await release().catch(() => undefined);
   }
 }
 
-async function applyLocked(
-  settings: ApplySettings,
-  render: () => Promise<string>,
-  deps: ApplyDeps,
-  options: { reload: boolean },
-  t0: number,
-): Promise<ApplyResult> {
+/** The SHA-256 of a config text, as the reloaded marker keeps it. */
+export const configDigest = (text: Buffer): string => createHash("sha256").update(text).digest("hex");
+
+/** The reloaded marker's digest, or undefined when there is no marker (setting or file). */
+export async function readReloadedMarker(settings: ApplySettings): Promise<string | undefined> {
+  return settings.reloadedMarker ? (await readIfExists(settings.reloadedMarker))?.toString("utf8").trim() : undefined;
+}
+
+/** Record that HAProxy runs `digest` now. A marker that cannot be written only costs one extra reload later: a warning, never a failed apply. */
+export async function writeReloadedMarker(settings: ApplySettings, digest: string, logger: Logger): Promise<void> {
+  if (!settings.reloadedMarker) return;
+  try {
+    await fs.mkdir(path.dirname(settings.reloadedMarker), { recursive: true });
+    await writeFileAtomic(settings.reloadedMarker, digest + "\n", { mode: 0o644 });
+  } catch (err) {
+    logger.warn("HAProxy has the new config, but its marker could not be written; the next apply reloads once more", {
+      file: settings.reloadedMarker,
+      error: (err as Error).message,
+    });
+  }
+}
+
+/**
+ * Write `rendered` beside the live file and run check_command on it. Returns the staged path;
+ * throws AUTOSCALER_HAPROXY_CHECK_FAILED (stage removed, live file untouched) when HAProxy refuses it.
+ */
+export async function stageAndCheck(settings: ApplySettings, rendered: Buffer, deps: Pick<ApplyDeps, "runner">): Promise<string> {
+  const { target } = settings;
+  const staged = tempPathFor(target, "staged");
+  await writeAndSync(staged, rendered, await modeOf(target));
+  let check: CommandResult;
+  try {
+    check = await deps.runner.run(settings.checkCommand, { env: { CONFIG: staged }, cwd: settings.cwd, timeoutMs: settings.commandTimeoutMs });
+  } catch (err) {
+    await fs.rm(staged, { force: true });
+    throw err;
+  }
+  if (check.code !== 0 || check.timedOut) {
+    await fs.rm(staged, { force: true });
+    const details = haproxyErrorLines(check, staged, target, rendered.toString("utf8"));
+    throw new AutoscalerError(
+      "AUTOSCALER_HAPROXY_CHECK_FAILED",
+      `HAProxy refused the new configuration (check_command ${describeExit(check)}); ${target} was left as it was. HAProxy said:`,
+      { details },
+    );
+  }
+  return staged;
+}
+
+/** Put a checked staged file in place of the live one, durably. */
+export async function promoteStaged(staged: string, target: string, bytes: number, logger: Logger): Promise<void> {
+  await fs.rename(staged, target);
+  await syncDir(path.dirname(target));
+  logger.info("haproxy config written", { file: target, bytes });
+}
+
+/**
+ * The reload path for an already rendered text, with the apply lock held: compare, stage,
+ * check, rename, reload, confirm (see the top of this file).
+ */
+export async function applyLocked(settings: ApplySettings, rendered: Buffer, deps: ApplyDeps, options: ApplyOptions, t0: number): Promise<ApplyResult> {
   const { target } = settings;
   const timings = { renderMs: 0, checkMs: 0, reloadMs: 0, confirmMs: 0, totalMs: 0 };
-  const rendered = Buffer.from(await render(), "utf8");
   const previous = await readIfExists(target);
-  const digest = createHash("sha256").update(rendered).digest("hex");
+  const digest = configDigest(rendered);
   timings.renderMs = performance.now() - t0;
   let reloadOnly = false;
   if (previous && previous.equals(rendered)) {
-    const known = settings.reloadedMarker ? (await readIfExists(settings.reloadedMarker))?.toString("utf8").trim() : digest;
-    if (!options.reload || known === digest) {
+    const known = settings.reloadedMarker ? await readReloadedMarker(settings) : digest;
+    if (!options.reload || (known === digest && !options.force)) {
       timings.totalMs = performance.now() - t0;
       return { changed: false, checked: false, reloaded: false, confirmed: undefined, timings };
     }
     // The file is right but HAProxy has not been reloaded on it (it was written with --no-reload): reload only.
     reloadOnly = true;
   } else {
-    const staged = tempPathFor(target, "staged");
     const t1 = performance.now();
-    await writeAndSync(staged, rendered, await modeOf(target));
-    let check: CommandResult;
-    try {
-      check = await deps.runner.run(settings.checkCommand, { env: { CONFIG: staged }, cwd: settings.cwd, timeoutMs: settings.commandTimeoutMs });
-    } catch (err) {
-      await fs.rm(staged, { force: true });
-      throw err;
-    }
+    const staged = await stageAndCheck(settings, rendered, deps);
     timings.checkMs = performance.now() - t1;
-    if (check.code !== 0 || check.timedOut) {
-      await fs.rm(staged, { force: true });
-      const details = haproxyErrorLines(check, staged, target, rendered.toString("utf8"));
-      throw new AutoscalerError(
-        "AUTOSCALER_HAPROXY_CHECK_FAILED",
-        `HAProxy refused the new configuration (check_command ${describeExit(check)}); ${target} was left as it was. HAProxy said:`,
-        { details },
-      );
-    }
-    await fs.rename(staged, target);
-    await syncDir(path.dirname(target));
-    deps.logger.info("haproxy config written", { file: target, bytes: rendered.length });
+    await promoteStaged(staged, target, rendered.length, deps.logger);
   }
 
   if (!options.reload) {
@@ -194,19 +241,7 @@ async function applyLocked(
   }
   const changed = !reloadOnly;
   const done = async (confirmed: boolean | undefined, workerPid?: number): Promise<ApplyResult> => {
-    if (settings.reloadedMarker) {
-      // The reload happened: a marker that cannot be written (a full state_dir) only costs one
-      // extra reload later, so it is a warning, never a failed apply that would retry forever.
-      try {
-        await fs.mkdir(path.dirname(settings.reloadedMarker), { recursive: true });
-        await writeFileAtomic(settings.reloadedMarker, digest + "\n", { mode: 0o644 });
-      } catch (err) {
-        deps.logger.warn("HAProxy reloaded, but its marker could not be written; the next apply reloads once more", {
-          file: settings.reloadedMarker,
-          error: (err as Error).message,
-        });
-      }
-    }
+    await writeReloadedMarker(settings, digest, deps.logger);
     timings.totalMs = performance.now() - t0;
     return {
       changed,
@@ -244,6 +279,7 @@ async function applyLocked(
     }
   }
 
+  await deps.beforeReload?.(rendered.toString("utf8"));
   const t2 = performance.now();
   const reload = await deps.runner.run(settings.reloadCommand, { env: { CONFIG: target }, cwd: settings.cwd, timeoutMs: settings.commandTimeoutMs });
   timings.reloadMs = performance.now() - t2;
