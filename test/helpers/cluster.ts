@@ -84,7 +84,7 @@ export async function startProxy(scope: Scope, options: ProxyOptions = {}): Prom
   await startHaproxy(scope, inst);
   const startMaster = async () => {
     const d = startDaemon(scope, ["master", "--config", inst.ini, "--log-level", "debug"]);
-    await d.waitForLog(/master started/);
+    await d.waitForLog(/master started/, 30_000); // two integration files share two cores: a start can be slow, never wrong
     return d;
   };
   const proxy: Proxy = {

@@ -37,6 +37,8 @@ export async function makeInstallation(scope: Scope, extraSettings: string[] = [
     "haproxy.config=haproxy.cfg",
     "haproxy.master_socket=master.sock",
     "haproxy.reload_command=kill -USR2 $(cat haproxy.pid)",
+    // The reload path unless a test says otherwise ("haproxy.runtime_socket=admin.sock"): never the machine's /run/haproxy/admin.sock.
+    "haproxy.runtime_socket=",
     "master.state_dir=state",
     // Test nodes live on loopback and in the suite's namespaces (10.213.X.0/24): list them, as
     // loopback is never a backend by default.
@@ -67,14 +69,15 @@ export async function makeInstallation(scope: Scope, extraSettings: string[] = [
   };
 }
 
-/** The shipped template with only what a test machine needs changed: the bind port, chroot/user/log, the admin socket path. */
+/** The shipped template with only what a test machine needs changed: the bind port, chroot/user/log, the admin socket and server-state file paths. */
 export async function adaptTemplateForTest(file: string, port: number, dir: string): Promise<void> {
   const text = await fs.readFile(file, "utf8");
   const adapted = text
     .replace(/^(\s*)bind :80\s*$/m, `$1bind 127.0.0.1:${port}`)
     .replace(/^\s*(chroot|user|group) .*\n/gm, "")
     .replace(/^\s*log \/dev\/log.*\n/m, "")
-    .replace(/stats socket \/run\/haproxy\/admin\.sock/, `stats socket ${path.join(dir, "admin.sock")}`);
+    .replace(/stats socket \/run\/haproxy\/admin\.sock/, `stats socket ${path.join(dir, "admin.sock")}`)
+    .replace(/server-state-file \/var\/lib\/autoscaler\/haproxy-server-state/, `server-state-file ${path.join(dir, "haproxy-server-state")}`);
   if (adapted === text) throw new Error("the shipped template no longer has the lines tests adapt");
   await fs.writeFile(file, adapted);
 }

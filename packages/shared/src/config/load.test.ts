@@ -167,7 +167,10 @@ describe("parseConfig reads the shipped default ini", () => {
     expect(c.scaling).toEqual(defaults.scaling);
     expect(c.master).toEqual(defaults.master);
     expect(c.agent).toEqual(defaults.agent);
-    expect({ ...c.haproxy, ssh_command: "" }).toEqual(defaults.haproxy);
+    // The one deliberate difference: an installation made by init points runtime_socket at the
+    // default template's admin socket; an ini without the key keeps the reload path.
+    expect(c.haproxy.runtime_socket).toBe("/run/haproxy/admin.sock");
+    expect({ ...c.haproxy, ssh_command: "", runtime_socket: "" }).toEqual(defaults.haproxy);
     expect(c.ssh).toEqual({ user: "autoscaler", identityFile: "/etc/autoscaler/node_key", port: 22 });
   });
 });
