@@ -57,7 +57,7 @@ const GOAL_MEDIAN_MS = 300;
 const GOAL_P95_MS = 1000;
 
 /** A web app in this process that records when its first health check and first client request arrived. */
-async function startRecordingApp(
+export async function startRecordingApp(
   res: Resources,
   name: string,
 ): Promise<{ port: number; firstCheck: () => number | undefined; firstHit: () => number | undefined; close: () => Promise<void> }> {
@@ -97,15 +97,15 @@ function get(port: number, urlPath: string): Promise<{ status: number; servedBy:
   });
 }
 
-/** Poll the frontend with GET /hit every CLIENT_EVERY_MS until `done()`, the request count or the deadline. */
-function clientLoop(port: number, done: () => boolean): Promise<number> {
+/** Poll the frontend with GET /hit every `everyMs` until `done()`, the request count or the deadline. */
+export function clientLoop(port: number, done: () => boolean, everyMs = CLIENT_EVERY_MS): Promise<number> {
   return (async () => {
     const deadline = Date.now() + TRIAL_TIMEOUT_MS;
     let sent = 0;
     while (!done() && sent < CLIENT_MAX_REQUESTS && Date.now() < deadline) {
       sent++;
       await get(port, "/hit");
-      await sleep(CLIENT_EVERY_MS);
+      await sleep(everyMs);
     }
     return sent;
   })();
@@ -137,6 +137,35 @@ async function waitMasterLine(
     if (Date.now() > deadline) throw new Error(`timed out waiting for the master to log ${what}; last lines: ${master.log().slice(-1500)}`);
     await sleep(10);
   }
+}
+
+/**
+ * Agent inis for `proxy`: one node key, authorised once, and one base ini; `iniFor(name, port)`
+ * writes a copy with that name, port, instance id and node credential.
+ */
+export async function agentInis(res: Resources, proxy: Proxy): Promise<(name: string, port: number) => Promise<string>> {
+  // One node key, authorised once; one base ini, copied per trial with its name and port.
+  const nodeDir = await res.tempDir("autoscaler-bench-node-");
+  await trustProxies(nodeDir, [proxy]);
+  const baseIni = path.join(nodeDir, "base.ini");
+  const settings = agentSettings([proxy], { name: "bench-00", address: "127.0.0.1", port: 1, instanceId: "i-bench-00", cpuSource: "system" });
+  const init = await runCli(["init", "--config", baseIni, ...settings.flatMap((s) => ["--set", s])]);
+  if (init.code !== 0) throw new Error(`node init failed: ${init.stderr}`);
+  const base = await fs.readFile(baseIni, "utf8");
+  const agentAt = base.indexOf("[agent]");
+  if (agentAt < 0) throw new Error("the node's ini has no [agent] section");
+  return async (name: string, port: number) => {
+    const agentPart = base
+      .slice(agentAt)
+      .replace(/^name = .*$/m, `name = ${name}`)
+      .replace(/^port = .*$/m, `port = ${port}`)
+      .replace(/^instance_id = .*$/m, `instance_id = i-${name}`)
+      .replace(/^credential = .*$/m, `credential = ${nodeCredential(proxy.token, name)}`);
+    if (!agentPart.includes(`name = ${name}`) || !agentPart.includes(`port = ${port}`)) throw new Error("could not set the agent's name and port in the ini");
+    const file = path.join(nodeDir, `${name}.ini`);
+    await fs.writeFile(file, base.slice(0, agentAt) + agentPart);
+    return file;
+  };
 }
 
 interface Trial {
@@ -197,28 +226,7 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
     await waitMasterLine(master, applied0, (l) => l.msg === "haproxy applied", "the template edit applied");
     await settle(proxy.inst.masterSocket);
 
-    // One node key, authorised once; one base ini, copied per trial with its name and port.
-    const nodeDir = await res.tempDir("autoscaler-bench-node-");
-    await trustProxies(nodeDir, [proxy]);
-    const baseIni = path.join(nodeDir, "base.ini");
-    const settings = agentSettings([proxy], { name: "bench-00", address: "127.0.0.1", port: 1, instanceId: "i-bench-00", cpuSource: "system" });
-    const init = await runCli(["init", "--config", baseIni, ...settings.flatMap((s) => ["--set", s])]);
-    if (init.code !== 0) throw new Error(`node init failed: ${init.stderr}`);
-    const base = await fs.readFile(baseIni, "utf8");
-    const agentAt = base.indexOf("[agent]");
-    if (agentAt < 0) throw new Error("the node's ini has no [agent] section");
-    const iniFor = async (name: string, port: number) => {
-      const agentPart = base
-        .slice(agentAt)
-        .replace(/^name = .*$/m, `name = ${name}`)
-        .replace(/^port = .*$/m, `port = ${port}`)
-        .replace(/^instance_id = .*$/m, `instance_id = i-${name}`)
-        .replace(/^credential = .*$/m, `credential = ${nodeCredential(proxy.token, name)}`);
-      if (!agentPart.includes(`name = ${name}`) || !agentPart.includes(`port = ${port}`)) throw new Error("could not set the agent's name and port in the ini");
-      const file = path.join(nodeDir, `${name}.ini`);
-      await fs.writeFile(file, base.slice(0, agentAt) + agentPart);
-      return file;
-    };
+    const iniFor = await agentInis(res, proxy);
     const render = () => renderFromFiles(config, store);
 
     const trials: Trial[] = [];

@@ -29,6 +29,7 @@ const BENCHES: Record<string, Entry> = {
   "reload-under-load": { title: "Reloads under keep-alive load", load: () => import("./reload-under-load.js") },
   "agent-footprint": { title: "Agent footprint", load: () => import("./agent-footprint.js") },
   registration: { title: "Registration: hello to first request", load: () => import("./registration.js") },
+  "runtime-registration": { title: "Registration through the runtime API", load: () => import("./runtime-registration.js") },
   "master-load": { title: "Master under many agents", load: () => import("./master-load.js") },
   "sample-flood": { title: "A sample flood from one node", load: () => import("./sample-flood.js") },
   decision: { title: "Decision latency", load: () => import("./decision.js") },
