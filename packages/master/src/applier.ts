@@ -110,6 +110,10 @@ export function createApplier(options: ApplierOptions): Applier {
             reloaded: result.reloaded,
             confirmed: result.confirmed ?? null,
             ms: Math.round(result.timings.totalMs),
+            // Where the time went: until the plan (lock, render, show servers state), the runtime commands, the check.
+            ms_render: Math.round(result.timings.renderMs),
+            ...(result.runtime ? { ms_runtime: Math.round(result.timings.runtimeMs ?? 0) } : { ms_reload: Math.round(result.timings.reloadMs) }),
+            ms_check: Math.round(result.timings.checkMs),
           });
         // A deleted server with connections still open: try its `del server` again soon.
         if (result.runtime && result.runtime.pendingDeletes.length > 0) retryLater("servers waiting for their connections to end", PENDING_DELETE_RETRY_MS);
