@@ -89,12 +89,15 @@ export async function runningServers(send: RuntimeSend, backend: string): Promis
   }
 }
 
-/** `add server`, then health checks and traffic on: the same options the server_line renders, since a dynamic server inherits no default-server. */
+/**
+ * `add server`, then health checks and traffic on, in one round trip (HAProxy runs `;`-separated
+ * commands in order and answers each: "New server registered." then nothing for each enable).
+ * The options are the ones the file gives the server, since a dynamic server inherits no default-server.
+ */
 async function addServer(send: RuntimeSend, backend: string, add: RuntimeAdd): Promise<void> {
   const ref = `${backend}/${add.name}`;
-  await expectAnswer(send, `add server ${ref} ${add.args.join(" ")}`, ["New server registered."]);
-  if (add.check) await expectAnswer(send, `enable health ${ref}`, [""]);
-  await expectAnswer(send, `enable server ${ref}`, [""]);
+  const commands = [`add server ${ref} ${add.args.join(" ")}`, ...(add.check ? [`enable health ${ref}`] : []), `enable server ${ref}`];
+  await expectAnswer(send, commands.join("; "), ["New server registered."]);
 }
 
 /** Delete servers already in maintenance; the ones that still have connections are returned, to be tried again later. */

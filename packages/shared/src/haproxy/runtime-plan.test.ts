@@ -98,6 +98,20 @@ describe("planRuntimeChange", () => {
   });
 });
 
+test("an option with ; or quotes is not passed to the runtime API, which would split or read it differently", () => {
+  for (const line of ["server $NAME $IP:$PORT check; show info", 'server $NAME $IP:$PORT check cookie "a b"']) {
+    const plan = planRuntimeChange({
+      template: TEMPLATE,
+      serverLine: line,
+      backend: "autoscaler",
+      hosts: [host("a")],
+      live: renderHaproxyConfig(TEMPLATE, [], line),
+      running: [running("static-1", "10.9.9.9")],
+    });
+    expect(plan).toEqual({ kind: "reload", why: expect.stringMatching(/has a ; quote or backslash/) });
+  }
+});
+
 describe("serverStateFile", () => {
   test("the global section's file, joined to server-state-base, resolved against the folder", () => {
     expect(serverStateFile("global\n    server-state-file /var/lib/x/state\n", "/etc")).toBe("/var/lib/x/state");

@@ -155,6 +155,10 @@ export function planRuntimeChange(inputs: RuntimePlanInputs): RuntimePlan {
       return { kind: "reload", why: 'server_line does not start with "server $NAME $IP:$PORT", which is what "add server" takes' };
     }
     const options = [...shape.defaultServer, ...words.slice(3)];
+    // The runtime API splits commands at ";" and the config reader honours quotes and escapes: such a word is not passed on as it stands.
+    const odd = options.find((w) => /[;"'\\]/.test(w));
+    if (odd !== undefined)
+      return { kind: "reload", why: `the option ${JSON.stringify(odd)} has a ; quote or backslash, which the runtime API would read differently` };
     add.push({ name: host.name, args: [words[2], ...options], check: options.includes("check") });
   }
   const remove = serving.filter((s) => !wanted.has(s.name)).map((s) => s.name);
