@@ -1,3 +1,4 @@
 #!/usr/bin/env node
-import { run, processIo } from "@autoscaler/cli";
-process.exitCode = await run(process.argv.slice(2), processIo());
+// main() starts `autoscaler agent` without loading yargs or the other commands; everything else runs through the full CLI.
+import { main } from "@autoscaler/cli/main";
+process.exitCode = await main(process.argv.slice(2));

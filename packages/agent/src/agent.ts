@@ -11,7 +11,7 @@
 import { EventEmitter } from "node:events";
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { AutoscalerError, EXIT_CONFIG, errnoCode, writeFileAtomic, type Config, type Logger, type ProxyServer } from "@autoscaler/shared";
+import { AutoscalerError, EXIT_CONFIG, errnoCode, writeFileAtomic, type Config, type Logger, type ProxyServer } from "@autoscaler/shared/core";
 import { MAX_LINE_BYTES, PROTOCOL_VERSION, createLineSplitter, decodeMasterMessage, encodeMessage, type SampleMessage } from "@autoscaler/shared/protocol";
 import { readFacts } from "./facts.js";
 import { checkHealth } from "./health.js";

@@ -1,6 +1,6 @@
 /** Who the node says it is: name, address and instance id, from the config or found on the machine. */
 import os from "node:os";
-import type { Config } from "@autoscaler/shared";
+import type { Config } from "@autoscaler/shared/core";
 
 /** The host name made into a valid node name (1-63 of A-Z a-z 0-9 . _ -). */
 export function nameFromHostname(hostname: string): string {

@@ -4,15 +4,13 @@ import {
   createHostsStore,
   createLogger,
   createShellRunner,
-  formatProblem,
-  loadConfig,
-  resolveConfigPath,
   type ApplySettings,
   type Config,
   type HostsStore,
   type Logger,
   type LogLevel,
 } from "@autoscaler/shared";
+import { readConfig } from "./config-file.js";
 import type { Io } from "./io.js";
 
 /** Options every command takes. */
@@ -35,11 +33,9 @@ export function cliLogger(io: Io, args: GlobalArgs, secrets: string[] = []): Log
   return createLogger(io.stderr, { level: args.logLevel ?? "warn", json: false, secrets });
 }
 
-/** Load the config named by --config / AUTOSCALER_CONFIG; print its warnings to stderr. */
+/** The config named by --config / AUTOSCALER_CONFIG (its warnings printed: readConfig), and what the commands build from it. */
 export async function loadContext(io: Io, args: GlobalArgs): Promise<CommandContext> {
-  const file = resolveConfigPath(args.config, io.env, io.cwd);
-  const { config, warnings } = await loadConfig(file, { home: io.env.HOME });
-  for (const w of warnings) io.stderr.write(`warning: ${formatProblem(w)}\n`);
+  const config = await readConfig(io, args);
   return {
     config,
     logger: cliLogger(io, args, config.secrets),

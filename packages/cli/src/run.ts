@@ -1,15 +1,17 @@
 /**
  * The command line: yargs parses, a handler records which command to run, and `run` executes
- * it and maps every error to one exit code in one place. Only the bin calls process.exit.
+ * it and maps every error to one exit code in one place (printError). Only the bin calls
+ * process.exit. `autoscaler agent` with only --config and --log-level starts from main.ts
+ * without this parser; any other agent command line (--help, a mistake) comes here.
  */
-import { createRequire } from "node:module";
 import yargs from "yargs";
-import { AutoscalerError, EXIT_FAILURE, EXIT_USAGE, type LogLevel } from "@autoscaler/shared";
+import { EXIT_USAGE, type LogLevel } from "@autoscaler/shared";
+import { GLOBAL_OPTIONS } from "./global-options.js";
 import type { Io } from "./io.js";
+import { printError } from "./print-error.js";
+import { version } from "./version.js";
 
 type Action = () => Promise<number>;
-
-const version = (createRequire(import.meta.url)("../package.json") as { version: string }).version;
 
 /** Build the parser. Each handler only records the action; `run` awaits it after parsing. */
 function buildParser(io: Io, setAction: (a: Action) => void) {
@@ -17,13 +19,8 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
   return yargs()
     .scriptName("autoscaler")
     .usage("$0 <command> [options]\n\nKeeps a web cluster behind HAProxy at the right size.")
-    .option("config", {
-      type: "string",
-      describe: "the ini file (default $AUTOSCALER_CONFIG, else /etc/autoscaler/autoscaler.ini)",
-      global: true,
-      requiresArg: true,
-    })
-    .option("log-level", { choices: ["debug", "info", "warn", "error"] as const, describe: "least important log lines to print", global: true })
+    .option("config", GLOBAL_OPTIONS.config)
+    .option("log-level", GLOBAL_OPTIONS["log-level"])
     .command(
       "init",
       "write the ini (0600), hosts.d/ and the HAProxy template",
@@ -282,19 +279,6 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
     .alias("h", "help")
     .wrap(Math.min(100, (io.stdout as { columns?: number }).columns ?? 100))
     .exitProcess(false);
-}
-
-/** Print an error the way every command does: the message, then its detail lines. */
-function printError(io: Io, err: unknown): number {
-  if (err instanceof AutoscalerError) {
-    io.stderr.write(`error: ${err.message}\n`);
-    for (const d of err.details) io.stderr.write(`  ${d}\n`);
-    return err.exitCode;
-  }
-  const e = err as Error;
-  io.stderr.write(`error: ${e?.message ?? String(err)}\n`);
-  if (io.env.AUTOSCALER_DEBUG && e?.stack) io.stderr.write(e.stack + "\n");
-  return EXIT_FAILURE;
 }
 
 /** Run one command line; returns the exit code. */

@@ -1,5 +1,6 @@
-/** Log levels in order of importance. */
-export type LogLevel = "debug" | "info" | "warn" | "error";
+/** Log levels in order of importance: what `--log-level` accepts. */
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 

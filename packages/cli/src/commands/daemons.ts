@@ -1,10 +1,13 @@
 /**
  * `master` and `agent`: the daemons, in the foreground, logging to stdout until SIGTERM or
  * SIGINT. The master also takes SIGHUP: it reads the ini again and applies what it can.
+ * The agent starts here from main.ts without yargs: this module imports only
+ * "@autoscaler/shared/core" and loads the master's modules only to run the master.
  */
-import { AutoscalerError, createLogger, createShellRunner, formatProblem, loadConfig, type Logger } from "@autoscaler/shared";
+import { AutoscalerError, createLogger, formatProblem, loadConfig, type Logger } from "@autoscaler/shared/core";
 import type { RunningMaster } from "@autoscaler/master";
-import { loadContext, type GlobalArgs } from "../context.js";
+import { readConfig } from "../config-file.js";
+import type { GlobalArgs } from "../context.js";
 import type { Io } from "../io.js";
 
 /** The daemons' logger: JSON lines when stdout is not a terminal (journald), readable lines when it is. */
@@ -79,13 +82,13 @@ export async function runMaster(io: Io, args: GlobalArgs, version: string): Prom
   };
   process.on("SIGHUP", reload);
   try {
-    const ctx = await loadContext(io, args);
+    const config = await readConfig(io, args);
     // The logger keeps this array: a reload adds the new ini's secrets, and none is ever dropped.
-    const secrets = [...ctx.config.secrets];
+    const secrets = [...config.secrets];
     const logger = daemonLogger(io, args, secrets);
-    const { startMaster } = await import("@autoscaler/master");
-    const master = await startMaster(ctx.config, { logger, runner: createShellRunner(), now: () => Date.now(), version });
-    started = { master, logger, file: ctx.config.file, secrets };
+    const [{ startMaster }, { createShellRunner }] = await Promise.all([import("@autoscaler/master"), import("@autoscaler/shared")]);
+    const master = await startMaster(config, { logger, runner: createShellRunner(), now: () => Date.now(), version });
+    started = { master, logger, file: config.file, secrets };
     if (hupWhileStarting) reload();
     await untilSignal(logger);
     stopping = true;
@@ -100,10 +103,10 @@ export async function runMaster(io: Io, args: GlobalArgs, version: string): Prom
 
 /** Run the agent until a signal stops it. */
 export async function runAgent(io: Io, args: GlobalArgs, version: string): Promise<number> {
-  const ctx = await loadContext(io, args);
-  const logger = daemonLogger(io, args, ctx.config.secrets);
+  const config = await readConfig(io, args);
+  const logger = daemonLogger(io, args, config.secrets);
   const { startAgent } = await import("@autoscaler/agent");
-  const agent = await startAgent(ctx.config, { logger, version, env: io.env });
+  const agent = await startAgent(config, { logger, version, env: io.env });
   await untilSignal(logger);
   await agent.stop();
   logger.info("agent stopped");
