@@ -1,12 +1,11 @@
 /**
  * CPU sampling (SPEC "Agent ⇄ master"): read cheap kernel counters twice and report the
- * delta as a percentage of all cores. No child process per sample. `systeminformation` is
- * used only for node facts (see facts.ts).
+ * delta as a percentage of all cores. No child process per sample.
  */
 import { promises as fs, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { CpuSource } from "@autoscaler/shared";
+import type { CpuSource } from "@autoscaler/shared/core";
 
 /** Yields CPU percent (0-100 of all cores) since the previous call; the first call primes and yields undefined. */
 export interface Sampler {
