@@ -3,9 +3,14 @@
  * master's loopback port (what `ssh -W 127.0.0.1:7300` does). The agent's only ssh2 import.
  * The host key is checked against known_hosts before anything else happens.
  */
+import { createRequire } from "node:module";
 import type { Duplex } from "node:stream";
-import { Client } from "ssh2";
+import type { Client as Ssh2Client } from "ssh2";
 import { hostKeyAlgorithms, verifyHostKey, type HostKeyVerdict, type KnownHostLine } from "./known-hosts.js";
+
+// ssh2's client module alone: its index also loads the server, the HTTP agents and the key
+// generator, about 0.7 MiB of RSS the agent would keep (BENCHMARKS.md "Agent footprint").
+const Client = createRequire(import.meta.url)("ssh2/lib/client.js") as typeof Ssh2Client;
 
 /** Where and how to connect. */
 export interface TunnelTarget {
