@@ -17,6 +17,8 @@ export interface ApplierState {
   runtimeFallbacks: number;
   /** Why the last apply took the reload path although a runtime socket is set; undefined after a runtime apply. */
   reloadBecause: string | undefined;
+  /** Applies in a row that took the reload path although a runtime socket is set (0 after a runtime apply). */
+  reloadPathsInARow: number;
   reloadFailures: number;
   checkFailures: number;
   lastResult: ApplyResult | undefined;
@@ -56,13 +58,15 @@ export function createApplier(options: ApplierOptions): Applier {
     runtimeApplies: 0,
     runtimeFallbacks: 0,
     reloadBecause: undefined,
+    reloadPathsInARow: 0,
     reloadFailures: 0,
     checkFailures: 0,
     lastResult: undefined,
     lastError: undefined,
     lastAppliedAt: undefined,
   };
-  let quietTimer: NodeJS.Timeout | undefined;
+  /** The pending start of the next apply: a quiet-period timer, or the next turn of the event loop for an urgent change. */
+  let quietTimer: { cancel(): void } | undefined;
   let ceilingTimer: NodeJS.Timeout | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
@@ -72,7 +76,7 @@ export function createApplier(options: ApplierOptions): Applier {
   const waiters: (() => void)[] = [];
 
   const clearTimers = () => {
-    if (quietTimer) clearTimeout(quietTimer);
+    quietTimer?.cancel();
     if (ceilingTimer) clearTimeout(ceilingTimer);
     quietTimer = ceilingTimer = undefined;
   };
@@ -101,6 +105,7 @@ export function createApplier(options: ApplierOptions): Applier {
         if (result.runtime && result.changed) state.runtimeApplies++;
         if (result.runtimeFailure) state.runtimeFallbacks++;
         state.reloadBecause = result.runtime ? undefined : result.reloadBecause;
+        state.reloadPathsInARow = result.runtime ? 0 : result.reloadBecause ? state.reloadPathsInARow + 1 : state.reloadPathsInARow;
         if (result.changed || result.reloaded)
           options.logger.info("haproxy applied", {
             reason: why,
@@ -150,9 +155,15 @@ export function createApplier(options: ApplierOptions): Applier {
   function schedule(reason: string, how: { urgent?: boolean } = {}): void {
     if (stopped) return;
     reasons.add(reason);
-    if (quietTimer) clearTimeout(quietTimer);
-    // Urgent: on the next turn of the event loop, so the changes of one burst still go together.
-    quietTimer = setTimeout(fire, how.urgent ? 0 : options.quietMs);
+    quietTimer?.cancel();
+    // Urgent: on the next turn of the event loop (setImmediate: a 0 ms timer waits 1 ms), so the changes of one burst still go together.
+    if (how.urgent) {
+      const handle = setImmediate(fire);
+      quietTimer = { cancel: () => clearImmediate(handle) };
+    } else {
+      const handle = setTimeout(fire, options.quietMs);
+      quietTimer = { cancel: () => clearTimeout(handle) };
+    }
     if (!ceilingTimer) ceilingTimer = setTimeout(fire, options.ceilingMs);
   }
 

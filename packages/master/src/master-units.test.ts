@@ -159,6 +159,7 @@ describe("status", () => {
         runtimeApplies: 0,
         runtimeFallbacks: 0,
         reloadBecause: undefined,
+        reloadPathsInARow: 0,
         reloadFailures: 0,
         checkFailures: 0,
         lastResult: undefined,

@@ -142,8 +142,13 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     const serving = excluded && excluded.size > 0 ? hosts.filter((h) => !excluded.has(h.name)) : hosts;
     return { template, hosts: serving, serverLine: config.haproxy.server_line };
   };
-  /** A registration or removal: at once while the runtime API takes such changes, else debounced like any reload. */
-  const hostsChanged = (reason: string) => applier.schedule(reason, { urgent: runtime !== undefined && applier.state.reloadBecause === undefined });
+  /**
+   * A registration or removal: at once while the runtime API takes such changes, else debounced
+   * like any reload. One reload-path apply (the start's, a template edit's) brings HAProxy in
+   * step; two in a row mean a lasting cause (a DNS-named backend, a server_line the runtime API
+   * cannot take), so changes are debounced until a runtime apply succeeds again.
+   */
+  const hostsChanged = (reason: string) => applier.schedule(reason, { urgent: runtime !== undefined && applier.state.reloadPathsInARow < 2 });
   const applier = createApplier({
     quietMs: APPLY_QUIET_MS,
     ceilingMs: APPLY_CEILING_MS,
