@@ -254,7 +254,7 @@ test("/metrics reports each node's CPU, live nodes, samples and reloads; /status
   for (const url of [`${base}/metrics`, `${base}/status`]) {
     const post = await fetch(url, { method: "POST", body: "{}" });
     expect(post.status).toBe(405);
-    expect(post.headers.get("allow")).toBe("GET");
+    expect(post.headers.get("allow")).toBe("GET, HEAD");
   }
 
   // Bound to 127.0.0.1 alone: the only listening socket on that port, in /proc/net/tcp and tcp6.

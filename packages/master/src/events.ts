@@ -13,13 +13,18 @@ export interface EventLog {
   latest(n?: number): MasterEvent[];
 }
 
-/** Keep the last `size` events, stamped with `now()`. */
-export function createEventLog(now: () => number, size = 50): EventLog {
+/** Events kept by default: `status` shows the last 20, the status page all of them. */
+export const EVENTS_KEPT = 200;
+
+/** Keep the last `size` events, stamped with `now()`; `onAdd` sees each one as it is added. */
+export function createEventLog(now: () => number, size = EVENTS_KEPT, onAdd?: (event: MasterEvent) => void): EventLog {
   const events: MasterEvent[] = [];
   return {
     add(kind, message) {
-      events.push({ at: now(), kind, message });
+      const event = { at: now(), kind, message };
+      events.push(event);
       if (events.length > size) events.splice(0, events.length - size);
+      onAdd?.(event);
     },
     latest: (n = size) => events.slice(-n),
   };

@@ -25,9 +25,12 @@ import { createApplier, type Applier } from "./applier.js";
 import { applyWithOwnerNote, recoverApplyLeftovers } from "./apply-lock.js";
 import { controlSocketPath, startControlServer } from "./control.js";
 import { createControlDispatch } from "./control-dispatch.js";
-import { createEventLog } from "./events.js";
+import { createEventLog, EVENTS_KEPT } from "./events.js";
+import { clusterSample, createHistory } from "./history.js";
 import { loadHostsCache } from "./hosts-cache.js";
 import { createMetrics, startMetricsServer } from "./metrics.js";
+import { buildPageData } from "./page-data.js";
+import { policyFromConfig } from "./policy.js";
 import { loadNameBook } from "./name-book.js";
 import { createRegistry, type Registry } from "./registry.js";
 import { resolveRoleResolving, type Role } from "./role.js";
@@ -35,6 +38,7 @@ import type { ClusterMembership } from "./cluster/join.js";
 import { planReconfigure } from "./reconfigure.js";
 import { startScaler, type Scaler } from "./scaler.js";
 import { startAgentServer } from "./server.js";
+import { createPageRoutes } from "./status-page.js";
 import { createStateStore } from "./state-store.js";
 import { buildStatus, type MasterStatus } from "./status.js";
 import { startWatcher } from "./watcher.js";
@@ -105,7 +109,11 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   for (const [file, message] of hostsCache.problems) logger.warn("hosts.d file cannot be used", { file, problem: message });
   let template: string | undefined;
 
-  const events = createEventLog(now);
+  // The status page's charts; scale-ups and scale-downs become its markers as they are logged.
+  const history = createHistory();
+  const events = createEventLog(now, EVENTS_KEPT, (e) => {
+    if (e.kind === "scale_up" || e.kind === "scale_down") history.mark(e);
+  });
   // Without etcd the role is fixed at start; with it, it follows the election (joinCluster below).
   const configured = await resolveRoleResolving(config);
   let cluster: ClusterMembership | undefined;
@@ -170,7 +178,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   });
 
   const listen = `${config.master.listen!.host}:${config.master.listen!.port}`;
-  const status = (): MasterStatus =>
+  const status = (eventCount = 20): MasterStatus =>
     buildStatus({
       version: deps.version,
       role: role(),
@@ -179,14 +187,14 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       registry,
       hosts,
       applier: applier.state,
-      events: events.latest(20),
+      events: events.latest(eventCount),
       windowMs: config.scaling.window * 1000,
       now: now(),
       scaling: scaler?.status(),
       sharedToken: config.master.shared_token,
       cluster: cluster?.status(),
     });
-  const metrics = createMetrics(status);
+  const metrics = createMetrics(() => status());
 
   /** Registrations whose hosts.d write is under way, by name. */
   const registering = new Map<string, Promise<void>>();
@@ -409,6 +417,12 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
 
   const sweep = setInterval(
     () => {
+      const list = registry.list();
+      const at = now();
+      history.record(
+        clusterSample(at, scaler?.status().capacity, list, (r) => registry.stateOf(r, at)),
+        list.map((r) => [r.name, r.readings.at(-1)?.cpu ?? null] as const),
+      );
       for (const gone of registry.sweep(now())) {
         events.add("forgotten", `${gone.name} sent nothing for ${config.scaling.forget_after} s and was removed`);
         logger.info("node forgotten", { node: gone.name });
@@ -428,7 +442,25 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     () => clearInterval(sweep),
   );
   const metricsServer = config.master.metrics_listen
-    ? await orUndo(startMetricsServer(config.master.metrics_listen.host, config.master.metrics_listen.port, metrics, status))
+    ? await orUndo(
+        startMetricsServer(
+          config.master.metrics_listen.host,
+          config.master.metrics_listen.port,
+          metrics,
+          () => status(),
+          createPageRoutes((range, node) =>
+            buildPageData({
+              status: status(EVENTS_KEPT),
+              history,
+              policy: policyFromConfig(config),
+              readings: (name) => registry.get(name)?.readings,
+              now: now(),
+              range,
+              node,
+            }),
+          ),
+        ),
+      )
     : undefined;
 
   applier.schedule("start");

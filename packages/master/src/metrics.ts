@@ -143,27 +143,58 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
   return { registry, samples, samplesDropped, refused, registrations };
 }
 
-/** Serve `/status` and `/metrics` on host:port (loopback only, enforced by the config). */
-export async function startMetricsServer(host: string, port: number, metrics: MasterMetrics, status: () => MasterStatus): Promise<http.Server> {
+/**
+ * Headers of every answer on `metrics_listen`: a local, read-only admin page that loads only
+ * from itself (no inline script or style, no framing), is never sniffed, cached or shared
+ * across origins (no CORS header at all).
+ */
+export const PAGE_HEADERS = {
+  "content-security-policy":
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-store",
+} as const;
+
+/**
+ * Limits that keep a slow, stalled or hostile client from holding the master: few connections,
+ * short request and idle timeouts (a client that stops reading its answer is dropped).
+ */
+export const HTTP_LIMITS = { maxConnections: 64, headersTimeoutMs: 5_000, requestTimeoutMs: 10_000, idleTimeoutMs: 15_000 } as const;
+
+/** Extra routes (the status page): an answer, or undefined for a path they do not serve. */
+export type Routes = (pathname: string, query: URLSearchParams) => Promise<{ status: number; type: string; body: string | Buffer } | undefined>;
+
+/** Serve `/status`, `/metrics` and `routes` (the status page) on host:port (loopback only, enforced by the config). */
+export async function startMetricsServer(
+  host: string,
+  port: number,
+  metrics: MasterMetrics,
+  status: () => MasterStatus,
+  routes: Routes = async () => undefined,
+): Promise<http.Server> {
+  const answer = (res: http.ServerResponse, code: number, type: string, body: string | Buffer, extra: Record<string, string> = {}) => {
+    res.writeHead(code, { ...PAGE_HEADERS, "content-type": type, "content-length": Buffer.byteLength(body), ...extra }).end(body);
+  };
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (req.method !== "GET" && req.method !== "HEAD") return answer(res, 405, "text/plain; charset=utf-8", "read-only: GET or HEAD\n", { allow: "GET, HEAD" });
+    if (url.pathname === "/status") return answer(res, 200, "application/json", JSON.stringify(status(), null, 2) + "\n");
+    if (url.pathname === "/metrics") return answer(res, 200, metrics.registry.contentType, await metrics.registry.metrics());
+    const page = await routes(url.pathname, url.searchParams);
+    if (page) return answer(res, page.status, page.type, page.body);
+    answer(res, 404, "text/plain; charset=utf-8", "not found: try /, /status or /metrics\n");
+  };
   const server = http.createServer((req, res) => {
-    const url = (req.url ?? "/").split("?")[0];
-    if (req.method !== "GET") {
-      res.writeHead(405, { allow: "GET" }).end("read-only\n");
-      return;
-    }
-    if (url === "/status") {
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(status(), null, 2) + "\n");
-      return;
-    }
-    if (url === "/metrics") {
-      metrics.registry
-        .metrics()
-        .then((text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text))
-        .catch((err: Error) => res.writeHead(500).end(err.message + "\n"));
-      return;
-    }
-    res.writeHead(404).end("try /status or /metrics\n");
+    res.setTimeout(HTTP_LIMITS.idleTimeoutMs, () => res.destroy());
+    handle(req, res).catch((err: Error) => {
+      if (!res.headersSent) answer(res, 500, "text/plain; charset=utf-8", err.message + "\n");
+      else res.destroy();
+    });
   });
+  server.maxConnections = HTTP_LIMITS.maxConnections;
+  server.headersTimeout = HTTP_LIMITS.headersTimeoutMs;
+  server.requestTimeout = HTTP_LIMITS.requestTimeoutMs;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen({ host, port, exclusive: true }, () => resolve());
