@@ -35,6 +35,7 @@ const BENCHES: Record<string, Entry> = {
   decision: { title: "Decision latency", load: () => import("./decision.js") },
   reaction: { title: "Reaction end to end", load: () => import("./reaction.js") },
   failover: { title: "Failover on etcd", load: () => import("./failover.js") },
+  "status-page": { title: "Status page: history memory and the JSON endpoint", load: () => import("./status-page.js") },
   "scaling-quality": { title: "Scaling quality", load: () => import("./scaling-quality.js") },
   soak: { title: "Soak", load: () => import("./soak.js"), optIn: { file: "RELIABILITY.md", fileTitle: "# Reliability" } },
 };
