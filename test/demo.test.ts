@@ -35,6 +35,10 @@ test("the demo scales up under its load and back down, HAProxy serves every node
 
   await waitFor("the master's status URL in the demo's output", () => /master status: (http:\/\/127\.0\.0\.1:\d+\/status)/.exec(out)?.[1], 30_000);
   const dir = /autoscaler demo in (\S+)/.exec(out)![1]!;
+  // The first line is the status page's address, and the page answers there.
+  const pageUrl = /^status page: (http:\/\/127\.0\.0\.1:\d+\/)\n/.exec(out)?.[1];
+  expect(pageUrl, out).toBeDefined();
+  expect(await (await fetch(pageUrl!)).text()).toMatch(/<title>autoscaler/);
   expect(existsSync(dir)).toBe(true);
 
   // Follow the master while the demo runs: the most nodes live at once, and the last figures seen.

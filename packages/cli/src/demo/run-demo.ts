@@ -276,6 +276,10 @@ export async function runDemo(io: Io, options: DemoOptions): Promise<number> {
       await new Promise((r) => setTimeout(r, 100));
     }
 
+    // The first line: the status page, to open in a browser while the text view runs.
+    const pageUrl = `http://127.0.0.1:${metricsPort}/`;
+    out(`status page: ${pageUrl}\n`);
+
     const [rateLow, rateHigh] = LOAD_STEPS_CORES.map((cores) => Math.round(cores / (WORK_MS / 1000))) as [number, number];
     const loadSeconds = Math.max(20, Math.round(options.duration * 0.45));
     const stepSeconds = Math.round(loadSeconds * 0.4);
@@ -297,6 +301,7 @@ export async function runDemo(io: Io, options: DemoOptions): Promise<number> {
     let loadEndsAt = Infinity;
     let rate = rateLow;
     const view: DemoView = {
+      pageUrl,
       elapsed: 0,
       duration: options.duration,
       rate,

@@ -4,6 +4,8 @@ import { formatTable } from "../table.js";
 
 /** Everything one frame shows. */
 export interface DemoView {
+  /** The master's status page, shown on the frame's first line. */
+  pageUrl: string;
   elapsed: number;
   duration: number;
   rate: number;
@@ -26,7 +28,9 @@ const bar = (fraction: number, width: number) => "█".repeat(Math.round(fractio
 export function renderFrame(v: DemoView, columns: number): string {
   const lines: string[] = [];
   const load = v.loadOn ? `load ON: ${v.rate} req/s` : v.loadDone ? "load OFF (done)" : "load waits for the first node";
-  lines.push(`autoscaler demo · ${Math.round(v.elapsed)} s of ${v.duration} s · ${load} · HAProxy on 127.0.0.1:${v.frontendPort} · Ctrl-C ends it`);
+  lines.push(
+    `autoscaler demo · ${Math.round(v.elapsed)} s of ${v.duration} s · ${load} · HAProxy on 127.0.0.1:${v.frontendPort} · page ${v.pageUrl} · Ctrl-C ends it`,
+  );
   const s = v.status;
   if (!s) return lines.concat("", "waiting for the master…").join("\n") + "\n";
   const c = s.capacity;
