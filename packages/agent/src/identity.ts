@@ -1,6 +1,7 @@
 /** Who the node says it is: name, address and instance id, from the config or found on the machine. */
 import os from "node:os";
 import type { Config } from "@autoscaler/shared/core";
+import { httpRequest, type HttpAnswer } from "./http-request.js";
 
 /** The host name made into a valid node name (1-63 of A-Z a-z 0-9 . _ -). */
 export function nameFromHostname(hostname: string): string {
@@ -21,18 +22,23 @@ export function firstExternalIPv4(interfaces = os.networkInterfaces()): string |
  * `baseUrl` comes from $AUTOSCALER_METADATA_URL when set, so tests can point it at loopback.
  */
 export async function fetchInstanceId(baseUrl: string, timeoutMs = 1000): Promise<string | undefined> {
-  try {
-    const signal = AbortSignal.timeout(timeoutMs);
-    const tokenRes = await fetch(`${baseUrl}/latest/api/token`, { method: "PUT", headers: { "x-aws-ec2-metadata-token-ttl-seconds": "60" }, signal });
-    if (!tokenRes.ok) return undefined;
-    const token = await tokenRes.text();
-    const idRes = await fetch(`${baseUrl}/latest/meta-data/instance-id`, { headers: { "x-aws-ec2-metadata-token": token }, signal });
-    if (!idRes.ok) return undefined;
-    const id = (await idRes.text()).trim();
-    return /^[A-Za-z0-9._:-]{1,128}$/.test(id) ? id : undefined;
-  } catch {
-    return undefined;
-  }
+  const deadline = Date.now() + timeoutMs;
+  const ok = (a: HttpAnswer | undefined): a is HttpAnswer => a !== undefined && a.status >= 200 && a.status < 300;
+  const tokenRes = await httpRequest(`${baseUrl}/latest/api/token`, {
+    method: "PUT",
+    headers: { "x-aws-ec2-metadata-token-ttl-seconds": "60" },
+    timeoutMs,
+    body: true,
+  });
+  if (!ok(tokenRes)) return undefined;
+  const idRes = await httpRequest(`${baseUrl}/latest/meta-data/instance-id`, {
+    headers: { "x-aws-ec2-metadata-token": tokenRes.body },
+    timeoutMs: Math.max(1, deadline - Date.now()),
+    body: true,
+  });
+  if (!ok(idRes)) return undefined;
+  const id = idRes.body.trim();
+  return /^[A-Za-z0-9._:-]{1,128}$/.test(id) ? id : undefined;
 }
 
 /** The node's identity; refuses to start without an address HAProxy could reach. */

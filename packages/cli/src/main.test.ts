@@ -83,19 +83,25 @@ describe("main answers agent command lines as run (yargs) does", () => {
 
 /**
  * Start `autoscaler agent` as a node does, with a hook that records every module the process
- * loads: ES modules as node resolves them, CommonJS ones from require's cache at exit.
+ * loads: ES modules as node resolves them, CommonJS ones from require's cache and node's own
+ * (process.moduleLoadList: "NativeModule internal/deps/undici/undici" is fetch's) at exit.
  */
-async function modulesLoaded(argv: string[], cwd: string, until: RegExp): Promise<{ modules: string[]; output: string; code: number | null }> {
+async function modulesLoaded(
+  argv: string[],
+  cwd: string,
+  until: RegExp,
+  env: Record<string, string> = {},
+): Promise<{ modules: string[]; output: string; code: number | null }> {
   const list = path.join(cwd, `modules-${Date.now()}.txt`);
   const hook = `import { appendFileSync } from "node:fs"; let list;
 export function initialize(d) { list = d.list; }
 export async function resolve(s, c, next) { const r = await next(s, c); appendFileSync(list, r.url + "\\n"); return r; }`;
   const preload = `import { register, createRequire } from "node:module"; import { appendFileSync } from "node:fs";
 register("data:text/javascript," + encodeURIComponent(${JSON.stringify(hook)}), { data: { list: ${JSON.stringify(list)} } });
-process.on("exit", () => appendFileSync(${JSON.stringify(list)}, Object.keys(createRequire(${JSON.stringify(list)}).cache).map((f) => "file://" + f + "\\n").join("")));`;
+process.on("exit", () => appendFileSync(${JSON.stringify(list)}, [...Object.keys(createRequire(${JSON.stringify(list)}).cache).map((f) => "file://" + f), ...process.moduleLoadList].join("\\n") + "\\n"));`;
   const child = spawn(process.execPath, ["--import", "data:text/javascript," + encodeURIComponent(preload), BIN, ...argv], {
     cwd,
-    env: { HOME: cwd, PATH: process.env.PATH },
+    env: { HOME: cwd, PATH: process.env.PATH, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
@@ -116,6 +122,8 @@ process.on("exit", () => appendFileSync(${JSON.stringify(list)}, Object.keys(cre
       resolve();
     });
   });
+  // A moment for the daemon to take SIGTERM (it does once started): the hook writes at a clean exit.
+  await new Promise((r) => setTimeout(r, 500));
   child.kill("SIGTERM");
   const code = await exited;
   return { modules: (await fs.readFile(list, "utf8")).trim().split("\n"), output, code };
@@ -130,8 +138,9 @@ describe("what `autoscaler agent` loads (real processes)", () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  test("a running agent has loaded neither yargs, the other commands, the master, zod nor ssh2's server; --help does load yargs", async () => {
-    // A closed port: the agent starts, then retries its proxy until it is stopped.
+  test("a running agent has loaded neither yargs, the other commands, the master, zod, ssh2's server nor fetch; --help does load yargs", async () => {
+    // A closed port: the agent starts, asks the metadata service and health_url there (both with
+    // its HTTP client), and waits for health until it is stopped.
     const port = await new Promise<number>((resolve) => {
       const srv = net.createServer().listen(0, "127.0.0.1", () => {
         const p = (srv.address() as net.AddressInfo).port;
@@ -144,18 +153,20 @@ describe("what `autoscaler agent` loads (real processes)", () => {
       "haproxy.ssh_command=ssh -i node_key autoscaler@$HOST",
       "master.state_dir=state",
       "agent.address=127.0.0.1",
-      "agent.instance_id=i-main-test",
       "agent.interval=1",
+      `agent.health_url=http://127.0.0.1:${port}/health`,
     ];
     const io: Io = { stdout: sink(), stderr: sink(), env: { HOME: dir, PATH: process.env.PATH }, cwd: dir };
     expect(await run(["init", "--config", "autoscaler.ini", ...settings.flatMap((s) => ["--set", s])], io)).toBe(0);
 
-    const agent = await modulesLoaded(["agent", "--config", "autoscaler.ini"], dir, /"cannot reach the master"/);
+    const agent = await modulesLoaded(["agent", "--config", "autoscaler.ini"], dir, /waiting for the health check/, {
+      AUTOSCALER_METADATA_URL: `http://127.0.0.1:${port}`,
+    });
     expect(agent.output).toMatch(/"agent started"/);
     expect(agent.code).toBe(0);
     const loaded = (part: string) => agent.modules.some((m) => m.includes(part));
     // What the hook sees: the agent's own modules, ES and CommonJS alike.
-    for (const part of ["/packages/cli/dist/main.js", "/packages/agent/dist/tunnel.js", "/node_modules/ssh2/lib/client.js"])
+    for (const part of ["/packages/cli/dist/main.js", "/packages/agent/dist/tunnel.js", "/node_modules/ssh2/lib/client.js", "NativeModule _http_client"])
       expect(loaded(part), part).toBe(true);
     for (const part of [
       "/node_modules/yargs/",
@@ -170,6 +181,7 @@ describe("what `autoscaler agent` loads (real processes)", () => {
       "/node_modules/proper-lockfile/",
       "/node_modules/ssh2/lib/server.js",
       "/node_modules/systeminformation/",
+      "NativeModule internal/deps/undici/undici",
     ])
       expect(loaded(part), part).toBe(false);
 
