@@ -111,6 +111,19 @@ export function clientLoop(port: number, done: () => boolean, everyMs = CLIENT_E
   })();
 }
 
+/** Stop a daemon by its pid (SIGTERM, SIGKILL after 10 s) and wait for it to exit. */
+export async function stopDaemon(d: Daemon): Promise<void> {
+  if (d.child.exitCode !== null || d.child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => d.child.kill("SIGKILL"), 10_000);
+    d.child.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    d.child.kill("SIGTERM");
+  });
+}
+
 /** Wait until HAProxy runs one worker only (the old one has gone). */
 async function settle(socket: string): Promise<ProcTable> {
   const deadline = Date.now() + 15_000;
@@ -278,14 +291,7 @@ export async function run(log: (s: string) => void = (s) => process.stderr.write
       });
 
       // Tidy up: stop the agent, remove its entry, wait for the master's apply, so the backend is empty again.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => agent.child.kill("SIGKILL"), 10_000);
-        agent.child.once("exit", () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        agent.child.kill("SIGTERM");
-      });
+      await stopDaemon(agent);
       await app.close();
       const before = logLines(master.log()).length;
       await store.remove(name);

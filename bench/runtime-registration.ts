@@ -25,10 +25,10 @@ import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { createHostsStore, loadConfig, sendCliCommand, showProc } from "@autoscaler/shared";
-import { startDaemon, startProxy, startWebApp, type Daemon, type Proxy } from "../test/helpers/cluster.js";
+import { startDaemon, startProxy, startWebApp, type Proxy } from "../test/helpers/cluster.js";
 import { runLoad } from "../test/helpers/load.js";
 import { freePort } from "../test/helpers/process.js";
-import { agentInis, clientLoop, startRecordingApp } from "./registration.js";
+import { agentInis, clientLoop, startRecordingApp, stopDaemon } from "./registration.js";
 import { type BenchResult, type Resources, loadNote, logLines, machineInfo, mdTable, ms, sleep, stats, textTable, withResources, type Stats } from "./lib.js";
 
 const TRIALS = 15;
@@ -42,19 +42,6 @@ const BURN_DEADLINE_MS = 600_000;
 
 type Mode = "runtime" | "reload" | "floor";
 const MODES: Mode[] = ["runtime", "reload", "floor"];
-
-/** Stop a daemon by its pid and wait for it to exit. */
-async function stop(d: Daemon): Promise<void> {
-  if (d.child.exitCode !== null) return;
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => d.child.kill("SIGKILL"), 10_000);
-    d.child.once("exit", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    d.child.kill("SIGTERM");
-  });
-}
 
 /** Wait until the proxy's HAProxy runs exactly `names` in the backend (asked on its admin socket). */
 async function untilRunning(proxy: Proxy, names: string[], timeoutMs = 15_000): Promise<void> {
@@ -85,7 +72,7 @@ async function agentTrial(res: Resources, proxy: Proxy, iniFor: (name: string, p
   const hello = logLines(agent.log()).find((l) => l.msg === "hello sent");
   if (!hello) throw new Error(`${name}: the agent logged no "hello sent"`);
   const took = app.firstHit()! - hello.t;
-  await stop(agent);
+  await stopDaemon(agent);
   await app.close();
   await store.remove(name);
   await untilRunning(proxy, []);

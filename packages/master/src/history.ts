@@ -5,6 +5,7 @@
  * for the cluster, 1 h per node). Scale-up and scale-down events are kept as markers. Pure: the
  * caller passes the time; nothing here reads a clock or the registry. `/status` never reads it.
  */
+import type { Capacity } from "./scaler.js";
 
 /** Per-minute cluster figures kept: 24 h. */
 export const HISTORY_MINUTES = 24 * 60;
@@ -25,14 +26,8 @@ interface SampledNode {
 }
 
 /** One sample of the cluster: capacity and the live nodes' CPU (percent of all cores; null with no live node). */
-export interface ClusterSample {
+export interface ClusterSample extends Capacity {
   at: number;
-  active: number;
-  pending: number;
-  leaving: number;
-  desired: number;
-  min: number;
-  max: number;
   cpuMean: number | null;
   cpuMax: number | null;
 }
