@@ -195,6 +195,18 @@ describe("the runtime path", () => {
     await store.put(hostEntry("refused-node", port));
     await waitFor("the check failure", async () => (await status(inst)).haproxy.check_failures >= 1);
     expect(Object.keys(await servers(inst))).toEqual(["ok-node"]);
+    // Retries (the watcher's second read, the 5 s retry) check first: the refused server never serves again meanwhile.
+    const seen = new Set<string>();
+    await waitFor(
+      "a retry refused too",
+      async () => {
+        for (const name of Object.keys(await servers(inst))) seen.add(name);
+        return (await status(inst)).haproxy.check_failures >= 2;
+      },
+      10_000,
+      5,
+    );
+    expect([...seen]).toEqual(["ok-node"]);
     expect(await fs.readFile(inst.haproxyConfig, "utf8")).toBe(fileBefore);
     expect((await status(inst)).haproxy.last_error?.code).toBe("AUTOSCALER_HAPROXY_CHECK_FAILED");
   }, 60_000);

@@ -43,6 +43,12 @@ export interface RuntimeSettings {
   backend: string;
   /** Per command (default 2 s). */
   timeoutMs?: number;
+  /**
+   * The digest of the last config whose check HAProxy refused after its servers were added at
+   * runtime (and taken out again). The same config is not put in service again while it is
+   * retried: it takes the reload path, whose check comes first, so HAProxy is not touched.
+   */
+  refused?: string;
 }
 
 /** What a change is rendered from. */
@@ -178,7 +184,7 @@ export async function applyHaproxyChange(
     if (!runtime || !send) return applyLocked(settings, text, deps, { reload: true }, t0);
     const withStates = savingServerStates(deps, send, settings.cwd);
     try {
-      const outcome = await applyRuntimeLocked(settings, input, text, deps, runtime.backend, send, t0);
+      const outcome = await applyRuntimeLocked(settings, input, text, deps, runtime, send, t0);
       if (outcome.kind === "applied") return outcome.result;
       // Not expressible at runtime: HAProxy is brought in step with the file by a reload, even if the file is unchanged.
       return { ...(await applyLocked(settings, text, withStates, { reload: true, force: true }, t0)), reloadBecause: outcome.why };
@@ -198,16 +204,19 @@ async function applyRuntimeLocked(
   input: RenderInputs,
   text: Buffer,
   deps: ApplyDeps,
-  backend: string,
+  runtime: RuntimeSettings,
   send: RuntimeSend,
   t0: number,
 ): Promise<RuntimeOutcome> {
+  const { backend } = runtime;
   const live = await readIfExists(settings.target);
   const known = live && (await readReloadedMarker(settings)) === configDigest(live) ? live.toString("utf8") : undefined;
   const tr = performance.now();
   const running = await runningServers(send, backend);
   const plan = planRuntimeChange({ ...input, backend, live: known, running });
   if (plan.kind === "reload") return plan;
+  const digest = configDigest(text);
+  if (digest === runtime.refused && plan.add.length > 0) return { kind: "reload", why: "HAProxy's check refused this config the last time it was tried" };
   const timings = { renderMs: tr - t0, checkMs: 0, reloadMs: 0, confirmMs: 0, totalMs: 0, runtimeMs: 0 };
   const stillPending = await deleteServers(send, backend, plan.pendingDeletes);
   if (plan.add.length === 0 && plan.remove.length === 0) {
@@ -234,11 +243,12 @@ async function applyRuntimeLocked(
     staged = await stageAndCheck(settings, text, deps);
   } catch (err) {
     await undo(send, backend, added, maintained);
+    runtime.refused = digest;
     throw err;
   }
   timings.checkMs = performance.now() - t1;
   await promoteStaged(staged, settings.target, text.length, deps.logger);
-  await writeReloadedMarker(settings, configDigest(text), deps.logger);
+  await writeReloadedMarker(settings, digest, deps.logger);
 
   const t2 = performance.now();
   const pendingDeletes = await deleteServers(send, backend, [...maintained, ...stillPending]);
