@@ -9,9 +9,11 @@ import { promises as fs } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { afterEach, expect, test } from "vitest";
+import { emptyState, serialiseState, type DurableState } from "../packages/master/src/state-store.js";
 import { startDaemon } from "./helpers/cluster.js";
 import { startEtcd } from "./helpers/etcd.js";
 import { makeInstallation, startHaproxy } from "./helpers/haproxy.js";
+import { forgedHello, probeMaster } from "./helpers/hostile.js";
 import { registerSecret } from "./helpers/secrets.js";
 import { freePort, runCli, Scope, waitFor } from "./helpers/process.js";
 import { status } from "./helpers/status.js";
@@ -87,6 +89,60 @@ test("etcd unreachable at start is not fatal: the master serves HAProxy, says it
   const json = await inst.cli("status", "--json");
   expect(json.stdout).not.toContain(password);
   expect(master.log()).not.toContain(password);
+});
+
+test("a master that starts while etcd is down starts from its last copy of the shared state: a node the cluster scaled down is refused and stays out of HAProxy, another node registers", async () => {
+  const masterPort = await freePort();
+  const token = "kills-" + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+  const inst = await makeInstallation(scope, [
+    `master.listen=127.0.0.1:${masterPort}`,
+    `master.metrics_listen=127.0.0.1:${await freePort()}`,
+    `master.token=${token}`,
+    `cluster.etcd=http://127.0.0.1:${await freePort()}`,
+    "cluster.lease_ttl=2",
+    "master.interval=0.2",
+  ]);
+  // What a previous run of this master kept: the cluster drained web-9 (its instance id only the
+  // node's own word, so it was not terminated and may still knock) 30 s ago.
+  const now = Date.now();
+  const copy: DurableState = {
+    ...emptyState(),
+    drains: [
+      {
+        id: "drain-earlier-1",
+        node: "web-9",
+        instanceId: "",
+        reportedInstanceId: "i-0000000000000009",
+        address: "127.0.0.1",
+        decidedAt: now - 31_000,
+        drainUntil: now - 30_500,
+        status: "done",
+        reason: "scale-down: every node < 20 % for 60 s",
+        manual: false,
+        finishedAt: now - 30_000,
+      },
+    ],
+  };
+  await fs.mkdir(inst.stateDir, { recursive: true });
+  await fs.writeFile(path.join(inst.stateDir, "cluster-state.cache.json"), serialiseState(copy), { mode: 0o600 });
+  expect((await inst.cli("generate")).code).toBe(0);
+  await startHaproxy(scope, inst);
+  const master = startDaemon(scope, ["master", "--config", inst.ini]);
+  await master.waitForLog(/master started/, 15_000);
+  const refused = await probeMaster(masterPort, forgedHello({ token, name: "web-9", port: 8089, instance_id: "i-0000000000000009" }), {
+    waitForClose: true,
+    timeoutMs: 5000,
+  });
+  expect(refused.closedByMaster, refused.received).toBe(true);
+  await master.waitForLog(/web-9 at 127\.0\.0\.1 was taken out of service by this master \(scale-down drain-earlier-1\)/, 5000);
+  const other = probeMaster(masterPort, forgedHello({ token, name: "web-8", port: 8088, instance_id: "i-0000000000000008" }), {
+    until: /never/,
+    timeoutMs: 4000,
+  });
+  await waitFor("web-8 in hosts.d", async () => (await fs.readdir(path.join(inst.dir, "hosts.d"))).includes("web-8.json"), 5000, 50);
+  await other;
+  expect(await fs.readdir(path.join(inst.dir, "hosts.d"))).toEqual(["web-8.json"]);
+  expect(await fs.readFile(inst.haproxyConfig, "utf8")).not.toMatch(/server web-9 /);
 });
 
 test("another cluster on the same prefix is refused at start (exit 78); a shared state that does not parse is refused, kept as it is, and named in status", async () => {

@@ -38,6 +38,13 @@ export function startDaemon(scope: Scope, args: string[], options: DaemonOptions
   scope.track(child);
   child.stdout!.on("data", (b: Buffer) => (log += b.toString()));
   child.stderr!.on("data", (b: Buffer) => (log += b.toString()));
+  // AUTOSCALER_TEST_LOG_DIR=<folder> keeps every daemon's whole log there, for a failure that
+  // needs more than the output the test prints (a replaced master's log is otherwise lost).
+  const keepIn = process.env.AUTOSCALER_TEST_LOG_DIR;
+  if (keepIn) {
+    const file = path.join(keepIn, `${Date.now()}-${child.pid}-${args[0]}.log`);
+    child.once("close", () => void fs.writeFile(file, `autoscaler ${args.join(" ")}\n${log}`).catch(() => undefined));
+  }
   recordOutput(`the log of autoscaler ${args.join(" ").slice(0, 200)}`, () => log, scope);
   return {
     child,

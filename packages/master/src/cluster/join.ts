@@ -11,7 +11,9 @@ import { localIdentities, type Role } from "../role.js";
 import type { Scaler } from "../scaler.js";
 import { callTimeoutMs, openEtcd } from "./etcd.js";
 import { clusterIdProblem, clusterKeys, startCampaign, type Campaign, type ClusterStatus } from "./campaign.js";
+import { parseState } from "../state-store.js";
 import { createSharedDemandStore, createSharedStateStore, parseSharedState } from "./shared-state.js";
+import { createStateCache, STATE_CACHE_FILE } from "./state-cache.js";
 
 export interface JoinOptions {
   config: Config;
@@ -64,6 +66,39 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterMembership> {
     });
   }
   const member = memberName(config);
+  // Before any agent is admitted: the freshest shared state this master can have, etcd's when it
+  // answers, else the copy its last run kept, so a restarted master never admits again, nor serves,
+  // a node the cluster scaled down while it was away.
+  const cache = createStateCache(path.join(config.master.state_dir, STATE_CACHE_FILE), logger);
+  const fromEtcd = first === "unreachable" ? undefined : await session.get(keys.state).catch(() => undefined);
+  const cached = fromEtcd ? undefined : await cache.read();
+  /** A follower's copy of the shared state (etcd's, else the cache's): what the leader's drains leave out, remove and vouch for. */
+  const follow = (text: string | undefined, fromCache = false) => {
+    const durable = fromCache
+      ? text === undefined
+        ? undefined
+        : parseState(text, cache.file, `It is only a copy of etcd's ${keys.state}: delete it`, "act")
+      : parseSharedState(text, keys.state);
+    if (!durable) return;
+    if (!fromCache) cache.keep(text!);
+    const seen = o.scaler.observe(durable);
+    if (seen.excludedChanged) o.onExcludedChange();
+    for (const name of seen.removed) {
+      logger.info("removing a backend the leader's scale-down removed", { event: "follower_removed", node: name });
+      o.removeHost(name).catch((err: Error) => logger.error("cannot remove hosts.d entry", { node: name, error: err.message }));
+    }
+    for (const v of seen.vouched) {
+      o.vouch(v.node, v.instanceId).catch((err: Error) =>
+        logger.error("cannot record the launch's instance id in hosts.d", { node: v.node, error: err.message }),
+      );
+    }
+  };
+  try {
+    if (fromEtcd) follow(fromEtcd.value);
+    else follow(cached, true);
+  } catch (err) {
+    logger.warn("the shared state this master starts from does not parse; it waits for etcd's", { error: (err as Error).message });
+  }
   const campaign: Campaign = startCampaign({
     session,
     endpoints: config.cluster.etcd,
@@ -84,26 +119,15 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterMembership> {
           legacyFile: path.join(config.master.state_dir, "state.json"),
           logger,
           onFenced: (reason) => campaign.lose(reason),
+          onHeld: (text) => cache.keep(text),
         }),
         createSharedDemandStore({ session, key: keys.demand, fence: term.fence, now: o.now }),
       ),
     onFollow: (reason) => o.scaler.follow(reason),
     onSharedState: (text) => {
       try {
-        const durable = parseSharedState(text, keys.state);
+        follow(text);
         campaign.setProblem(undefined);
-        if (!durable) return;
-        const seen = o.scaler.observe(durable);
-        if (seen.excludedChanged) o.onExcludedChange();
-        for (const name of seen.removed) {
-          logger.info("removing a backend the leader's scale-down removed", { event: "follower_removed", node: name });
-          o.removeHost(name).catch((err: Error) => logger.error("cannot remove hosts.d entry", { node: name, error: err.message }));
-        }
-        for (const v of seen.vouched) {
-          o.vouch(v.node, v.instanceId).catch((err: Error) =>
-            logger.error("cannot record the launch's instance id in hosts.d", { node: v.node, error: err.message }),
-          );
-        }
       } catch (err) {
         campaign.setProblem((err as Error).message);
       }
@@ -119,6 +143,9 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterMembership> {
       return { role: "follower", why: s.leader ? `${s.leader.member} leads the cluster in etcd at ${prefix}` : `no master leads yet in etcd at ${prefix}` };
     },
     status: () => campaign.status(),
-    stop: () => campaign.stop(),
+    async stop() {
+      await campaign.stop();
+      await cache.settled();
+    },
   };
 }

@@ -27,6 +27,8 @@ export interface SharedStateOptions {
   logger: Logger;
   /** Called when a write is refused by the fence (the campaign then stops leading). */
   onFenced: (reason: string) => void;
+  /** Called with the state as etcd holds it after a load or a write of this store. */
+  onHeld?: (text: string) => void;
 }
 
 /** How to read the shared state by hand, in messages. */
@@ -48,7 +50,11 @@ export function createSharedStateStore(o: SharedStateOptions): StateStore {
     file: `etcd key ${o.key}`,
     async load() {
       const held = await o.session.get(o.key);
-      if (held) return parseState(held.value, `in etcd at ${o.key}`, inspectHint(o.key), "act");
+      if (held) {
+        const state = parseState(held.value, `in etcd at ${o.key}`, inspectHint(o.key), "act");
+        o.onHeld?.(held.value);
+        return state;
+      }
       let text: string;
       try {
         text = await fs.readFile(o.legacyFile, "utf8");
@@ -57,7 +63,9 @@ export function createSharedStateStore(o: SharedStateOptions): StateStore {
         throw err;
       }
       const state = parseState(text, o.legacyFile, "Fix or move it aside: it is imported into etcd once, by the first leader", "act");
-      await fenced({ [o.key]: serialiseState(state) }, [o.key]);
+      const imported = serialiseState(state);
+      await fenced({ [o.key]: imported }, [o.key]);
+      o.onHeld?.(imported);
       await fs.rename(o.legacyFile, `${o.legacyFile}.imported`);
       o.logger.warn(`imported ${o.legacyFile} into etcd at ${o.key} (renamed to state.json.imported); the shared state is kept in etcd from now on`, {
         event: "state_imported",
@@ -67,7 +75,9 @@ export function createSharedStateStore(o: SharedStateOptions): StateStore {
       return state;
     },
     async save(state: DurableState) {
-      await fenced({ [o.key]: serialiseState(state) });
+      const text = serialiseState(state);
+      await fenced({ [o.key]: text });
+      o.onHeld?.(text);
     },
   };
 }
