@@ -77,9 +77,19 @@ test("the demo scales up under its load and back down, HAProxy serves every node
   // tests can starve a node for seconds. Nearly all must be served.
   expect(Number(failed), out).toBeLessThan(Number(requests) / 20);
   expect(Number(requests)).toBeGreaterThan(1000);
-  // Every node the demo launched answered requests through HAProxy.
+  // Every node the demo launched and registered while its load ran answered requests through
+  // HAProxy. On a machine shared with other tests, CPU per request rises and the master may
+  // launch one more node near the end of the load; one that registers after "load off" has
+  // nothing to serve, so it is only required to have registered after that line (or not at all).
   const served = new Set([...servedBy!.matchAll(/(web-\d+) \((\d+)\)/g)].filter((m) => Number(m[2]) > 0).map((m) => m[1]));
-  expect([...served].sort()).toEqual(Array.from({ length: Number(launched) }, (_, i) => `web-${i + 1}`).sort());
+  const loadOff = out.indexOf("load off:");
+  expect(loadOff, out).toBeGreaterThan(0);
+  const idle = Array.from({ length: Number(launched) }, (_, i) => `web-${i + 1}`).filter((n) => !served.has(n));
+  for (const name of idle) {
+    const at = out.search(new RegExp(`registered +${name} \\(`));
+    expect(at === -1 || at > loadOff, `${name} served nothing, yet registered before the load stopped:\n${out}`).toBe(true);
+  }
+  expect(served.size, out).toBeGreaterThanOrEqual(2);
   expect(out).toMatch(/everything it started is stopped and its folder removed/);
 
   // Nothing left: no process mentions its folder, and the folder is gone.
