@@ -5,10 +5,10 @@
  */
 import { describe, expect, test } from "vitest";
 import type { NodeObservation } from "./decide.js";
-import { excludedNames, initialState, step, type Effect, type ScalerEvent, type ScalerState } from "./machine.js";
+import { excludedNames, initialState, removedByDrains, step, type Effect, type HostRef, type ScalerEvent, type ScalerState } from "./machine.js";
 import { parseConfig } from "@autoscaler/shared";
 import { policyFromConfig, type ScalingPolicy } from "./policy.js";
-import { emptyState } from "./state-store.js";
+import { emptyState, type DrainRecord, type LaunchRecord } from "./state-store.js";
 
 const T0 = 1_800_000_000_000;
 /** The policy of a fresh ini with both commands set: every [scaling] default (target mode). */
@@ -386,4 +386,55 @@ test("an agent that said hello but is not in hosts.d yet is not counted twice wh
   const nodes = (now: number) => [...fleet(100, ["a", "b"])(now), node("c", 0, now, { registering: true, firstSeenAt: now })];
   const r = step(first.state, { type: "scale_up", count: 1, nodes: nodes(T0 + 2000) }, { ...policy, maxNodes: 4 }, T0 + 2000);
   expect(r.reply).toEqual({ ok: false, error: "cannot scale up: capped 1 → 0 by max_nodes (4 of 4 backends or pending)" });
+});
+
+describe("which hosts.d entries a finished scale-down removes (removedByDrains)", () => {
+  const end = T0;
+  const drain: DrainRecord = {
+    id: "drain-1",
+    node: "web-1",
+    instanceId: "",
+    reportedInstanceId: "i-1",
+    address: "10.0.0.1",
+    decidedAt: end - 2_000,
+    drainUntil: end - 1_000,
+    status: "done",
+    reason: "manual scale-down of 1",
+    manual: true,
+    finishedAt: end,
+  };
+  const at = (ms: number) => new Date(end + ms).toISOString();
+  const entry = (addedMs: number, extra: Partial<HostRef> = {}): HostRef => ({
+    name: "web-1",
+    address: "10.0.0.1",
+    source: "agent",
+    addedAt: at(addedMs),
+    instanceId: "i-1",
+    ...extra,
+  });
+  const launch = (decidedAt: number, nodes: string[]): LaunchRecord => ({
+    id: "launch-2",
+    decidedAt,
+    count: 1,
+    reason: "manual scale-up of 1",
+    status: "done",
+    instances: [],
+    nodes,
+    manual: true,
+    finishedAt: decidedAt + 1_000,
+  });
+  const state = (drainedId: string, launches: LaunchRecord[] = []) => ({ ...emptyState(), drains: [{ ...drain, instanceId: drainedId }], launches });
+  // The drain's instance id: "i-1" when a launch's output vouched for it, "" when it was only the node's own word.
+  test.each([
+    ["an entry older than the drain's end", "", entry(-60_000), [], true],
+    ["the same node registered again 2 s after, by a master that had not read the drain yet (by name and address)", "", entry(2_000), [], true],
+    ["the same node registered again 2 s after (by instance id)", "i-1", entry(2_000), [], true],
+    ["a new instance that took the name and address (hostname names), known by its own id", "i-1", entry(2_000, { instanceId: "i-2" }), [], false],
+    ["a node of that name at another address, the drain knowing no id", "", entry(2_000, { address: "10.0.0.7" }), [], false],
+    ["the same node, once a later launch claimed it (a warm pool brought it back)", "i-1", entry(5_000), [launch(end + 3_000, ["web-1"])], false],
+    ["the same node, registered after forget_after", "", entry(policy.forgetAfterMs + 1_000), [], false],
+    ["a hand-added host of that name, older than the drain", "", entry(-60_000, { source: "manual" }), [], false],
+  ] as const)("%s: removed %s", (_what, drainedId, host, launches, removed) => {
+    expect(removedByDrains(state(drainedId, [...launches]), [host], policy)).toEqual(removed ? ["web-1"] : []);
+  });
 });

@@ -199,14 +199,33 @@ export function launchVouches(d: DurableState, hosts: readonly HostRef[]): { nod
 }
 
 /**
- * Backends a finished scale-down removed, still in this proxy's hosts.d: a follower's copy (the
- * leader removes only its own entry), or one a restart left behind. Only an entry older than the
- * drain's end: a node of that name that registered again afterwards stays.
+ * Whether a node is the one a scale-down took out: the same instance id when both have one (a
+ * new instance may reuse a terminated one's address, and its name when names come from the
+ * hostname), else the same name and address.
  */
-export function removedByDrains(d: DurableState, hosts: readonly HostRef[]): string[] {
+function drainedNode(d: DrainRecord, node: { name: string; address: string; instanceId?: string | undefined }): boolean {
+  return d.instanceId && node.instanceId ? d.instanceId === node.instanceId : d.node === node.name && d.address === node.address;
+}
+
+/**
+ * Backends a finished scale-down removed, still in this proxy's hosts.d: a follower's copy (the
+ * leader removes only its own entry), or one a restart left behind. An entry older than the
+ * drain's end; or a newer one of the same node, registered within forget_after of that end by a
+ * master that did not know of the drain yet (it had just started, or not yet read the leader's
+ * write), unless a later launch claimed it (a warm pool's start-instances may bring an instance
+ * back). Any other node of that name that registered afterwards stays.
+ */
+export function removedByDrains(d: DurableState, hosts: readonly HostRef[], policy: Pick<ScalingPolicy, "forgetAfterMs">): string[] {
+  const claimedAfter = (name: string, at: number) => d.launches.some((l) => l.decidedAt > at && l.nodes.includes(name));
+  const removed = (h: HostRef, x: DrainRecord) => {
+    if (x.node !== h.name || x.status !== "done" || x.finishedAt === undefined) return false;
+    const added = Date.parse(h.addedAt);
+    if (added <= x.finishedAt) return true;
+    return added - x.finishedAt < policy.forgetAfterMs && drainedNode(x, h) && !claimedAfter(h.name, x.finishedAt);
+  };
   return hosts
     .filter((h) => h.source !== "manual")
-    .filter((h) => d.drains.some((x) => x.node === h.name && x.status === "done" && x.finishedAt !== undefined && Date.parse(h.addedAt) <= x.finishedAt))
+    .filter((h) => d.drains.some((x) => removed(h, x)))
     .map((h) => h.name);
 }
 
@@ -624,12 +643,8 @@ function finishTermination(t: Transition, d: DrainRecord, message: string, save 
  * is terminating) within forget_after, so a node shutting down is not put back in service.
  */
 export function admitHello(state: ScalerState, hello: NodeHello, policy: ScalingPolicy, now: number): string | undefined {
-  // The same instance id when both have one (a new instance may reuse a terminated one's address,
-  // and its name when names come from the hostname), else the same name and address.
-  const sameNode = (d: DrainRecord) =>
-    d.instanceId && hello.instanceId ? d.instanceId === hello.instanceId : d.node === hello.name && d.address === hello.address;
   const d = state.durable.drains.find(
-    (x) => (x.status === "terminating" || (x.status === "done" && now - (x.finishedAt ?? 0) < policy.forgetAfterMs)) && sameNode(x),
+    (x) => (x.status === "terminating" || (x.status === "done" && now - (x.finishedAt ?? 0) < policy.forgetAfterMs)) && drainedNode(x, hello),
   );
   if (!d) return undefined;
   // A launch whose command has returned and that waits for this instance, or for any new node
@@ -695,7 +710,7 @@ function reconcile(t: Transition, hosts: readonly HostRef[]): StepResult {
     changed = true;
   }
   if (changed) t.emit({ kind: "save" });
-  for (const node of removedByDrains(t.durable, hosts)) t.emit({ kind: "remove_host", node });
+  for (const node of removedByDrains(t.durable, hosts, t.policy)) t.emit({ kind: "remove_host", node });
   for (const v of launchVouches(t.durable, hosts)) t.emit({ kind: "vouch", ...v });
   for (const d of t.durable.drains.filter((x) => x.status === "draining")) {
     t.log("drain_recovered", `scale-down of ${d.node} continues after a restart (terminate at ${new Date(d.drainUntil).toISOString()})`, { drain: d.id });

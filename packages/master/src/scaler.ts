@@ -573,7 +573,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       const hosts = deps.hosts();
       return {
         excludedChanged: [...excludedNames(durable)].sort().join(",") !== before,
-        removed: removedByDrains(durable, hosts),
+        removed: removedByDrains(durable, hosts, policy),
         vouched: launchVouches(durable, hosts),
       };
     },
