@@ -176,9 +176,10 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
       "launch nodes now through the master (default [scaling] step; max_nodes still holds)",
       (y) =>
         y
-          .positional("count", { type: "string", describe: "how many nodes, 1-1000" })
+          .positional("count", { type: "string", describe: "how many nodes, 1-1000, or N% of the current count" })
           .option("json", { type: "boolean", default: false, describe: "print JSON" })
-          .example("$0 scale-up 2", "launch two nodes, even while paused or in cooldown"),
+          .example("$0 scale-up 2", "launch two nodes, even while paused or in cooldown")
+          .example("$0 scale-up 50%", "half as many again (rounded up, at least 1)"),
       (argv) => setAction(async () => (await import("./commands/control.js")).runControl(io, withGlobals(argv), "scale-up")),
     )
     .command(
@@ -186,10 +187,72 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
       "drain and terminate nodes now through the master (default 1; min_nodes still holds)",
       (y) =>
         y
-          .positional("count", { type: "string", describe: "how many nodes, 1-1000" })
+          .positional("count", { type: "string", describe: "how many nodes, 1-1000, or N% of the current count" })
           .option("json", { type: "boolean", default: false, describe: "print JSON" })
           .example("$0 scale-down", "drain the oldest removable node, then terminate it"),
       (argv) => setAction(async () => (await import("./commands/control.js")).runControl(io, withGlobals(argv), "scale-down")),
+    )
+    .command(
+      "policies",
+      "list the named policies ([policy:NAME]): action, cooldown left, last run and result",
+      (y) => y.option("json", { type: "boolean", default: false, describe: "print JSON" }),
+      (argv) => setAction(async () => (await import("./commands/policies.js")).runPolicies(io, withGlobals(argv))),
+    )
+    .command(
+      "execute <policy>",
+      "run a named policy now through the master (its cooldown and the group's still hold; min/max too)",
+      (y) =>
+        y
+          .positional("policy", { type: "string", describe: "a [policy:NAME] of the ini" })
+          .option("json", { type: "boolean", default: false, describe: "print JSON" })
+          .example("$0 execute morning", ""),
+      (argv) => setAction(async () => (await import("./commands/policies.js")).runExecute(io, withGlobals(argv))),
+    )
+    .command(
+      "set-capacity <count>",
+      "set the desired node count now (launch or drain to it; min/max still hold, no cooldown)",
+      (y) =>
+        y
+          .positional("count", { type: "string", describe: "0-1000" })
+          .option("json", { type: "boolean", default: false, describe: "print JSON" })
+          .example("$0 set-capacity 4", ""),
+      (argv) => setAction(async () => (await import("./commands/policies.js")).runSetCapacity(io, withGlobals(argv))),
+    )
+    .command(
+      "webhook <action>",
+      "webhooks of named policies: add <policy> [--name N] (prints the URL once), list, remove <name>",
+      (y) =>
+        y
+          .command(
+            "add <policy>",
+            "make a capability URL that runs a policy (printed once; only its SHA-256 is kept)",
+            (z) =>
+              z
+                .positional("policy", { type: "string", describe: "a [policy:NAME] of the ini" })
+                .option("name", { type: "string", describe: "the webhook's name (default POLICY-N)", requiresArg: true })
+                .option("json", { type: "boolean", default: false, describe: "print JSON" }),
+            (argv) => setAction(async () => (await import("./commands/policies.js")).runWebhookAdd(io, withGlobals(argv))),
+          )
+          .command(
+            "list",
+            "names and policies of the webhooks (never their secrets)",
+            (z) => z.option("json", { type: "boolean", default: false, describe: "print JSON" }),
+            (argv) => setAction(async () => (await import("./commands/policies.js")).runWebhookList(io, withGlobals(argv))),
+          )
+          .command(
+            "remove <name>",
+            "remove a webhook: its URL answers 404 from now on",
+            (z) => z.positional("name", { type: "string" }).option("json", { type: "boolean", default: false, describe: "print JSON" }),
+            (argv) => setAction(async () => (await import("./commands/policies.js")).runWebhookRemove(io, withGlobals(argv))),
+          )
+          .demandCommand(1, "name a webhook action: add, list or remove"),
+      () => undefined,
+    )
+    .command(
+      "schedules",
+      "list the schedules ([schedule:NAME]): cron, next run, last run and result, and the limits in force",
+      (y) => y.option("json", { type: "boolean", default: false, describe: "print JSON" }),
+      (argv) => setAction(async () => (await import("./commands/policies.js")).runSchedules(io, withGlobals(argv))),
     )
     .command(
       "pause",

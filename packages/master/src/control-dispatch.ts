@@ -1,6 +1,6 @@
 /**
  * The commands of the control socket (`autoscaler status`, `scale-up`, `scale-down`, `pause`,
- * `resume`): one request in, the answer out, or an error whose message the CLI prints.
+ * `resume`, `policies`, `schedules`, `execute`, `set-capacity`, `webhook add/list/remove`): one request in, the answer out, or an error whose message the CLI prints.
  */
 import type { ControlHandler } from "./control.js";
 import type { Scaler } from "./scaler.js";
@@ -10,7 +10,29 @@ import type { MasterStatus } from "./status.js";
 export interface ControlDeps {
   status: () => MasterStatus;
   /** The scaler, once the master has started it. */
-  scaler: () => Pick<Scaler, "scaleUp" | "scaleDown" | "setPaused"> | undefined;
+  scaler: () => Pick<Scaler, "scaleUp" | "scaleDown" | "setPaused" | "executePolicy" | "setCapacity" | "addWebhook" | "removeWebhook"> | undefined;
+}
+
+/** A percent in a request (`scale-up 50%`): absent, or a number greater than 0 and at most 1000. */
+function percent(v: unknown): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || v > 1000)
+    throw new Error(`percent ${JSON.stringify(v)} is not valid; expected a number greater than 0 and at most 1000`);
+  return v;
+}
+
+/** A name in a request (a policy, a webhook): 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-'. */
+function name(v: unknown, what: string): string {
+  if (typeof v !== "string" || !/^[A-Za-z0-9._-]{1,63}$/.test(v))
+    throw new Error(`${what} ${JSON.stringify(v)} is not valid; expected 1-63 characters of A-Z, a-z, 0-9, '.', '_' and '-'`);
+  return v;
+}
+
+/** A desired count: a whole number from 0 to 1000. */
+function desired(v: unknown): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 1000)
+    throw new Error(`capacity ${JSON.stringify(v)} is not valid; expected a whole number from 0 to 1000`);
+  return v;
 }
 
 /** A node count in a request: absent, or a whole number from 1 to 1000. */
@@ -33,15 +55,35 @@ export function createControlDispatch(deps: ControlDeps): ControlHandler {
       case "status":
         return deps.status();
       case "scale-up":
-        return s.scaleUp(count(req.count));
+        return s.scaleUp(count(req.count), percent(req.percent));
       case "scale-down":
-        return s.scaleDown(count(req.count));
+        return s.scaleDown(count(req.count), percent(req.percent));
+      case "policies": {
+        const st = deps.status();
+        return { policies: st.policies, cooldown: st.cooldown, paused: st.paused };
+      }
+      case "schedules": {
+        const st = deps.status();
+        return { schedules: st.schedules, limits: st.limits };
+      }
+      case "execute":
+        return s.executePolicy(name(req.policy, "policy"), { via: "execute", manual: true });
+      case "set-capacity":
+        return s.setCapacity(desired(req.desired));
+      case "webhook-add":
+        return s.addWebhook(name(req.policy, "policy"), req.name === undefined ? undefined : name(req.name, "webhook name"));
+      case "webhook-list":
+        return { webhooks: deps.status().webhooks };
+      case "webhook-remove":
+        return s.removeWebhook(name(req.name, "webhook name"));
       case "pause":
         return s.setPaused(true);
       case "resume":
         return s.setPaused(false);
       default:
-        throw new Error(`unknown command ${JSON.stringify(req.cmd)}; this master knows: status, scale-up, scale-down, pause, resume`);
+        throw new Error(
+          `unknown command ${JSON.stringify(req.cmd)}; this master knows: status, scale-up, scale-down, pause, resume, policies, schedules, execute, set-capacity, webhook-add, webhook-list, webhook-remove`,
+        );
     }
   };
 }

@@ -169,10 +169,24 @@ function upHeld(state: ScalingState, policy: ScalingPolicy, now: number): string
   if (!policy.scaleUpEnabled) return "scale-up is off (no scale_up_command)";
   const blocked = upBlocked(state, now);
   if (blocked) return blocked;
-  if (state.lastScaleUpAt !== undefined && now - state.lastScaleUpAt < policy.upCooldownMs) {
-    return `in scale-up cooldown (${seconds(policy.upCooldownMs - (now - state.lastScaleUpAt))} left)`;
-  }
-  return undefined;
+  const left = cooldownLeftMs(state, policy, now, "up");
+  return left > 0 ? `in scale-up cooldown (${seconds(left)} left)` : undefined;
+}
+
+/**
+ * What is left of the group's cooldown in one direction (0: none): from the last action that
+ * direction and `scale_up_cooldown` / `scale_down_cooldown`. The one rule for automatic
+ * decisions and named policies.
+ */
+export function cooldownLeftMs(
+  state: { lastScaleUpAt?: number | undefined; lastScaleDownAt?: number | undefined },
+  policy: Pick<ScalingPolicy, "upCooldownMs" | "downCooldownMs">,
+  now: number,
+  direction: "up" | "down",
+): number {
+  const last = direction === "up" ? state.lastScaleUpAt : state.lastScaleDownAt;
+  const cooldown = direction === "up" ? policy.upCooldownMs : policy.downCooldownMs;
+  return last === undefined ? 0 : Math.max(0, cooldown - (now - last));
 }
 
 /** Why a scale-down may not happen now, or undefined; `remaining` is the count after it. */
@@ -186,10 +200,8 @@ function downHeld(state: ScalingState, nodes: readonly NodeObservation[], policy
   if (state.downBlockedUntil !== undefined && now < state.downBlockedUntil) {
     return `the last scale-down failed; retrying after a backoff (${seconds(state.downBlockedUntil - now)} left)`;
   }
-  if (state.lastScaleDownAt !== undefined && now - state.lastScaleDownAt < policy.downCooldownMs) {
-    return `in scale-down cooldown (${seconds(policy.downCooldownMs - (now - state.lastScaleDownAt))} left)`;
-  }
-  return undefined;
+  const left = cooldownLeftMs(state, policy, now, "down");
+  return left > 0 ? `in scale-down cooldown (${seconds(left)} left)` : undefined;
 }
 
 /** Decide what to do now. */

@@ -4,3 +4,4 @@ export { createRegistry, type Registry, type NodeRecord } from "./registry.js";
 export { resolveRole, type Role } from "./role.js";
 export { buildStatus, windowAverage, type MasterStatus, type NodeStatus } from "./status.js";
 export { leavingNodes } from "./leaving.js";
+export type { PolicyStatus, ScheduleStatus } from "./scaler.js";

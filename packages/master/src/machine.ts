@@ -19,11 +19,20 @@
  *
  * Every open drain's node is left out of haproxy.cfg (`excludedNames`), by the master and by
  * the CLI alike, so a CLI apply never puts a leaving node back.
+ *
+ *   named policy (execute, webhook, schedule): unknown ──► refused
+ *            paused (webhook, schedule) ──► refused; target = current ──► no_change
+ *            in its own cooldown or the group's (that direction) ──► discarded, says which
+ *            else ──► its run recorded with the launch or drains (one save) ──► as above
+ *
+ *   schedule (each tick): latest run time ≤ now not handled yet ──within grace──► run (the
+ *            run time is recorded before any command) / ──older──► skipped (never run late)
  */
-import { capCount, chooseForRemoval, currentCpu, decide, type Decision, type NodeObservation, type Recommendation } from "./decide.js";
-import type { ScalingPolicy } from "./policy.js";
+import { capCount, chooseForRemoval, cooldownLeftMs, currentCpu, decide, type Decision, type NodeObservation, type Recommendation } from "./decide.js";
+import { clampToLimits, describeAction, describeScheduleAction, percentChange, policyTarget, scheduleDue } from "./policies.js";
+import type { ScalingPolicy, ScheduleRule } from "./policy.js";
 import { recordDemand, type DemandHistory } from "./predictive.js";
-import { emptyState, type Backoff, type DrainRecord, type DurableState, type LaunchRecord } from "./state-store.js";
+import { emptyState, type Backoff, type DrainRecord, type DurableState, type LaunchRecord, type RunRecord } from "./state-store.js";
 
 /** Counts since this master started (status and metrics). */
 export interface ActionCounters {
@@ -55,6 +64,19 @@ export interface ScalerState {
    * output anyway).
    */
   earlyClaims: readonly { launch: string; node: string; address: string; instanceId?: string | undefined }[];
+  /** Runs of each named policy and schedule since this master started, by outcome (metrics). */
+  runs: { policies: Readonly<Record<string, RunCounts>>; schedules: Readonly<Record<string, RunCounts>> };
+}
+
+/** How a policy or schedule run ended. */
+export type RunOutcome = RunRecord["outcome"];
+/** Runs by outcome. */
+export type RunCounts = Readonly<Partial<Record<RunOutcome, number>>>;
+
+/** Who asks for a named policy: by hand (`execute`), a webhook or a schedule. Pause holds all but the first. */
+export interface PolicyTrigger {
+  via: string;
+  manual: boolean;
 }
 
 /** A node's word about itself, as the registration passes it on, with what its credential proved. */
@@ -104,8 +126,12 @@ export type ScalerEvent =
   | { type: "node_registered"; hello: NodeHello }
   | { type: "removed_from_config"; id: string; confirmed: boolean }
   | { type: "terminate_finished"; id: string; ok: boolean; detail: string }
-  | { type: "scale_up"; count: number | undefined; nodes: readonly NodeObservation[] }
-  | { type: "scale_down"; count: number | undefined; nodes: readonly NodeObservation[] }
+  | { type: "scale_up"; count: number | undefined; percent?: number | undefined; nodes: readonly NodeObservation[] }
+  | { type: "scale_down"; count: number | undefined; percent?: number | undefined; nodes: readonly NodeObservation[] }
+  | { type: "execute_policy"; name: string; trigger: PolicyTrigger; nodes: readonly NodeObservation[] }
+  | { type: "set_capacity"; desired: number; nodes: readonly NodeObservation[] }
+  | { type: "webhook_add"; name: string; policy: string; sha256: string }
+  | { type: "webhook_remove"; name: string }
   | { type: "pause" }
   | { type: "resume" };
 
@@ -153,7 +179,20 @@ export function initialState(durable: DurableState = emptyState(), demand?: Dema
     counters: { launches: 0, launch_failures: 0, launch_timeouts: 0, terminations: 0, terminate_failures: 0, not_recorded: 0 },
     seq: 0,
     earlyClaims: [],
+    runs: { policies: {}, schedules: {} },
   };
+}
+
+/**
+ * The policy with the limits a schedule set (durable, over the ini's min_nodes / max_nodes);
+ * min never above max, should a reloaded ini cross them.
+ */
+export function effectivePolicy(policy: ScalingPolicy, d: DurableState): ScalingPolicy {
+  const limits = d.limits;
+  if (!limits) return policy;
+  const maxNodes = limits.maxNodes ?? policy.maxNodes;
+  const minNodes = Math.min(limits.minNodes ?? policy.minNodes, maxNodes);
+  return minNodes === policy.minNodes && maxNodes === policy.maxNodes ? policy : { ...policy, minNodes, maxNodes };
 }
 
 export const isOpenLaunch = (l: LaunchRecord) => l.status === "running" || l.status === "pending";
@@ -232,11 +271,20 @@ export function removedByDrains(d: DurableState, hosts: readonly HostRef[], poli
 /** Accumulates a transition: copy-on-write helpers over the state, and the effects in order. */
 class Transition {
   effects: Effect[] = [];
+  private memo: { limits: DurableState["limits"]; policy: ScalingPolicy } | undefined;
   constructor(
     public state: ScalerState,
-    readonly policy: ScalingPolicy,
+    /** The ini's policy; `policy` adds the limits a schedule set. */
+    readonly base: ScalingPolicy,
     readonly now: number,
   ) {}
+  get policy(): ScalingPolicy {
+    const limits = this.durable.limits;
+    if (this.memo && this.memo.limits === limits) return this.memo.policy;
+    const policy = effectivePolicy(this.base, this.durable);
+    this.memo = { limits, policy };
+    return policy;
+  }
   get durable() {
     return this.state.durable;
   }
@@ -320,9 +368,17 @@ export function step(state: ScalerState, event: ScalerEvent, policy: ScalingPoli
     case "terminate_finished":
       return terminateFinished(t, event);
     case "scale_up":
-      return manualScaleUp(t, event.count, event.nodes);
+      return manualScaleUp(t, event.count, event.percent, event.nodes);
     case "scale_down":
-      return manualScaleDown(t, event.count, event.nodes);
+      return manualScaleDown(t, event.count, event.percent, event.nodes);
+    case "execute_policy":
+      return executePolicy(t, event.name, event.trigger, event.nodes);
+    case "set_capacity":
+      return setCapacity(t, event.desired, event.nodes);
+    case "webhook_add":
+      return addWebhook(t, event);
+    case "webhook_remove":
+      return removeWebhook(t, event.name);
     case "pause":
     case "resume":
       return setPaused(t, event.type === "pause");
@@ -409,6 +465,7 @@ function serving(s: ScalerState, nodes: readonly NodeObservation[]) {
 function tick(t: Transition, all: readonly NodeObservation[]): StepResult {
   const dirty = expireLaunches(t);
   advanceDrains(t);
+  runSchedules(t, all);
   const nodes = serving(t.state, all);
   if (t.policy.predictive) recordFleetDemand(t, nodes);
   const decision = decide(decisionState(t.state, nodes), nodes, t.policy, t.now);
@@ -721,30 +778,227 @@ function reconcile(t: Transition, hosts: readonly HostRef[]): StepResult {
 
 // ---- the operator's commands ---------------------------------------------------------------
 
-function manualScaleUp(t: Transition, requested: number | undefined, all: readonly NodeObservation[]): StepResult {
-  if (!t.policy.scaleUpEnabled) return t.result({ ok: false, error: "no [machine] scale_up_command is set, so there is nothing to run" });
-  const wanted = requested ?? t.policy.step;
+/** Serving nodes (leaving ones aside) and the count a change starts from: they plus pending launches. */
+function currentCount(t: Transition, all: readonly NodeObservation[]) {
   const nodes = serving(t.state, all);
-  const capacity = nodes.length + effectivePending(t.durable, nodes);
-  const { count, capped } = capCount(wanted, capacity, t.policy.maxNodes);
-  if (count === 0) return t.result({ ok: false, error: `cannot scale up: ${capped}` });
-  const reason = `manual scale-up of ${wanted}${capped ? ` (${capped})` : ""}`;
-  emitLaunch(t, recordLaunch(t, count, reason, true));
-  return t.result({ ok: true, value: { launched: count, reason } });
+  return { nodes, current: nodes.length + effectivePending(t.durable, nodes) };
 }
 
-function manualScaleDown(t: Transition, requested: number | undefined, all: readonly NodeObservation[]): StepResult {
-  if (!t.policy.scaleDownEnabled) return t.result({ ok: false, error: "no [machine] scale_down_command is set, so nodes cannot be terminated" });
-  const wanted = requested ?? 1;
-  const nodes = serving(t.state, all);
+/** Launch `wanted` more nodes (capped by max_nodes), recorded before the command runs. */
+function grow(t: Transition, wanted: number, current: number, reason: string): Reply {
+  if (!t.policy.scaleUpEnabled) return { ok: false, error: "no [machine] scale_up_command is set, so there is nothing to run" };
+  const { count, capped } = capCount(wanted, current, t.policy.maxNodes);
+  if (count === 0) return { ok: false, error: `cannot scale up: ${capped}` };
+  const why = `${reason}${capped ? ` (${capped})` : ""}`;
+  const record = recordLaunch(t, count, why, true);
+  emitLaunch(t, record);
+  return { ok: true, value: { launched: count, launch: record.id, reason: why } };
+}
+
+/** Drain `wanted` removable nodes (never below min_nodes), recorded before anything is drained. */
+function shrink(t: Transition, wanted: number, nodes: readonly NodeObservation[], reason: string): Reply {
+  if (!t.policy.scaleDownEnabled) return { ok: false, error: "no [machine] scale_down_command is set, so nodes cannot be terminated" };
   const room = nodes.length - t.policy.minNodes;
-  if (room <= 0) return t.result({ ok: false, error: `cannot scale down: ${nodes.length} backend(s) is already at min_nodes (${t.policy.minNodes})` });
+  if (room <= 0) return { ok: false, error: `cannot scale down: ${nodes.length} backend(s) is already at min_nodes (${t.policy.minNodes})` };
   const chosen = chooseForRemoval(nodes, Math.min(wanted, room), t.policy, false);
-  if (chosen.length === 0) return t.result({ ok: false, error: "cannot scale down: no backend may be removed (hand-added hosts are never scaled down)" });
-  const reason = `manual scale-down of ${wanted}${chosen.length < wanted ? ` (limited to ${chosen.length} by min_nodes ${t.policy.minNodes} and removable nodes)` : ""}`;
-  const names = chosen.map((n) => n.name);
-  emitDrains(t, recordDrains(t, chosen, reason, true));
-  return t.result({ ok: true, value: { draining: names, reason } });
+  if (chosen.length === 0) return { ok: false, error: "cannot scale down: no backend may be removed (hand-added hosts are never scaled down)" };
+  const why = `${reason}${chosen.length < wanted ? ` (limited to ${chosen.length} by min_nodes ${t.policy.minNodes} and removable nodes)` : ""}`;
+  emitDrains(t, recordDrains(t, chosen, why, true));
+  return { ok: true, value: { draining: chosen.map((n) => n.name), reason: why } };
+}
+
+/** The nodes `N` or `N%` asks for (a percent of the current count, rounded away from zero, at least 1). */
+function wantedOf(requested: number | undefined, percent: number | undefined, current: number, fallback: number): { wanted: number; said: string } {
+  if (percent !== undefined) {
+    const wanted = Math.abs(percentChange(current, percent));
+    return { wanted, said: `${Math.abs(percent)}% of ${current} = ${wanted}` };
+  }
+  const wanted = requested ?? fallback;
+  return { wanted, said: String(wanted) };
+}
+
+function manualScaleUp(t: Transition, requested: number | undefined, percent: number | undefined, all: readonly NodeObservation[]): StepResult {
+  const { current } = currentCount(t, all);
+  const { wanted, said } = wantedOf(requested, percent, current, t.policy.step);
+  return t.result(grow(t, wanted, current, `manual scale-up of ${said}`));
+}
+
+function manualScaleDown(t: Transition, requested: number | undefined, percent: number | undefined, all: readonly NodeObservation[]): StepResult {
+  const { nodes } = currentCount(t, all);
+  // A percent of the serving nodes: those are what a scale-down can take.
+  const { wanted, said } = wantedOf(requested, percent, nodes.length, 1);
+  return t.result(shrink(t, wanted, nodes, `manual scale-down of ${said}`));
+}
+
+/** Move the count to `target` (already within min/max): a launch, drains, or nothing. */
+function changeTo(t: Transition, target: number, all: readonly NodeObservation[], reason: string): Reply | undefined {
+  const { nodes, current } = currentCount(t, all);
+  if (target > current) return grow(t, target - current, current, reason);
+  if (target < current) return shrink(t, current - target, nodes, reason);
+  return undefined;
+}
+
+/** `autoscaler set-capacity N` (and a schedule's `desired`): to N within min/max, no cooldown (as AWS set-desired-capacity). */
+function setCapacity(t: Transition, desired: number, all: readonly NodeObservation[]): StepResult {
+  const { current } = currentCount(t, all);
+  const { target, clamped } = clampToLimits(desired, t.policy.minNodes, t.policy.maxNodes);
+  const reason = `set-capacity ${desired}${clamped ? ` (${clamped})` : ""}`;
+  const reply = changeTo(t, target, all, reason);
+  if (!reply) return t.result({ ok: true, value: { changed: false, reason: `${reason}: already at ${current}` } });
+  if (reply.ok) t.log("set_capacity", `${reason}: from ${current} to ${target}`, { desired, target });
+  return t.result(reply.ok ? { ok: true, value: { changed: true, ...(reply.value as object) } } : reply);
+}
+
+/** Count a run and log it; `record` keeps it in the durable state. */
+function noteRun(t: Transition, kind: "policies" | "schedules", name: string, run: RunRecord) {
+  const counts = t.state.runs[kind][name] ?? {};
+  t.set({ runs: { ...t.state.runs, [kind]: { ...t.state.runs[kind], [name]: { ...counts, [run.outcome]: (counts[run.outcome] ?? 0) + 1 } } } });
+  const what = kind === "policies" ? `policy ${name}` : `schedule ${name}`;
+  const level = run.outcome === "executed" || run.outcome === "no_change" ? "info" : "warn";
+  t.log(
+    kind === "policies" ? `policy_${run.outcome}` : `schedule_${run.outcome}`,
+    `${what} (${run.via}): ${run.result}`,
+    { [kind === "policies" ? "policy" : "schedule"]: name, via: run.via, outcome: run.outcome },
+    level,
+  );
+}
+
+/**
+ * Run a named policy: its target from the current count, clamped to min/max; discarded inside
+ * its own cooldown or the group's for that direction (the reply says which). The run is recorded
+ * in the durable state before any command starts (the same save as the launch or drain).
+ */
+function runPolicy(t: Transition, name: string, trigger: PolicyTrigger, all: readonly NodeObservation[]): Reply {
+  const p = t.policy.policies?.find((x) => x.name === name);
+  if (!p) {
+    const known = (t.policy.policies ?? []).map((x) => x.name);
+    return {
+      ok: false,
+      error: `unknown policy ${JSON.stringify(name)}; ${known.length ? `the ini has ${known.join(", ")}` : "the ini has no [policy:NAME] section"}`,
+    };
+  }
+  const previous = t.durable.policies?.[name];
+  const record = (outcome: RunOutcome, result: string, changed: boolean) => {
+    const lastChangeAt = changed ? t.now : previous?.lastChangeAt;
+    const run: RunRecord = { at: t.now, via: trigger.via, outcome, result: result.slice(0, 1024) };
+    t.setDurable({ policies: { ...t.durable.policies, [name]: { ...(lastChangeAt !== undefined ? { lastChangeAt } : {}), last: run } } });
+    return run;
+  };
+  const finish = (outcome: RunOutcome, result: string): Reply => {
+    noteRun(t, "policies", name, record(outcome, result, false));
+    t.emit({ kind: "save" });
+    const value = { policy: name, outcome, result };
+    return outcome === "no_change" ? { ok: true, value } : { ok: false, error: `policy ${name} ${outcome}: ${result}` };
+  };
+  if (!trigger.manual && t.durable.paused)
+    return finish("refused", "automatic scaling is paused (autoscaler resume); only autoscaler execute runs a policy now");
+  const { current } = currentCount(t, all);
+  const { target, clamped } = clampToLimits(policyTarget(p.action, current), t.policy.minNodes, t.policy.maxNodes);
+  const asked = `${describeAction(p.action)} from ${current}${clamped ? ` (${clamped})` : ""}`;
+  if (target === current) return finish("no_change", `${asked}: already at ${current}`);
+  const direction = target > current ? "up" : "down";
+  const own = previous?.lastChangeAt === undefined ? 0 : Math.max(0, p.cooldownMs - (t.now - previous.lastChangeAt));
+  const group = cooldownLeftMs(t.durable, t.policy, t.now, direction);
+  if (own > 0 || group > 0) {
+    const why = [
+      own > 0 ? `policy ${name}'s own cooldown (${seconds(own)} s left)` : "",
+      group > 0 ? `the group's scale_${direction}_cooldown (${seconds(group)} s left)` : "",
+    ].filter(Boolean);
+    return finish("discarded", `${asked} to ${target}: inside ${why.join(" and ")}`);
+  }
+  // Recorded first, so the save that records the launch or drains records the run too.
+  const run = record("executed", `${asked} to ${target}`, true);
+  const reply = changeTo(t, target, all, `policy ${name} (${trigger.via}): ${asked} to ${target}`);
+  if (!reply?.ok) return finish("refused", `${asked} to ${target}: ${reply ? reply.error : "nothing to do"}`);
+  noteRun(t, "policies", name, run);
+  return { ok: true, value: { policy: name, outcome: "executed", result: run.result, ...(reply.value as object) } };
+}
+
+function executePolicy(t: Transition, name: string, trigger: PolicyTrigger, all: readonly NodeObservation[]): StepResult {
+  return t.result(runPolicy(t, name, trigger, all));
+}
+
+/** Each tick: every schedule whose run time has come (see `scheduleDue`). */
+function runSchedules(t: Transition, all: readonly NodeObservation[]) {
+  for (const rule of t.base.schedules ?? []) {
+    const due = scheduleDue(rule, t.durable.schedules?.[rule.name]?.slot, t.now);
+    if (due.kind === "none") continue;
+    const via = `schedule ${rule.name}`;
+    const record = (outcome: RunOutcome, result: string) => {
+      const run: RunRecord = { at: t.now, via, outcome, result: result.slice(0, 1024) };
+      t.setDurable({ schedules: { ...t.durable.schedules, [rule.name]: { slot: due.slot, last: run } } });
+      return run;
+    };
+    const at = new Date(due.slot).toISOString();
+    let run: RunRecord;
+    if (due.kind === "missed") {
+      run = record(
+        "skipped",
+        `the run of ${at} is ${seconds(due.lateMs)} s past (the master was not running then, or the schedule is new): beyond grace (${seconds(rule.graceMs)} s), so it is not run late`,
+      );
+    } else if (t.durable.paused) {
+      run = record("refused", `the run of ${at}: automatic scaling is paused`);
+    } else {
+      // The run time is recorded before the action, in the same save as any launch it starts: never run twice.
+      record("executed", `the run of ${at}: ${describeScheduleAction(rule.action)}`);
+      const reply = scheduleAction(t, rule, all);
+      const text = reply.ok ? ((reply.value as { result?: string; reason?: string }).result ?? (reply.value as { reason?: string }).reason ?? "") : reply.error;
+      run = record(reply.ok ? "executed" : "refused", `the run of ${at}: ${describeScheduleAction(rule.action)}${text ? `; ${text}` : ""}`);
+    }
+    noteRun(t, "schedules", rule.name, run);
+    t.emit({ kind: "save" });
+  }
+}
+
+/** A schedule's action: run its policy, or set limits (durable, over the ini's) and then the desired count. */
+function scheduleAction(t: Transition, rule: ScheduleRule, all: readonly NodeObservation[]): Reply {
+  const a = rule.action;
+  if (a.kind === "policy") return runPolicy(t, a.policy, { via: `schedule ${rule.name}`, manual: false }, all);
+  const minNodes = a.minNodes ?? t.policy.minNodes;
+  const maxNodes = a.maxNodes ?? t.policy.maxNodes;
+  if (minNodes > maxNodes) return { ok: false, error: `min_nodes ${minNodes} would be above max_nodes ${maxNodes}; limits unchanged` };
+  const parts: string[] = [];
+  if (a.minNodes !== undefined || a.maxNodes !== undefined) {
+    const previous = t.durable.limits;
+    t.setDurable({
+      limits: {
+        ...(a.minNodes !== undefined ? { minNodes: a.minNodes } : previous?.minNodes !== undefined ? { minNodes: previous.minNodes } : {}),
+        ...(a.maxNodes !== undefined ? { maxNodes: a.maxNodes } : previous?.maxNodes !== undefined ? { maxNodes: previous.maxNodes } : {}),
+        by: `schedule ${rule.name}`,
+        at: t.now,
+      },
+    });
+    parts.push(`limits now min_nodes ${t.policy.minNodes}, max_nodes ${t.policy.maxNodes}`);
+  }
+  if (a.desired !== undefined) {
+    const { target, clamped } = clampToLimits(a.desired, t.policy.minNodes, t.policy.maxNodes);
+    const reply = changeTo(t, target, all, `schedule ${rule.name}: desired ${a.desired}${clamped ? ` (${clamped})` : ""}`);
+    if (reply && !reply.ok) return { ok: false, error: [...parts, reply.error].join("; ") };
+    parts.push(reply ? String((reply.value as { reason: string }).reason) : `desired ${target}: already there`);
+  }
+  return { ok: true, value: { result: parts.join("; ") } };
+}
+
+/** Store a webhook (its secret's SHA-256 only) for a named policy. */
+function addWebhook(t: Transition, e: Extract<ScalerEvent, { type: "webhook_add" }>): StepResult {
+  if (!(t.policy.policies ?? []).some((p) => p.name === e.policy)) return t.result({ ok: false, error: `unknown policy ${JSON.stringify(e.policy)}` });
+  const hooks = t.durable.webhooks ?? [];
+  if (hooks.some((h) => h.name === e.name)) return t.result({ ok: false, error: `a webhook named ${e.name} exists; remove it first or choose another --name` });
+  if (hooks.length >= 1000) return t.result({ ok: false, error: "1000 webhooks exist; remove some first" });
+  t.setDurable({ webhooks: [...hooks, { name: e.name, policy: e.policy, sha256: e.sha256, createdAt: t.now }] });
+  t.emit({ kind: "save" });
+  t.log("webhook_added", `webhook ${e.name} added for policy ${e.policy}`, { webhook: e.name, policy: e.policy });
+  return t.result({ ok: true, value: { name: e.name, policy: e.policy } });
+}
+
+function removeWebhook(t: Transition, name: string): StepResult {
+  const hooks = t.durable.webhooks ?? [];
+  const hook = hooks.find((h) => h.name === name);
+  if (!hook) return t.result({ ok: false, error: `no webhook named ${JSON.stringify(name)}; see autoscaler webhook list` });
+  t.setDurable({ webhooks: hooks.filter((h) => h !== hook) });
+  t.emit({ kind: "save" });
+  t.log("webhook_removed", `webhook ${name} (policy ${hook.policy}) removed`, { webhook: name, policy: hook.policy });
+  return t.result({ ok: true, value: { name, policy: hook.policy } });
 }
 
 function setPaused(t: Transition, paused: boolean): StepResult {

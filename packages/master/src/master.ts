@@ -42,6 +42,7 @@ import { createPageRoutes } from "./status-page.js";
 import { createStateStore } from "./state-store.js";
 import { buildStatus, type MasterStatus } from "./status.js";
 import { startWatcher } from "./watcher.js";
+import { startWebhookServer } from "./webhooks.js";
 
 /** What the master needs from outside; production defaults come from the CLI. */
 export interface MasterDeps {
@@ -463,6 +464,21 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       )
     : undefined;
 
+  const webhookServer = config.master.webhook_listen
+    ? await orUndo(
+        startWebhookServer(config.master.webhook_listen.host, config.master.webhook_listen.port, {
+          logger,
+          events,
+          metrics,
+          now,
+          leading: () => running.leading(),
+          find: (secret) => running.findWebhook(secret),
+          execute: (policy, trigger) => running.executePolicy(policy, trigger),
+        }),
+      )
+    : undefined;
+  if (webhookServer) undo.push(() => void webhookServer.close());
+
   applier.schedule("start");
   logger.info("master started", {
     listen,
@@ -470,6 +486,7 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
     role_reason: role().why,
     ...(cluster ? { etcd: config.cluster.etcd.join(","), prefix: config.etcdPrefix } : {}),
     metrics: config.master.metrics_listen ? `${config.master.metrics_listen.host}:${config.master.metrics_listen.port}` : "off",
+    webhooks: config.master.webhook_listen ? `${config.master.webhook_listen.host}:${config.master.webhook_listen.port}` : "off",
     control: controlSocketPath(config.master.state_dir),
     backends: hosts.length,
   });
@@ -533,6 +550,10 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       await watcher.close();
       await agents.close();
       await closeControl();
+      if (webhookServer) {
+        webhookServer.closeAllConnections();
+        await new Promise<void>((r) => webhookServer.close(() => r()));
+      }
       if (metricsServer) {
         metricsServer.closeAllConnections();
         await new Promise<void>((r) => metricsServer.close(() => r()));

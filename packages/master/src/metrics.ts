@@ -10,6 +10,8 @@ export interface MasterMetrics {
   samplesDropped: Counter;
   refused: Counter<"reason">;
   registrations: Counter;
+  /** Webhook calls by hook name ("unknown" for a wrong secret, "none" before a lookup) and result. */
+  webhookCalls: Counter<"hook" | "result">;
 }
 
 /** Create the metrics, with gauges that read `status()` when scraped. */
@@ -35,6 +37,35 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
     registers: [registry],
   });
   const registrations = new Counter({ name: "autoscaler_registrations_total", help: "Accepted agent hellos", registers: [registry] });
+  const webhookCalls = new Counter({
+    name: "autoscaler_webhook_calls_total",
+    help: "Webhook calls by hook name (unknown: a wrong secret) and result",
+    labelNames: ["hook", "result"] as const,
+    registers: [registry],
+  });
+  const runsFromStatus = (
+    name: string,
+    help: string,
+    label: "policy" | "schedule",
+    pick: (s: MasterStatus) => { name: string; runs: Record<string, number | undefined> }[],
+  ) =>
+    new Counter({
+      name,
+      help,
+      labelNames: [label, "result"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of pick(status())) for (const [result, n] of Object.entries(p.runs)) if (n) this.inc({ [label]: p.name, result }, n);
+      },
+    });
+  runsFromStatus(
+    "autoscaler_policy_executions_total",
+    "Named policy runs by policy and result (executed, no_change, discarded, refused)",
+    "policy",
+    (s) => s.policies ?? [],
+  );
+  runsFromStatus("autoscaler_schedule_runs_total", "Scheduled runs by schedule and result (executed, refused, skipped)", "schedule", (s) => s.schedules ?? []);
   new Gauge({
     name: "autoscaler_node_cpu_percent",
     help: "Latest CPU percent reported by each node",
@@ -140,7 +171,7 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
     "Decisions refused because state_dir could not be written (nothing ran)",
     (s) => s.actions.not_recorded,
   );
-  return { registry, samples, samplesDropped, refused, registrations };
+  return { registry, samples, samplesDropped, refused, registrations, webhookCalls };
 }
 
 /**

@@ -2,12 +2,30 @@
  * The scaling policy: the [scaling] and [machine] settings the decision and the scaler's state
  * machine read, in milliseconds and percent. Built from the ini in one place.
  */
-import type { Config } from "@autoscaler/shared";
+import { parseCron, type Config, type CronSchedule, type PolicyAction, type ScheduleAction } from "@autoscaler/shared";
 
 /** Scale-up rate limit in target mode: at most this many more nodes, or double, per scale-up cooldown (HPA's default). */
 export const DEFAULT_SCALE_UP_LIMIT = { nodes: 4, factor: 2 } as const;
 /** In target mode a node's CPU is the mean of its readings over this many agent intervals. */
 export const TARGET_SAMPLE_PERIODS = 3;
+
+/** A named policy (`[policy:NAME]`), as the state machine runs it. */
+export interface NamedPolicy {
+  name: string;
+  action: PolicyAction;
+  cooldownMs: number;
+}
+
+/** A schedule (`[schedule:NAME]`): its cron expression parsed in its zone. */
+export interface ScheduleRule {
+  name: string;
+  /** The expression as written, and its zone (empty: UTC), for status. */
+  cron: string;
+  timezone: string;
+  runs: CronSchedule;
+  action: ScheduleAction;
+  graceMs: number;
+}
 
 /** The policy, from [scaling] and [machine], in milliseconds and percent. */
 export interface ScalingPolicy {
@@ -47,6 +65,10 @@ export interface ScalingPolicy {
   drainMs: number;
   /** How long a terminated node's hello is refused. */
   forgetAfterMs: number;
+  /** The named policies (none when absent). */
+  policies?: readonly NamedPolicy[];
+  /** The schedules (none when absent). */
+  schedules?: readonly ScheduleRule[];
 }
 
 /** Build the policy from the ini. */
@@ -77,5 +99,15 @@ export function policyFromConfig(config: Config): ScalingPolicy {
     launchTimeoutMs: config.machine.launch_timeout * 1000,
     drainMs: s.drain_seconds * 1000,
     forgetAfterMs: s.forget_after * 1000,
+    policies: config.policies.map((p) => ({ name: p.name, action: p.action, cooldownMs: p.cooldown * 1000 })),
+    // The config checked every expression; parsing again here cannot fail.
+    schedules: config.schedules.map((x) => ({
+      name: x.name,
+      cron: x.cron,
+      timezone: x.timezone,
+      runs: parseCron(x.cron, x.timezone),
+      action: x.action,
+      graceMs: x.grace * 1000,
+    })),
   };
 }

@@ -10,6 +10,7 @@ import { SCHEMA, type Config } from "@autoscaler/shared";
 export const RESTART_KEYS: Readonly<Record<string, string>> = {
   "master.listen": "the agent listener is bound once, at start",
   "master.metrics_listen": "the metrics server is bound once, at start",
+  "master.webhook_listen": "the webhook server is bound once, at start",
   "master.state_dir": "state.json and the control socket are opened at start",
   "master.token": "the agent listener checks hellos against the token it started with",
   "master.role": "the role is decided at start",
@@ -64,6 +65,9 @@ export function planReconfigure(running: Config, next: Config): ReconfigurePlan 
     }
     sections[section] = merged;
   }
+  // The section families: a changed [policy:NAME] or [schedule:NAME] applies at once (the scaler reads them at use).
+  if (!same(running.policies, next.policies)) applied.push("policies");
+  if (!same(running.schedules, next.schedules)) applied.push("schedules");
   const config: Config = {
     ...next,
     ...(sections as unknown as Pick<Config, keyof typeof SCHEMA>),

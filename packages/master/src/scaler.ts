@@ -24,6 +24,7 @@ import type { EventLog } from "./events.js";
 import {
   admitHello,
   effectivePending,
+  effectivePolicy,
   excludedNames,
   initialState,
   isOpenDrain,
@@ -35,11 +36,15 @@ import {
   type ActionCounters,
   type LaunchClaim,
   type Effect,
+  type PolicyTrigger,
+  type RunCounts,
   type ScalerEvent,
   type ScalerState,
 } from "./machine.js";
+import { describeAction, describeScheduleAction } from "./policies.js";
 import { policyFromConfig } from "./policy.js";
 import type { Registry } from "./registry.js";
+import { findWebhook, hashSecret, newWebhookSecret } from "./webhooks.js";
 import type { Role } from "./role.js";
 import { emptyState, type DurableState, type StateStore } from "./state-store.js";
 
@@ -102,6 +107,36 @@ export interface Capacity {
   max: number;
 }
 
+/** One named policy in status and `autoscaler policies`. */
+export interface PolicyStatus {
+  name: string;
+  /** `+2`, `-1`, `+50%`, `=4`. */
+  action: string;
+  cooldown_seconds: number;
+  /** What is left of the policy's own cooldown (the group's is in `cooldown`). */
+  cooldown_left_seconds: number;
+  last_run_at: string | null;
+  last_via: string | null;
+  last_outcome: string | null;
+  last_result: string | null;
+  /** Runs since this master started, by outcome. */
+  runs: RunCounts;
+}
+
+/** One schedule in status and `autoscaler schedules`. */
+export interface ScheduleStatus {
+  name: string;
+  cron: string;
+  timezone: string;
+  action: string;
+  grace_seconds: number;
+  next_run_at: string | null;
+  last_run_at: string | null;
+  last_outcome: string | null;
+  last_result: string | null;
+  runs: RunCounts;
+}
+
 /** The scaler's part of status. */
 export interface ScalerStatus {
   capacity: Capacity;
@@ -136,7 +171,16 @@ export interface ScalerStatus {
     note: string | null;
     error: string | null;
   }[];
+  policies: PolicyStatus[];
+  schedules: ScheduleStatus[];
+  /** Names and policies only: a webhook's secret is shown once, when it is made, and never stored. */
+  webhooks: { name: string; policy: string; created_at: string }[];
+  /** min_nodes / max_nodes in force: the ini's, or a schedule's (durable) when `set_by` says so. */
+  limits: { min_nodes: number; max_nodes: number; set_by: string | null; set_at: string | null };
 }
+
+/** What a webhook call found: the hook (by name) and whether this master may run it. */
+export type WebhookLookup = { found: false } | { found: true; name: string; policy: string };
 
 /** A running scaler. */
 export interface Scaler {
@@ -173,8 +217,17 @@ export interface Scaler {
   admit(hello: HelloMessage): string | undefined;
   /** Names that must be left out of haproxy.cfg: every node being drained or terminated. */
   excluded(): ReadonlySet<string>;
-  scaleUp(count: number | undefined): Promise<{ launched: number; reason: string }>;
-  scaleDown(count: number | undefined): Promise<{ draining: string[]; reason: string }>;
+  scaleUp(count: number | undefined, percent?: number): Promise<{ launched: number; reason: string }>;
+  scaleDown(count: number | undefined, percent?: number): Promise<{ draining: string[]; reason: string }>;
+  /** Run a named policy now (by hand, a webhook or, inside the machine, a schedule). */
+  executePolicy(name: string, trigger: PolicyTrigger): Promise<unknown>;
+  /** Move the count to `desired` within min/max (no cooldown). */
+  setCapacity(desired: number): Promise<unknown>;
+  /** Make a webhook for a policy: its URL path's secret is returned once and only its hash is kept. */
+  addWebhook(policy: string, name: string | undefined): Promise<{ name: string; policy: string; secret: string }>;
+  removeWebhook(name: string): Promise<{ name: string; policy: string }>;
+  /** The stored webhook whose secret this is (constant time over all of them). */
+  findWebhook(secret: string): WebhookLookup;
   setPaused(paused: boolean): Promise<{ paused: boolean }>;
   status(): ScalerStatus;
   /** Wait for commands in flight (used by tests and on stop). */
@@ -491,8 +544,8 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       pending,
       leaving: leaving.size,
       desired: nodes.length + pending,
-      min: policy.minNodes,
-      max: policy.maxNodes,
+      min: effectivePolicy(policy, state.durable).minNodes,
+      max: effectivePolicy(policy, state.durable).maxNodes,
     };
   };
 
@@ -588,13 +641,38 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     admit: (hello) =>
       leading || deps.shared ? admitHello(state, { name: hello.name, address: hello.address, instanceId: hello.instance_id }, policy, now()) : undefined,
     excluded: () => excludedNames(state.durable),
-    async scaleUp(count) {
+    async scaleUp(count, percent) {
       requireDecider("scale commands");
-      return command({ type: "scale_up", count, nodes: observations(now()) });
+      return command({ type: "scale_up", count, percent, nodes: observations(now()) });
     },
-    async scaleDown(count) {
+    async scaleDown(count, percent) {
       requireDecider("scale commands");
-      return command({ type: "scale_down", count, nodes: observations(now()) });
+      return command({ type: "scale_down", count, percent, nodes: observations(now()) });
+    },
+    async executePolicy(name, trigger) {
+      requireDecider("policies");
+      return command({ type: "execute_policy", name, trigger, nodes: observations(now()) });
+    },
+    async setCapacity(desired) {
+      requireDecider("scale commands");
+      return command({ type: "set_capacity", desired, nodes: observations(now()) });
+    },
+    async addWebhook(policyName, name) {
+      requireDecider("webhook changes");
+      const taken = new Set((state.durable.webhooks ?? []).map((h) => h.name));
+      let chosen = name;
+      for (let i = 1; chosen === undefined; i++) if (!taken.has(`${policyName}-${i}`)) chosen = `${policyName}-${i}`;
+      const secret = newWebhookSecret();
+      const added = await command<{ name: string; policy: string }>({ type: "webhook_add", name: chosen, policy: policyName, sha256: hashSecret(secret) });
+      return { ...added, secret };
+    },
+    async removeWebhook(name) {
+      requireDecider("webhook changes");
+      return command({ type: "webhook_remove", name });
+    },
+    findWebhook(secret) {
+      const hook = findWebhook(state.durable.webhooks ?? [], secret);
+      return hook ? { found: true, name: hook.name, policy: hook.policy } : { found: false };
     },
     async setPaused(paused) {
       if (deps.shared) requireDecider(paused ? "pause" : "resume");
@@ -604,6 +682,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       const at = now();
       const d = state.durable;
       const left = (last: number | undefined, ms: number) => (last === undefined ? 0 : Math.max(0, Math.ceil((ms - (at - last)) / 1000)));
+      const limits = effectivePolicy(policy, d);
       const last = state.lastDecision;
       return {
         capacity: capacity(at),
@@ -637,6 +716,43 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
           note: x.note ?? null,
           error: x.error ?? null,
         })),
+        policies: (policy.policies ?? []).map((p) => {
+          const run = d.policies?.[p.name];
+          return {
+            name: p.name,
+            action: describeAction(p.action),
+            cooldown_seconds: p.cooldownMs / 1000,
+            cooldown_left_seconds: left(run?.lastChangeAt, p.cooldownMs),
+            last_run_at: run ? iso(run.last.at) : null,
+            last_via: run?.last.via ?? null,
+            last_outcome: run?.last.outcome ?? null,
+            last_result: run?.last.result ?? null,
+            runs: state.runs.policies[p.name] ?? {},
+          };
+        }),
+        schedules: (policy.schedules ?? []).map((x) => {
+          const run = d.schedules?.[x.name];
+          const next = x.runs.next(at);
+          return {
+            name: x.name,
+            cron: x.cron,
+            timezone: x.timezone || "UTC",
+            action: describeScheduleAction(x.action),
+            grace_seconds: x.graceMs / 1000,
+            next_run_at: next === undefined ? null : iso(next),
+            last_run_at: run ? iso(run.last.at) : null,
+            last_outcome: run?.last.outcome ?? null,
+            last_result: run?.last.result ?? null,
+            runs: state.runs.schedules[x.name] ?? {},
+          };
+        }),
+        webhooks: (d.webhooks ?? []).map((h) => ({ name: h.name, policy: h.policy, created_at: iso(h.createdAt) })),
+        limits: {
+          min_nodes: limits.minNodes,
+          max_nodes: limits.maxNodes,
+          set_by: d.limits?.by ?? null,
+          set_at: d.limits ? iso(d.limits.at) : null,
+        },
       };
     },
     async idle() {

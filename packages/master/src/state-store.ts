@@ -62,6 +62,34 @@ const drainSchema = z
 /** Consecutive failures in one direction and the time before which no automatic action retries. */
 const backoffSchema = z.object({ failures: z.number().int().min(0), until: z.number().int().min(0) }).strict();
 
+const shortName = z.string().regex(/^[A-Za-z0-9._-]{1,63}$/);
+const runSchema = z
+  .object({
+    at: z.number().int().min(0),
+    /** Who asked: "execute" (by hand), "webhook NAME", "schedule NAME". */
+    via: z.string().max(200),
+    /** executed, no_change, discarded (a cooldown), refused (off, paused, limits), skipped (a schedule missed beyond grace). */
+    outcome: z.enum(["executed", "no_change", "discarded", "refused", "skipped"]),
+    result: z.string().max(1024),
+  })
+  .strict();
+/** A named policy: when it last changed the count (its cooldown runs from there) and its last run. */
+const policyRunSchema = z.object({ lastChangeAt: z.number().int().min(0).optional(), last: runSchema }).strict();
+/** A schedule: the run time it last handled (never handled twice) and what happened. */
+const scheduleRunSchema = z.object({ slot: z.number().int().min(0), last: runSchema }).strict();
+/** A webhook: the SHA-256 of its secret only (hex), so a leaked state file gives no URL away. */
+const webhookSchema = z.object({ name: shortName, policy: shortName, sha256: z.string().regex(/^[0-9a-f]{64}$/), createdAt: z.number().int().min(0) }).strict();
+/** Limits a schedule set, over the ini's min_nodes / max_nodes until a schedule sets them again. */
+const limitsSchema = z
+  .object({
+    minNodes: z.number().int().min(0).optional(),
+    maxNodes: z.number().int().min(1).optional(),
+    /** The schedule that set them, and when. */
+    by: z.string().max(200),
+    at: z.number().int().min(0),
+  })
+  .strict();
+
 const stateSchema = z
   .object({
     /** 1: before backoff was kept here (read and migrated forward); 2: now. */
@@ -72,6 +100,10 @@ const stateSchema = z
     launches: z.array(launchSchema),
     drains: z.array(drainSchema),
     backoff: z.object({ up: backoffSchema.optional(), down: backoffSchema.optional() }).strict().default({}),
+    policies: z.record(shortName, policyRunSchema).optional(),
+    schedules: z.record(shortName, scheduleRunSchema).optional(),
+    webhooks: z.array(webhookSchema).max(1000).optional(),
+    limits: limitsSchema.optional(),
   })
   .strict();
 
@@ -81,6 +113,12 @@ export type LaunchRecord = z.infer<typeof launchSchema>;
 export type DrainRecord = z.infer<typeof drainSchema>;
 /** Everything the master keeps across restarts. */
 export type DurableState = z.output<typeof stateSchema>;
+/** One run of a policy or a schedule, as recorded. */
+export type RunRecord = z.infer<typeof runSchema>;
+/** A stored webhook (its secret's hash only). */
+export type WebhookRecord = z.infer<typeof webhookSchema>;
+/** Limits a schedule set. */
+export type LimitsRecord = z.infer<typeof limitsSchema>;
 /** One direction's failure backoff. */
 export type Backoff = z.infer<typeof backoffSchema>;
 

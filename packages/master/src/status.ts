@@ -44,6 +44,11 @@ export interface MasterStatus {
   actions: ScalerStatus["actions"];
   launches: ScalerStatus["launches"];
   drains: ScalerStatus["drains"];
+  /** Named policies, schedules, webhooks (names only) and the limits in force. */
+  policies: ScalerStatus["policies"];
+  schedules: ScalerStatus["schedules"];
+  webhooks: ScalerStatus["webhooks"];
+  limits: ScalerStatus["limits"] | null;
   haproxy: {
     config: string;
     applies: number;
@@ -147,6 +152,10 @@ export function buildStatus(i: StatusInputs): MasterStatus {
     actions: i.scaling?.actions ?? { launches: 0, launch_failures: 0, launch_timeouts: 0, terminations: 0, terminate_failures: 0, not_recorded: 0 },
     launches: i.scaling?.launches ?? [],
     drains: i.scaling?.drains ?? [],
+    policies: i.scaling?.policies ?? [],
+    schedules: i.scaling?.schedules ?? [],
+    webhooks: i.scaling?.webhooks ?? [],
+    limits: i.scaling?.limits ?? null,
     haproxy: {
       config: i.haproxyConfig,
       applies: i.applier.applies,

@@ -6,6 +6,8 @@ export * from "./logger.js";
 export * from "./config/load.js";
 export * from "./config/schema.js";
 export * from "./config/ssh.js";
+export * from "./config/families.js";
+export * from "./config/cron.js";
 export { readIni, setIniValue } from "./config/ini-reader.js";
 export * from "./hosts-store.js";
 export * from "./haproxy/render.js";

@@ -16,15 +16,29 @@ export function parseCount(raw: unknown): number | undefined {
   return Number(text);
 }
 
+/** The count argument of scale-up / scale-down: `N` nodes, or `N%` of the current count (rounded away from zero, at least 1). */
+export function parseAmount(raw: unknown): { count: number } | { percent: number } | undefined {
+  if (raw === undefined) return undefined;
+  const text = String(raw);
+  const m = /^([0-9]{1,4}(?:\.[0-9]+)?)%$/.exec(text);
+  if (!m) {
+    const count = parseCount(raw);
+    return count === undefined ? undefined : { count };
+  }
+  const percent = Number(m[1]);
+  if (!(percent > 0 && percent <= 1000))
+    throw new AutoscalerError("AUTOSCALER_USAGE", `${JSON.stringify(text)} is not valid; expected a percent greater than 0 and at most 1000, such as 50%`, {
+      exitCode: 2,
+    });
+  return { percent };
+}
+
 /** Send one request and print what the master did. */
 export async function runControl(io: Io, args: GlobalArgs & { count?: unknown }, cmd: ControlCommand): Promise<number> {
-  const count = cmd === "scale-up" || cmd === "scale-down" ? parseCount(args.count) : undefined;
+  const amount = cmd === "scale-up" || cmd === "scale-down" ? parseAmount(args.count) : undefined;
   const ctx = await loadContext(io, args);
   const { callControl, controlSocketPath } = await import("@autoscaler/master");
-  const result = (await callControl(controlSocketPath(ctx.config.master.state_dir), { cmd, ...(count !== undefined ? { count } : {}) }, 15_000)) as Record<
-    string,
-    unknown
-  >;
+  const result = (await callControl(controlSocketPath(ctx.config.master.state_dir), { cmd, ...amount }, 15_000)) as Record<string, unknown>;
   if (args.json) {
     io.stdout.write(JSON.stringify(result, null, 2) + "\n");
     return 0;

@@ -5,6 +5,7 @@ import path from "node:path";
 import {
   AutoscalerError,
   EXIT_CONFIG,
+  FAMILY_SCHEMA,
   SCHEMA,
   errnoCode,
   formatProblem,
@@ -25,7 +26,7 @@ export interface InitArgs extends GlobalArgs {
 
 /** Parse `section.key=value`; refuses keys the schema does not know. */
 export function parseSetting(text: string): { section: string; key: string; value: string } {
-  const m = /^([a-z_]+)\.([a-z_0-9]+)=(.*)$/s.exec(text);
+  const m = /^([a-z_]+(?::[A-Za-z0-9_-]{1,63})?)\.([a-z_0-9]+)=(.*)$/s.exec(text);
   if (!m)
     throw new AutoscalerError(
       "AUTOSCALER_USAGE",
@@ -33,7 +34,9 @@ export function parseSetting(text: string): { section: string; key: string; valu
       { exitCode: 2 },
     );
   const [, section, key, value] = m as unknown as [string, string, string, string];
-  const known = (SCHEMA as Record<string, Record<string, unknown>>)[section];
+  // A section family (`policy:NAME`, `schedule:NAME`) takes its family's keys.
+  const family = /^(policy|schedule):/.exec(section)?.[1] as keyof typeof FAMILY_SCHEMA | undefined;
+  const known = family ? FAMILY_SCHEMA[family] : (SCHEMA as Record<string, Record<string, unknown>>)[section];
   if (!known || !(key in known)) {
     throw new AutoscalerError("AUTOSCALER_USAGE", `--set ${section}.${key}: no such setting; expected one of the keys in the README's ini reference`, {
       exitCode: 2,

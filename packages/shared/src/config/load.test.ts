@@ -493,3 +493,68 @@ test("a secret with a colon whose '=' was lost is not echoed as an unknown key",
   expect(all).not.toContain("abc");
   expect(all).not.toContain("SECRETPART123");
 });
+
+describe("[policy:NAME] and [schedule:NAME] sections", () => {
+  test("policies and schedules are read in ini order; webhook_listen is off by default", () => {
+    const c = parseOk(
+      "[policy:up]\nchange = +2\ncooldown = 5m\n[policy:down]\nchange_percent = -25%\n[policy:four]\ndesired = 4\n" +
+        "[schedule:morning]\ncron = 0  8 * * 1-5\ntimezone = Europe/Amsterdam\npolicy = up\n[schedule:night]\ncron = 0 22 * * *\nmax_nodes = 3\ndesired = 1\ngrace = 0\n",
+    );
+    expect(c.master.webhook_listen).toBeUndefined();
+    expect(c.policies).toEqual([
+      { name: "up", action: { kind: "change", nodes: 2 }, cooldown: 300 },
+      { name: "down", action: { kind: "percent", percent: -25 }, cooldown: 0 },
+      { name: "four", action: { kind: "desired", nodes: 4 }, cooldown: 0 },
+    ]);
+    expect(c.schedules).toEqual([
+      { name: "morning", cron: "0 8 * * 1-5", timezone: "Europe/Amsterdam", action: { kind: "policy", policy: "up" }, grace: 300 },
+      { name: "night", cron: "0 22 * * *", timezone: "", action: { kind: "limits", maxNodes: 3, desired: 1 }, grace: 0 },
+    ]);
+  });
+
+  test("webhook_listen may be any address (a monitoring system must reach it)", () => {
+    expect(parseOk("[master]\nwebhook_listen = 0.0.0.0:7310\n").master.webhook_listen).toEqual({ host: "0.0.0.0", port: 7310 });
+    expect(parse("[master]\nwebhook_listen = nowhere\n").errors.map((e) => e.subject)).toEqual(["master.webhook_listen"]);
+  });
+
+  test.each([
+    ["two of change, change_percent, desired", "[policy:up]\nchange = +1\ndesired = 3\n", "[policy:up]", /has change and desired; expected exactly one of/],
+    ["none of them", "[policy:up]\ncooldown = 60\n", "[policy:up]", /has none; expected exactly one of/],
+    ["a change of 0", "[policy:up]\nchange = 0\n", "policy:up.change", /not 0/],
+    ["a percent that is not a number", "[policy:up]\nchange_percent = lots\n", "policy:up.change_percent", /signed percentage/],
+    ["a bad name", "[policy:up down]\nchange = +1\n", "[policy:up down]", /the name "up down" is not valid/],
+    ["a cron of 6 fields", "[schedule:s]\ncron = 0 0 8 * * *\nmin_nodes = 2\n", "schedule:s.cron", /requires exactly 5 parts/],
+    ["a cron value out of range", "[schedule:s]\ncron = 61 8 * * *\nmin_nodes = 2\n", "schedule:s.cron", /Invalid value for minute/],
+    ["no cron", "[schedule:s]\nmin_nodes = 2\n", "schedule:s.cron", /5-field cron expression/],
+    ["a time zone that does not exist", "[schedule:s]\ncron = 0 8 * * *\ntimezone = Mars/Olympus\nmin_nodes = 2\n", "schedule:s.timezone", /IANA time zone/],
+    ["no action", "[schedule:s]\ncron = 0 8 * * *\n", "[schedule:s]", /has no action/],
+    ["a policy and limits", "[policy:up]\nchange = +1\n[schedule:s]\ncron = 0 8 * * *\npolicy = up\ndesired = 3\n", "[schedule:s]", /has both/],
+    ["a policy the ini does not have", "[schedule:s]\ncron = 0 8 * * *\npolicy = nope\n", "schedule:s.policy", /not a policy of this ini/],
+    ["min above max", "[schedule:s]\ncron = 0 8 * * *\nmin_nodes = 5\nmax_nodes = 3\n", "schedule:s.min_nodes", /greater than schedule:s.max_nodes/],
+  ])("%s is an error naming the section (and key)", (_name, text, subject, message) => {
+    const r = parse(text);
+    expect(r.config).toBeUndefined();
+    expect(r.errors.map((e) => e.subject)).toEqual([subject]);
+    expect(r.errors[0]!.message).toMatch(message);
+  });
+
+  test("an unknown key in a policy is a warning, as elsewhere", () => {
+    const r = parse("[policy:up]\nchange = +1\ncooldwn = 60\n");
+    expect(r.errors).toEqual([]);
+    expect(r.warnings.map((w) => w.subject)).toContain("policy:up.cooldwn");
+  });
+
+  test("a bad ini exits 78 with the section and the field named", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "autoscaler-families-"));
+    try {
+      const file = path.join(dir, "autoscaler.ini");
+      await fs.writeFile(file, "[schedule:morning]\ncron = 0 8 * *\nmin_nodes = 2\n", { mode: 0o600 });
+      const err = await loadConfig(file).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AutoscalerError);
+      expect((err as AutoscalerError).exitCode).toBe(78);
+      expect((err as AutoscalerError).details?.[0]).toMatch(/^schedule:morning\.cron: "0 8 \* \*" is not valid/);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -10,6 +10,7 @@ import { readIni, type IniDocument } from "./ini-reader.js";
 import { SCHEMA, type KeySpec, type ParseContext, type SectionName, type Settings } from "./schema.js";
 import { parseSshArgs, splitWords, type SshSettings } from "./ssh.js";
 import { CROSS_FIELD_RULES } from "./rules.js";
+import { familyOf, readFamilies, type PolicyConfig, type ScheduleConfig } from "./families.js";
 
 /** The default config file, used when neither --config nor AUTOSCALER_CONFIG is given. */
 export const DEFAULT_CONFIG_PATH = "/etc/autoscaler/autoscaler.ini";
@@ -50,6 +51,10 @@ export interface Config extends Settings {
   secrets: string[];
   /** `[cluster] prefix`, or `/autoscaler/<cluster name>/` when it is empty. */
   etcdPrefix: string;
+  /** The `[policy:NAME]` sections, in ini order. */
+  policies: PolicyConfig[];
+  /** The `[schedule:NAME]` sections, in ini order. */
+  schedules: ScheduleConfig[];
 }
 
 /** What parsing found: a config when there are no errors. */
@@ -125,6 +130,7 @@ export function parseConfig(text: string, file: string, options: { home?: string
 
   const s = settings as unknown as Settings;
   const ssh = readSsh(s, ctx, errors, warnings);
+  const { policies, schedules } = readFamilies(doc, ctx, errors, warnings);
   const config: Config = {
     ...s,
     file: absFile,
@@ -137,6 +143,8 @@ export function parseConfig(text: string, file: string, options: { home?: string
     },
     ssh,
     etcdPrefix: s.cluster.prefix || `/autoscaler/${s.cluster.name}/`,
+    policies,
+    schedules,
     secrets: [s.aws.aws_access_key, s.aws.aws_secret_key, s.master.token, s.agent.credential, s.cluster.password].filter(
       (v) => typeof v === "string" && v !== "",
     ),
@@ -152,7 +160,7 @@ export function parseConfig(text: string, file: string, options: { home?: string
 function warnUnknown(doc: IniDocument, warnings: ConfigProblem[]): void {
   const sections = Object.keys(SCHEMA);
   for (const [section, keys] of doc) {
-    if (section === "") continue;
+    if (section === "" || familyOf(section)) continue;
     const known = (SCHEMA as Record<string, Record<string, unknown>>)[section];
     if (!known) {
       warnings.push({ subject: `[${section}]`, message: `unknown section, ignored${suggest(section, sections)}` });

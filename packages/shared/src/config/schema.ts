@@ -209,6 +209,24 @@ function listen(def: string, optional = false): KeySpec<ListenAddress | undefine
   };
 }
 
+/**
+ * A TCP address `host:port` that may be any address (the webhook listener: a monitoring system
+ * must reach it); empty is "off".
+ */
+function anyListen(): KeySpec<ListenAddress | undefined> {
+  const expected = "an address and port such as 127.0.0.1:7310 or 0.0.0.0:7310 (empty: off)";
+  return {
+    default: "",
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === "") return ok(undefined);
+      const { host, port } = splitHostPort(v);
+      if (port === undefined || checkPort(port) !== undefined || checkHost(host) !== undefined) return bad(expected);
+      return ok({ host: normaliseHost(host), port: Number(port) });
+    },
+  };
+}
+
 /** A proxy box agents connect to: host, and the sshd port when given as host:port. */
 export interface ProxyServer {
   host: string;
@@ -366,6 +384,8 @@ export const SCHEMA = {
     token: text("", { secret: true }),
     role: oneOf(["auto", "decider", "follower"], "auto"),
     metrics_listen: listen("127.0.0.1:9717", true),
+    /** Webhooks of named policies (`POST /hooks/<secret>`); empty: off. It may be any address: put TLS in front (HAProxy). */
+    webhook_listen: anyListen(),
     /** Networks agents may register addresses in; empty: any unicast but loopback, link-local, unspecified, multicast, broadcast. */
     node_networks: cidrs(),
     /** Ports agents may register; empty: any. */
@@ -436,6 +456,100 @@ export const SCHEMA = {
     interval: seconds(5),
     health_url: url(),
     cpu_source: cpuSource(),
+  },
+} as const satisfies Record<string, Record<string, KeySpec<unknown>>>;
+
+/** A signed whole number of nodes, not 0: `+2`, `-1`. */
+function signedCount(): KeySpec<number | undefined> {
+  const expected = "a signed whole number of nodes such as +2 or -1 (not 0, at most 1000 either way)";
+  return {
+    default: "",
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === "") return ok(undefined);
+      if (!/^[+-]?\d{1,4}$/.test(v)) return bad(expected);
+      const n = Number(v);
+      return n !== 0 && Math.abs(n) <= 1000 ? ok(n) : bad(expected);
+    },
+  };
+}
+
+/** A signed percentage, not 0: `+50`, `-10%`, `+12.5`. */
+function signedPercent(): KeySpec<number | undefined> {
+  const expected = "a signed percentage such as +50 or -10% (not 0, at most 1000 either way)";
+  return {
+    default: "",
+    parse: (raw) => {
+      const v = raw.trim().replace(/%$/, "");
+      if (v === "") return ok(undefined);
+      if (!/^[+-]?(\d{1,4}(\.\d+)?|\.\d+)$/.test(v)) return bad(expected);
+      const n = Number(v);
+      return n !== 0 && Math.abs(n) <= 1000 ? ok(n) : bad(expected);
+    },
+  };
+}
+
+/** An optional whole number (empty: not set). */
+function optionalInteger(min: number, max: number): KeySpec<number | undefined> {
+  const inner = integer(min, min, max);
+  return { default: "", parse: (raw, ctx) => (raw.trim() === "" ? ok(undefined) : inner.parse(raw, ctx)) };
+}
+
+/** An IANA time zone such as Europe/Amsterdam (checked against the runtime's zone data); empty: UTC. */
+function timeZone(): KeySpec<string> {
+  return {
+    default: "",
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === "") return ok("");
+      try {
+        new Intl.DateTimeFormat("en", { timeZone: v });
+        return /^[A-Za-z0-9_+\-/]{1,64}$/.test(v) ? ok(v) : bad("an IANA time zone such as Europe/Amsterdam or America/New_York (empty: UTC)");
+      } catch {
+        return bad("an IANA time zone such as Europe/Amsterdam or America/New_York (empty: UTC)");
+      }
+    },
+  };
+}
+
+/** A 5-field cron expression on one line; its fields are checked by the cron parser (config/cron.ts). */
+function cronText(): KeySpec<string> {
+  return {
+    default: "",
+    parse: (raw) => {
+      const v = raw.trim().replace(/\s+/g, " ");
+      if (v === "") return bad('a 5-field cron expression such as "0 8 * * 1-5" (minute hour day-of-month month day-of-week)');
+      return noNewline(raw) ? ok(v) : bad("a cron expression on one line");
+    },
+  };
+}
+
+/**
+ * The keys of the section families `[policy:NAME]` and `[schedule:NAME]`: one section per named
+ * policy or schedule. Which keys go together is checked in config/families.ts.
+ */
+export const FAMILY_SCHEMA = {
+  policy: {
+    /** Add or remove this many nodes. */
+    change: signedCount(),
+    /** Add or remove this percent of the current count, rounded away from zero, at least 1 node. */
+    change_percent: signedPercent(),
+    /** Set the count to this. */
+    desired: optionalInteger(0, 1000),
+    /** The policy's own cooldown, checked together with the group's scale_up_cooldown / scale_down_cooldown. */
+    cooldown: seconds(0, { positive: false }),
+  },
+  schedule: {
+    cron: cronText(),
+    /** The zone the cron expression is read in; empty: UTC. */
+    timezone: timeZone(),
+    /** A named policy to execute, or (instead) new limits and a desired count, as AWS scheduled actions. */
+    policy: name("", true),
+    min_nodes: optionalInteger(0, 1000),
+    max_nodes: optionalInteger(1, 1000),
+    desired: optionalInteger(0, 1000),
+    /** A run missed while the master was down is run late only within this long. */
+    grace: seconds(300, { positive: false }),
   },
 } as const satisfies Record<string, Record<string, KeySpec<unknown>>>;
 
