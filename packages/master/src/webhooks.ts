@@ -92,7 +92,9 @@ export async function startWebhookServer(host: string, port: number, deps: Webho
   const perHook = createBuckets(WEBHOOK_LIMITS.perHook, deps.now);
   const total = createBuckets(WEBHOOK_LIMITS.total, deps.now);
   const wrong = createBuckets(WEBHOOK_LIMITS.wrong, deps.now);
+  const wrongEvents = createBuckets({ burst: 1, everyMs: 10_000 }, deps.now);
   let wrongSinceLogged = 0;
+  let wrongSinceEvent = 0;
 
   const answer = (res: http.ServerResponse, code: number, body: Record<string, unknown>, extra: Record<string, string> = {}) => {
     const text = JSON.stringify(body) + "\n";
@@ -127,10 +129,18 @@ export async function startWebhookServer(host: string, port: number, deps: Webho
         return answer(res, 429, { error: "too many calls" }, { "retry-after": "1" });
       }
       count("unknown", "wrong_secret");
-      const also = wrongSinceLogged > 0 ? ` (and ${wrongSinceLogged} more rate-limited since the last one)` : "";
-      wrongSinceLogged = 0;
-      deps.logger.warn(`webhook call from ${remote} with a wrong secret: 404${also}`, { event: "webhook_unknown", remote });
-      deps.events.add("webhook_unknown", `webhook call from ${remote} with a wrong secret: 404${also}`);
+      wrongSinceEvent++;
+      deps.logger.warn(`webhook call from ${remote} with a wrong secret: 404`, { event: "webhook_unknown", remote });
+      // The event log keeps 200 events: wrong calls go in at most once per 10 s, with a count, so a flood cannot push the rest out.
+      if (wrongEvents.take("wrong")) {
+        const also =
+          wrongSinceEvent + wrongSinceLogged > 1
+            ? ` (${wrongSinceEvent} with a wrong secret and ${wrongSinceLogged} rate-limited since the last such event)`
+            : "";
+        deps.events.add("webhook_unknown", `webhook call from ${remote} with a wrong secret: 404${also}`);
+        wrongSinceEvent = 0;
+        wrongSinceLogged = 0;
+      }
       return answer(res, 404, { error: "not found" });
     }
     if (!perHook.take(hook.name) || !total.take("total")) {
