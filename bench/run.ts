@@ -37,6 +37,7 @@ const BENCHES: Record<string, Entry> = {
   failover: { title: "Failover on etcd", load: () => import("./failover.js") },
   "status-page": { title: "Status page: history memory and the JSON endpoint", load: () => import("./status-page.js") },
   "scaling-quality": { title: "Scaling quality", load: () => import("./scaling-quality.js") },
+  "webhook-timing": { title: "Webhook lookup timing: right, wrong and near-miss secrets", load: () => import("./webhook-timing.js") },
   soak: { title: "Soak", load: () => import("./soak.js"), optIn: { file: "RELIABILITY.md", fileTitle: "# Reliability" } },
 };
 const ALL = Object.keys(BENCHES);

@@ -116,10 +116,13 @@ describe("the server", () => {
     expect(s.calls).toHaveLength(WEBHOOK_LIMITS.perHook.burst + 1);
   });
 
-  test("a follower answers 503 and runs nothing", async () => {
+  test("a follower answers 503 and runs nothing; GET /leader is 200 on the leader only (HAProxy's health check)", async () => {
     const s = await start(false);
     const r = await s.post(`/hooks/${s.secret}`);
     expect(r.status).toBe(503);
     expect(s.calls).toEqual([]);
+    expect((await fetch(`${s.base}/leader`)).status).toBe(503);
+    const leader = await start(true);
+    expect((await fetch(`${leader.base}/leader`)).status).toBe(200);
   });
 });

@@ -4,8 +4,8 @@
  * each secret is stored; a call's secret is hashed and compared with every stored hash with
  * timingSafeEqual, so the lookup takes the same time whichever hash (if any) matches. Calls are
  * rate-limited per hook, for all hooks together, and for wrong secrets; the body is ignored and
- * capped; a follower answers 503 so that a hook never runs twice. Logs and events name the hook,
- * never the secret.
+ * capped; a follower answers 503 so that a hook never runs twice (and `GET /leader` says which
+ * master leads, for HAProxy's health check). Logs and events name the hook, never the secret.
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import http from "node:http";
@@ -108,6 +108,9 @@ export async function startWebhookServer(host: string, port: number, deps: Webho
   };
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse, remote: string) => {
+    // For a load balancer's health check: only the master that runs webhooks answers 200.
+    if (req.url === "/leader" && (req.method === "GET" || req.method === "HEAD"))
+      return deps.leading() ? answer(res, 200, { leading: true }) : answer(res, 503, { leading: false });
     const secret = secretOf(req.url);
     if (secret === undefined) {
       count("none", "not_found");

@@ -18,6 +18,18 @@ export function formatStatus(s: MasterStatus): string {
   );
   out.push(`cooldown left: scale-up ${s.cooldown.scale_up_seconds} s, scale-down ${s.cooldown.scale_down_seconds} s`);
   if (s.last_decision) out.push(`last decision: ${s.last_decision.action} (${s.last_decision.reason})`);
+  // Absent from a master older than named policies.
+  if (s.limits?.set_by)
+    out.push(`limits: min_nodes ${s.limits.min_nodes}, max_nodes ${s.limits.max_nodes}, set by ${s.limits.set_by} at ${s.limits.set_at} (over the ini's)`);
+  for (const p of s.policies ?? [])
+    out.push(
+      `policy ${p.name} (${p.action}, cooldown ${p.cooldown_seconds} s, ${p.cooldown_left_seconds} s left): ${p.last_outcome ? `${p.last_outcome} via ${p.last_via} at ${p.last_run_at}` : "not run yet"}`,
+    );
+  for (const x of s.schedules ?? [])
+    out.push(
+      `schedule ${x.name} (${x.cron} ${x.timezone}: ${x.action}): next ${x.next_run_at ?? "never"}${x.last_outcome ? `, last ${x.last_outcome} at ${x.last_run_at}` : ""}`,
+    );
+  if ((s.webhooks ?? []).length > 0) out.push(`webhooks: ${s.webhooks.map((h) => `${h.name} → ${h.policy}`).join(", ")}`);
   // Absent from a master older than node credentials.
   if (s.credentials?.note) out.push(`note: ${s.credentials.note}`);
   out.push("");
