@@ -184,12 +184,13 @@ export function initialState(durable: DurableState = emptyState(), demand?: Dema
 }
 
 /**
- * The policy with the limits a schedule set (durable, over the ini's min_nodes / max_nodes);
- * min never above max, should a reloaded ini cross them.
+ * The policy with the limits a schedule set (durable, over the ini's min_nodes / max_nodes)
+ * while that schedule is still in the ini; min never above max, should a reloaded ini cross them.
  */
 export function effectivePolicy(policy: ScalingPolicy, d: DurableState): ScalingPolicy {
   const limits = d.limits;
-  if (!limits) return policy;
+  // Limits hold while the schedule that set them is in the ini: removing it gives the ini's back.
+  if (!limits || !(policy.schedules ?? []).some((x) => `schedule ${x.name}` === limits.by)) return policy;
   const maxNodes = limits.maxNodes ?? policy.maxNodes;
   const minNodes = Math.min(limits.minNodes ?? policy.minNodes, maxNodes);
   return minNodes === policy.minNodes && maxNodes === policy.maxNodes ? policy : { ...policy, minNodes, maxNodes };

@@ -6,7 +6,7 @@
 import { describe, expect, test } from "vitest";
 import { parseConfig, parseCron } from "@autoscaler/shared";
 import type { NodeObservation } from "./decide.js";
-import { initialState, step, type ScalerEvent, type ScalerState } from "./machine.js";
+import { effectivePolicy, initialState, step, type ScalerEvent, type ScalerState } from "./machine.js";
 import { clampToLimits, percentChange, policyTarget, scheduleDue } from "./policies.js";
 import { policyFromConfig, type ScalingPolicy } from "./policy.js";
 
@@ -248,6 +248,16 @@ describe("schedules on the fake clock", () => {
     // 09:00: the limits change, then the decision sees 1 node below min_nodes 3 and launches 2.
     expect(r.effects[2]).toEqual(["save", "save", "launch"]);
     expect(r.effects[3]).toEqual([]);
+  });
+
+  test("limits hold only while the schedule that set them is in the ini: without it, the ini's come back", () => {
+    const r = run([
+      [0, tick(1)],
+      [600, tick(1)],
+    ]);
+    expect(effectivePolicy(policy, r.d).minNodes).toBe(3);
+    const without = { ...policy, schedules: policy.schedules!.filter((x) => x.name !== "morning") };
+    expect(effectivePolicy(without, r.d).minNodes).toBe(1);
   });
 
   test("a schedule that runs a policy records its run time before the launch: a restart within grace does not run it again", () => {
