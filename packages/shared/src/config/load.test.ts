@@ -515,6 +515,11 @@ describe("[policy:NAME] and [schedule:NAME] sections", () => {
   test("webhook_listen may be any address (a monitoring system must reach it)", () => {
     expect(parseOk("[master]\nwebhook_listen = 0.0.0.0:7310\n").master.webhook_listen).toEqual({ host: "0.0.0.0", port: 7310 });
     expect(parse("[master]\nwebhook_listen = nowhere\n").errors.map((e) => e.subject)).toEqual(["master.webhook_listen"]);
+    expect(parse("[master]\nwebhook_listen = 0.0.0.0:7310\n").warnings.map((w) => w.subject)).toContain("master.webhook_listen");
+    expect(parse("[master]\nwebhook_listen = 127.0.0.1:7310\n").warnings.map((w) => w.subject)).not.toContain("master.webhook_listen");
+    expect(parse("[master]\nwebhook_listen = 127.0.0.1:9717\n").errors).toEqual([
+      { subject: "master.webhook_listen", message: "uses the same port as master.metrics_listen (127.0.0.1:9717); expected another port" },
+    ]);
   });
 
   test.each([

@@ -1,4 +1,5 @@
 /** Cross-field rules: each a small function that adds errors or warnings. Single-key checks live in the schema. */
+import { isLoopbackHost } from "../validate.js";
 import type { Config, ConfigProblem } from "./load.js";
 
 type Check = (config: Config, errors: ConfigProblem[], warnings: ConfigProblem[]) => void;
@@ -54,6 +55,23 @@ const listenPortsDistinct: Check = (c, errors) => {
   }
 };
 
+const webhookListen: Check = (c, errors, warnings) => {
+  const w = c.master.webhook_listen;
+  if (!w) return;
+  for (const [key, other] of [
+    ["master.listen", c.master.listen],
+    ["master.metrics_listen", c.master.metrics_listen],
+  ] as const) {
+    if (other && other.port === w.port && (other.host === w.host || !isLoopbackHost(w.host)))
+      errors.push({ subject: "master.webhook_listen", message: `uses the same port as ${key} (${other.host}:${other.port}); expected another port` });
+  }
+  if (!isLoopbackHost(w.host))
+    warnings.push({
+      subject: "master.webhook_listen",
+      message: `${w.host}:${w.port} serves plain HTTP beyond this machine, and a webhook's URL is its secret; put HAProxy's TLS frontend in front and listen on 127.0.0.1 (README: "Policies, webhooks and schedules")`,
+    });
+};
+
 const clusterPairs: Check = (c, errors) => {
   const { cert, key, user, password, ca, etcd } = c.cluster;
   if ((cert === "") !== (key === "")) {
@@ -87,5 +105,6 @@ export const CROSS_FIELD_RULES: readonly Rule[] = [
   { keys: ["haproxy.server_line"], check: serverLineHasPlaceholders },
   { keys: ["master.token", "agent.credential"], check: tokenSet },
   { keys: ["master.listen", "master.metrics_listen"], check: listenPortsDistinct },
+  { keys: ["master.webhook_listen", "master.listen", "master.metrics_listen"], check: webhookListen },
   { keys: ["cluster.etcd", "cluster.ca", "cluster.cert", "cluster.key", "cluster.user", "cluster.password"], check: clusterPairs },
 ];
