@@ -100,7 +100,11 @@ export async function startWebhookServer(host: string, port: number, deps: Webho
     const text = JSON.stringify(body) + "\n";
     res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "cache-control": "no-store", ...extra }).end(text);
   };
-  const count = (hook: string, result: Result) => deps.metrics.webhookCalls.inc({ hook, result });
+  /** Count a call; one that reaches no hook is also logged, at debug level (a scan or a flood must not fill the log). */
+  const count = (hook: string, result: Result, remote?: string) => {
+    deps.metrics.webhookCalls.inc({ hook, result });
+    if (remote !== undefined) deps.logger.debug(`webhook call from ${remote}: ${result}`, { event: "webhook_refused", remote, result });
+  };
   /** The secret is the path's last segment: never logged, never echoed. */
   const secretOf = (url: string | undefined): string | undefined => {
     const m = /^\/hooks\/([A-Za-z0-9_-]{1,128})\/?(?:\?.*)?$/.exec(url ?? "");
@@ -113,21 +117,21 @@ export async function startWebhookServer(host: string, port: number, deps: Webho
       return deps.leading() ? answer(res, 200, { leading: true }) : answer(res, 503, { leading: false });
     const secret = secretOf(req.url);
     if (secret === undefined) {
-      count("none", "not_found");
+      count("none", "not_found", remote);
       return answer(res, 404, { error: "not found" });
     }
     if (req.method !== "POST") {
-      count("none", "bad_method");
+      count("none", "bad_method", remote);
       return answer(res, 405, { error: "POST only" }, { allow: "POST" });
     }
     if (!deps.leading()) {
-      count("none", "follower");
+      count("none", "follower", remote);
       return answer(res, 503, { error: "this master is a follower; only the leader runs webhooks (so a hook never runs twice)" }, { "retry-after": "5" });
     }
     const hook = deps.find(secret);
     if (!hook.found) {
       if (!wrong.take("wrong")) {
-        count("unknown", "rate_limited");
+        count("unknown", "rate_limited", remote);
         wrongSinceLogged++;
         return answer(res, 429, { error: "too many calls" }, { "retry-after": "1" });
       }
@@ -178,7 +182,7 @@ export async function startWebhookServer(host: string, port: number, deps: Webho
     const remote = req.socket.remoteAddress ?? "?";
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > WEBHOOK_LIMITS.maxBodyBytes) {
-      count("none", "too_large");
+      count("none", "too_large", remote);
       answer(res, 413, { error: `the body is ignored; at most ${WEBHOOK_LIMITS.maxBodyBytes} bytes` }, { connection: "close" });
       req.destroy();
       return;
@@ -189,7 +193,7 @@ export async function startWebhookServer(host: string, port: number, deps: Webho
       size += chunk.length;
       if (size > WEBHOOK_LIMITS.maxBodyBytes && !refused) {
         refused = true;
-        count("none", "too_large");
+        count("none", "too_large", remote);
         answer(res, 413, { error: `the body is ignored; at most ${WEBHOOK_LIMITS.maxBodyBytes} bytes` }, { connection: "close" });
         req.destroy();
       }
