@@ -61,4 +61,4 @@ test("a * * * * * schedule runs its policy at the next whole minute, once, and `
   const metrics = await (await fetch(`http://127.0.0.1:${proxy.metricsPort}/metrics`)).text();
   expect(metrics).toMatch(new RegExp(`^autoscaler_schedule_runs_total\\{schedule="every-minute",result="executed"\\} ${executed}$`, "m"));
   expect(await lines()).toHaveLength(executed);
-});
+}, 120_000); // up to a minute for the next whole minute, plus the proxy's start
