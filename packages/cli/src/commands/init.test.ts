@@ -13,6 +13,8 @@ describe("parseSetting", () => {
     ["a value with ; and #", "machine.scale_down_command=a; b # c", { section: "machine", key: "scale_down_command", value: "a; b # c" }],
     ["an empty value", "machine.scale_down_command=", { section: "machine", key: "scale_down_command", value: "" }],
     ["a key with digits", "scaling.max_nodes=5", { section: "scaling", key: "max_nodes", value: "5" }],
+    ["a named policy's key", "policy:morning.change=+2", { section: "policy:morning", key: "change", value: "+2" }],
+    ["a schedule's key", "schedule:week-day.cron=0 8 * * 1-5", { section: "schedule:week-day", key: "cron", value: "0 8 * * 1-5" }],
   ])("reads %s", (_what, text, expected) => {
     expect(parseSetting(text)).toEqual(expected);
   });
@@ -25,6 +27,8 @@ describe("parseSetting", () => {
     ["no = at all", "haproxy.config", /is not valid; expected section\.key=value/],
     ["no section", "config=x", /is not valid; expected section\.key=value/],
     ["an upper-case key", "HAPROXY.CONFIG=x", /is not valid; expected section\.key=value/],
+    ["a key a policy does not have", "policy:morning.cron=* * * * *", /policy:morning\.cron: no such setting/],
+    ["a section family that does not exist", "rule:x.change=+1", /rule:x\.change: no such setting/],
   ])("refuses %s with exit code 2", (_what, text, message) => {
     let thrown: unknown;
     try {
