@@ -29,7 +29,7 @@
  *            run time is recorded before any command) / ──older──► skipped (never run late)
  */
 import { capCount, chooseForRemoval, cooldownLeftMs, currentCpu, decide, type Decision, type NodeObservation, type Recommendation } from "./decide.js";
-import { clampToLimits, describeAction, describeScheduleAction, percentChange, policyTarget, scheduleDue } from "./policies.js";
+import { clampToLimits, describeAction, describeScheduleAction, ON_TIME_MS, percentChange, policyTarget, scheduleDue } from "./policies.js";
 import type { ScalingPolicy, ScheduleRule } from "./policy.js";
 import { recordDemand, type DemandHistory } from "./predictive.js";
 import { emptyState, type Backoff, type DrainRecord, type DurableState, type LaunchRecord, type RunRecord } from "./state-store.js";
@@ -922,7 +922,8 @@ function executePolicy(t: Transition, name: string, trigger: PolicyTrigger, all:
 /** Each tick: every schedule whose run time has come (see `scheduleDue`). */
 function runSchedules(t: Transition, all: readonly NodeObservation[]) {
   for (const rule of t.base.schedules ?? []) {
-    const due = scheduleDue(rule, t.durable.schedules?.[rule.name]?.slot, t.now);
+    // A tick comes once per [master] interval: a run time up to two of them old is on time.
+    const due = scheduleDue(rule, t.durable.schedules?.[rule.name]?.slot, t.now, Math.max(ON_TIME_MS, 2 * t.policy.sampleIntervalMs));
     if (due.kind === "none") continue;
     const via = `schedule ${rule.name}`;
     const record = (outcome: RunOutcome, result: string) => {

@@ -53,7 +53,7 @@ export function describeScheduleAction(action: ScheduleAction): string {
   return parts.filter(Boolean).join(", ");
 }
 
-/** A run this late is still on time, whatever `grace` says: ticks come once per `[master] interval`. */
+/** A run this late is still on time, whatever `grace` says: ticks come once per `[master] interval` (the caller passes more for a long one). */
 export const ON_TIME_MS = 5_000;
 
 /** What a schedule should do at `now`, given the run time it last handled. */
@@ -64,9 +64,9 @@ export type ScheduleDue = { kind: "none" } | { kind: "run"; slot: number } | { k
  * runs when it is at most `grace` old; an older one (the master was down) is skipped, and only
  * the latest run time counts, so a long outage never runs a schedule several times.
  */
-export function scheduleDue(rule: Pick<ScheduleRule, "runs" | "graceMs">, lastSlot: number | undefined, now: number): ScheduleDue {
+export function scheduleDue(rule: Pick<ScheduleRule, "runs" | "graceMs">, lastSlot: number | undefined, now: number, onTimeMs = ON_TIME_MS): ScheduleDue {
   const slot = rule.runs.previous(now);
   if (slot === undefined || (lastSlot !== undefined && slot <= lastSlot)) return { kind: "none" };
   const lateMs = now - slot;
-  return lateMs <= Math.max(rule.graceMs, ON_TIME_MS) ? { kind: "run", slot } : { kind: "missed", slot, lateMs };
+  return lateMs <= Math.max(rule.graceMs, onTimeMs) ? { kind: "run", slot } : { kind: "missed", slot, lateMs };
 }
