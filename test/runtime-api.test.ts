@@ -12,7 +12,8 @@ import { createHostsStore } from "@autoscaler/shared";
 import { afterEach, describe, expect, test } from "vitest";
 import { getThrough, startDaemon, startNode, startProxy, startWebApp } from "./helpers/cluster.js";
 import { canConnect, makeInstallation, serverLines, showProc, startHaproxy, type Installation } from "./helpers/haproxy.js";
-import { freePort, Scope, waitFor } from "./helpers/process.js";
+import { forgedHello, probeMaster } from "./helpers/hostile.js";
+import { freePort, runProcess, Scope, waitFor } from "./helpers/process.js";
 import { status } from "./helpers/status.js";
 
 const scope = new Scope();
@@ -209,6 +210,71 @@ describe("the runtime path", () => {
     expect([...seen]).toEqual(["ok-node"]);
     expect(await fs.readFile(inst.haproxyConfig, "utf8")).toBe(fileBefore);
     expect((await status(inst)).haproxy.last_error?.code).toBe("AUTOSCALER_HAPROXY_CHECK_FAILED");
+  }, 60_000);
+});
+
+describe("a registration whose hosts.d entry cannot be written", () => {
+  // The master serves a registering node at once (its in-memory copy) while the entry is written;
+  // a write that fails must take it out of service again and refuse the agent.
+  test("hosts.d on a full file system: the agent is refused, and HAProxy, haproxy.cfg and hosts.d are left without the node", async () => {
+    if (process.getuid?.() !== 0) throw new Error("this test mounts a tmpfs as hosts.d, which needs root; run the suite as root (CI does: bash .ci/run)");
+    const masterPort = await freePort();
+    const token = "full-hosts-" + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+    const inst = await makeInstallation(scope, [
+      `master.listen=127.0.0.1:${masterPort}`,
+      `master.metrics_listen=127.0.0.1:${await freePort()}`,
+      `master.token=${token}`,
+      "haproxy.runtime_socket=admin.sock",
+    ]);
+    const hostsDir = path.join(inst.dir, "hosts.d");
+    await fs.mkdir(hostsDir, { recursive: true });
+    const mounted = await runProcess("mount", ["-t", "tmpfs", "-o", "size=16k,mode=0755", "tmpfs", hostsDir]);
+    expect(mounted.code, `mount -t tmpfs failed (the test needs root with CAP_SYS_ADMIN, as .ci/run gives): ${mounted.stderr}`).toBe(0);
+    let master: ReturnType<typeof startDaemon> | undefined;
+    scope.onCleanup(async () => {
+      // The master watches hosts.d: stop it first, or the unmount is refused as busy.
+      if (master && master.child.exitCode === null && master.child.signalCode === null) {
+        const gone = new Promise((r) => master!.child.once("exit", r));
+        master.child.kill("SIGTERM");
+        await gone;
+      }
+      const umount = await runProcess("umount", [hostsDir]);
+      if (umount.code !== 0) {
+        const lazy = await runProcess("umount", ["-l", hostsDir]);
+        if (lazy.code !== 0) throw new Error(`cannot unmount the tmpfs at ${hostsDir}: ${umount.stderr} ${lazy.stderr}`);
+      }
+    });
+    // Fill it (bounded: 16 KiB in 1 KiB writes) with a dot file, which the hosts store skips.
+    const handle = await fs.open(path.join(hostsDir, ".filler"), "w");
+    let full = false;
+    for (let i = 0; i < 64 && !full; i++)
+      await handle.write(Buffer.alloc(1024, 0x66)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== "ENOSPC") throw err;
+        full = true;
+      });
+    await handle.close();
+    expect(full).toBe(true);
+    expect((await inst.cli("generate")).code).toBe(0);
+    await startHaproxy(scope, inst);
+    master = startDaemon(scope, ["master", "--config", inst.ini, "--log-level", "debug"]);
+    await master.waitForLog(/master started/);
+    await waitFor("the start apply", async () => (await status(inst)).haproxy.applies >= 1);
+    const webPort = await freePort();
+    await startWebApp(scope, "full-1", "127.0.0.1", webPort, await scope.tempDir("autoscaler-full-web-"));
+
+    const probe = await probeMaster(masterPort, forgedHello({ token, name: "full-1", port: webPort, instance_id: "i-full-1" }), {
+      waitForClose: true,
+      timeoutMs: 10_000,
+    });
+    expect(probe.closedByMaster, probe.received).toBe(true);
+    expect(probe.received).not.toMatch(/"welcome"/);
+    await master.waitForLog(/registration failed: .*ENOSPC/, 10_000);
+    await waitFor("the node out of HAProxy again", async () => (await servers(inst))["full-1"] === undefined, 10_000, 50);
+    await waitFor("the apply that took it out", async () => !(await fs.readFile(inst.haproxyConfig, "utf8")).includes("full-1"), 10_000, 50);
+    expect((await fs.readdir(hostsDir)).filter((f) => f.endsWith(".json"))).toEqual([]);
+    // Still so a moment later (an apply started for the registration must not have left it in).
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await servers(inst))["full-1"]).toBeUndefined();
   }, 60_000);
 });
 

@@ -235,9 +235,19 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
       ...(instanceId !== undefined ? { instanceId } : {}),
       ...(instanceIdFrom !== undefined ? { instanceIdFrom } : {}),
     };
-    await store.put(entry);
+    // The in-memory copy first, so the apply (on the runtime path, at the next turn of the event
+    // loop) puts the node in service while its entry is written and flushed; the agent is welcomed
+    // only once the entry is on disk. A write that fails takes the node out of service again.
     hostsCache.set(entry);
     hostsChanged(`registered ${hello.name}`);
+    try {
+      await store.put(entry);
+    } catch (err) {
+      if (existing) hostsCache.set(existing);
+      else hostsCache.delete(hello.name);
+      hostsChanged(`${hello.name} not registered: its hosts.d entry could not be written`);
+      throw err;
+    }
   };
 
   // The control socket first: it also proves that no other master runs on this state_dir

@@ -209,10 +209,10 @@ async function applyRuntimeLocked(
   t0: number,
 ): Promise<RuntimeOutcome> {
   const { backend } = runtime;
-  const live = await readIfExists(settings.target);
-  const known = live && (await readReloadedMarker(settings)) === configDigest(live) ? live.toString("utf8") : undefined;
   const tr = performance.now();
-  const running = await runningServers(send, backend);
+  // The live file, its marker and HAProxy's servers are independent reads: asked at once.
+  const [live, marker, running] = await Promise.all([readIfExists(settings.target), readReloadedMarker(settings), runningServers(send, backend)]);
+  const known = live && marker === configDigest(live) ? live.toString("utf8") : undefined;
   const plan = planRuntimeChange({ ...input, backend, live: known, running });
   if (plan.kind === "reload") return plan;
   const digest = configDigest(text);
