@@ -7,6 +7,11 @@ import { defineConfig } from "vitest/config";
  * lose their leases for the wrong reason).
  */
 const ALONE = ["test/faults-burst.test.ts", "test/failover-kills.test.ts"];
+/**
+ * Files that mostly wait on the wall clock and use little CPU (a real cron schedule waits for the
+ * next whole minute): they run beside the suite's two workers rather than holding one of them.
+ */
+const WAITING = ["test/schedules-realtime.test.ts"];
 
 const shared = {
   testTimeout: 60_000,
@@ -23,9 +28,18 @@ export default defineConfig({
           ...shared,
           name: "suite",
           include: ["packages/*/src/**/*.test.ts", "test/**/*.test.ts"],
-          exclude: ["**/node_modules/**", ...ALONE],
+          exclude: ["**/node_modules/**", ...ALONE, ...WAITING],
           // Two cores: integration files spawn HAProxy and CLIs; two at a time keeps timings honest.
           maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        test: {
+          ...shared,
+          name: "waiting",
+          include: WAITING,
+          maxWorkers: 1,
           sequence: { groupOrder: 0 },
         },
       },
