@@ -12,8 +12,14 @@
 export const KNOWN_AWS_ACCESS_KEY = "AKIAKNOWNTESTKEY7Q2Z";
 /** The fake AWS secret key every test installation carries. */
 export const KNOWN_AWS_SECRET_KEY = "kn0wnTestSecret/q8Zr+Yv3Lp0aXw1EXAMPLEKEY";
+/** The fake AWS session token every test installation carries (temporary credentials). */
+export const KNOWN_AWS_SESSION_TOKEN = "FwoGZXIvYXdzKnownTestSessionToken9x2EXAMPLE";
 /** The `--set` settings that put the known keys in an ini; a test's own later `--set` wins. */
-export const KNOWN_AWS_SETTINGS = [`aws.aws_access_key=${KNOWN_AWS_ACCESS_KEY}`, `aws.aws_secret_key=${KNOWN_AWS_SECRET_KEY}`];
+export const KNOWN_AWS_SETTINGS = [
+  `aws.aws_access_key=${KNOWN_AWS_ACCESS_KEY}`,
+  `aws.aws_secret_key=${KNOWN_AWS_SECRET_KEY}`,
+  `aws.session_token=${KNOWN_AWS_SESSION_TOKEN}`,
+];
 
 /** One output the suite saw: where it came from, and its text (a function for a daemon's log that is still growing). */
 interface RecordedOutput {
@@ -26,6 +32,7 @@ interface RecordedOutput {
 const secrets = new Map<string, string>([
   [KNOWN_AWS_ACCESS_KEY, "the known AWS access key"],
   [KNOWN_AWS_SECRET_KEY, "the known AWS secret key"],
+  [KNOWN_AWS_SESSION_TOKEN, "the known AWS session token"],
 ]);
 let outputs: RecordedOutput[] = [];
 const optedOut = new WeakSet<object>();

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createShellRunner, parseConfig } from "@autoscaler/shared";
-import { commandEnvironment, parseRunInstancesOutput, summariseOutput } from "./actuator.js";
+import { commandEnvironment, parseRunInstancesOutput, runInstancesOutputWarning, summariseOutput } from "./actuator.js";
 
 const SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const withAws = parseConfig(
@@ -18,9 +18,39 @@ describe("commandEnvironment", () => {
     expect(commandEnvironment(withAws, { kind: "scale_up", count: 2 })).toEqual({
       AWS_ACCESS_KEY_ID: "AKIAEXAMPLE000001",
       AWS_SECRET_ACCESS_KEY: SECRET,
+      AWS_REGION: "eu-west-1",
       AWS_DEFAULT_REGION: "eu-west-1",
       COUNT: "2",
     });
+  });
+  test("what a real command receives: the ini's keys, session token and region (under both names) over the master's own environment", async () => {
+    const temporary = parseConfig(
+      `[aws]
+aws_access_key = ASIAEXAMPLE000002
+aws_secret_key = ${SECRET}
+session_token = FwoGZXIvYXdzEXAMPLETOKEN
+region = us-east-2
+[master]
+token = ${"t".repeat(32)}
+`,
+      "/x/a.ini",
+      { home: "/root" },
+    ).config!;
+    const masterEnv = { PATH: process.env.PATH, AWS_REGION: "eu-central-1", AWS_DEFAULT_REGION: "eu-central-1", AWS_SESSION_TOKEN: "old", AWS_PROFILE: "ops" };
+    const print = 'printf "%s|%s|%s|%s|%s|%s" "$AWS_ACCESS_KEY_ID" "$AWS_SESSION_TOKEN" "$AWS_REGION" "$AWS_DEFAULT_REGION" "$AWS_PROFILE" "$COUNT"';
+    const withKeys = await createShellRunner(masterEnv).run(print, {
+      env: commandEnvironment(temporary, { kind: "scale_up", count: 3 }),
+      cwd: os.tmpdir(),
+      timeoutMs: 5000,
+    });
+    expect(withKeys.stdout).toBe("ASIAEXAMPLE000002|FwoGZXIvYXdzEXAMPLETOKEN|us-east-2|us-east-2|ops|3");
+    // Nothing in the ini: the master's own setup (a profile, its region) reaches the command unchanged.
+    const without = await createShellRunner(masterEnv).run(print, {
+      env: commandEnvironment(withoutAws, { kind: "scale_up", count: 1 }),
+      cwd: os.tmpdir(),
+      timeoutMs: 5000,
+    });
+    expect(without.stdout).toBe("|old|eu-central-1|eu-central-1|ops|1");
   });
   test("without AWS keys in the ini, no AWS variable is set (an instance role applies)", () => {
     expect(commandEnvironment(withoutAws, { kind: "scale_up", count: 1 })).toEqual({ COUNT: "1" });
@@ -109,5 +139,31 @@ describe("summariseOutput", () => {
     expect(out.length).toBe(101);
     expect(out.endsWith("THE ERROR")).toBe(true);
     expect(out.startsWith("…")).toBe(true);
+  });
+});
+
+describe("runInstancesOutputWarning", () => {
+  // `aws ec2 run-instances --output text` prints tab-separated rows such as these (AWS CLI v2).
+  const text = [
+    "123456789012\tr-0123456789abcdef0",
+    "INSTANCES\t0\tx86_64\t\tFalse\tTrue\txen\tami-0abcdef1234567890\ti-0123456789abcdef0\tt3.micro\tweb\t2026-12-05T08:00:00+00:00\tip-10-0-1-21.ec2.internal\t10.0.1.21",
+    "STATE\t0\tpending",
+  ].join("\n");
+  const command = 'aws ec2 run-instances --launch-template LaunchTemplateName=web --count "1:$COUNT"';
+  test.each([
+    ["text output of aws ec2 run-instances", command, text, true],
+    ["table output", command, "-----------------\n|  RunInstances  |\n+----------------+\n", true],
+    [
+      "the JSON it reads",
+      command + " --output json",
+      JSON.stringify({ Instances: [{ InstanceId: "i-0123456789abcdef0", PrivateIpAddress: "10.0.1.21" }] }),
+      false,
+    ],
+    ["nothing printed", command, "", false],
+    ["another command's text (a wrapper script is its own business)", "/etc/autoscaler/launch.sh", text, false],
+  ])("%s: warned %s", (_what, cmd, stdout, warned) => {
+    const message = runInstancesOutputWarning(cmd, stdout, parseRunInstancesOutput(stdout));
+    expect(message !== undefined).toBe(warned);
+    if (message) expect(message).toMatch(/Add --output json to the command/);
   });
 });

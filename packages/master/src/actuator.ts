@@ -12,13 +12,19 @@ export type ScaleAction =
 /**
  * The variables a scale command gets on top of the master's environment: COUNT for a
  * scale-up; INSTANCE_ID, NODE_NAME and NODE_ADDRESS for a scale-down; the AWS variables only
- * when they are set in the ini (otherwise the instance role or the operator's own setup applies).
+ * when they are set in the ini, where they override the master's own environment (otherwise the
+ * instance role or the operator's own setup applies).
  */
 export function commandEnvironment(config: Pick<Config, "aws" | "awsRegion">, action: ScaleAction): Record<string, string> {
   const env: Record<string, string> = {};
   if (config.aws.aws_access_key) env.AWS_ACCESS_KEY_ID = config.aws.aws_access_key;
   if (config.aws.aws_secret_key) env.AWS_SECRET_ACCESS_KEY = config.aws.aws_secret_key;
-  if (config.awsRegion) env.AWS_DEFAULT_REGION = config.awsRegion;
+  if (config.aws.session_token) env.AWS_SESSION_TOKEN = config.aws.session_token;
+  // Both names: the AWS CLI v2 prefers AWS_REGION, the SDKs (and scripts built on them) read only it.
+  if (config.awsRegion) {
+    env.AWS_REGION = config.awsRegion;
+    env.AWS_DEFAULT_REGION = config.awsRegion;
+  }
   if (action.kind === "scale_up") {
     env.COUNT = String(action.count);
     if (action.joinCredential) env.AUTOSCALER_JOIN_CREDENTIAL = action.joinCredential;
@@ -57,6 +63,20 @@ export function parseRunInstancesOutput(stdout: string): LaunchedInstance[] {
     out.push({ instanceId: id, privateAddress: address });
   }
   return out;
+}
+
+/**
+ * Said once when a command that is itself `aws ec2 run-instances` printed something that is not
+ * its JSON (the profile's `output`, or AWS_DEFAULT_OUTPUT, set to text, table or yaml): the
+ * launch then waits for "any new node" instead of its instance ids, and nothing else would say why.
+ */
+export function runInstancesOutputWarning(command: string, stdout: string, instances: readonly LaunchedInstance[]): string | undefined {
+  if (instances.length > 0 || stdout.trim() === "" || !/\baws\s+ec2\s+run-instances\b/.test(command)) return undefined;
+  return (
+    "scale_up_command runs aws ec2 run-instances, but what it printed is not the JSON the master reads instance ids from " +
+    "(is the profile's output, or AWS_DEFAULT_OUTPUT, text, table or yaml?): its nodes are matched as any new node instead. " +
+    "Add --output json to the command"
+  );
 }
 
 /**

@@ -17,7 +17,7 @@ import {
   type Logger,
 } from "@autoscaler/shared";
 import type { HelloMessage } from "@autoscaler/shared/protocol";
-import { commandEnvironment, parseRunInstancesOutput, summariseOutput } from "./actuator.js";
+import { commandEnvironment, parseRunInstancesOutput, runInstancesOutputWarning, summariseOutput } from "./actuator.js";
 import { createDemandStore, type DemandStore } from "./demand-store.js";
 import type { NodeObservation } from "./decide.js";
 import type { EventLog } from "./events.js";
@@ -249,6 +249,8 @@ const ACTIONS = new Set<Effect["kind"]>(["launch", "drain", "terminate"]);
  */
 export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
   const { registry, events, logger, runner, now } = deps;
+  /** `aws ec2 run-instances` printing something other than JSON is said once per master run. */
+  let warnedOutputFormat = false;
   const every = deps.every ?? realEvery;
   // `let`: a SIGHUP swaps in a reloaded config (see `reconfigure`); everything reads these at use.
   let config = deps.config;
@@ -444,6 +446,12 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
             const output = summariseOutput(result.stdout, result.stderr, joinCredential ? [...config.secrets, joinCredential] : config.secrets);
             const ok = result.code === 0;
             const instances = ok ? parseRunInstancesOutput(result.stdout) : [];
+            const notJson = ok && !warnedOutputFormat ? runInstancesOutputWarning(config.machine.scale_up_command, result.stdout, instances) : undefined;
+            if (notJson) {
+              warnedOutputFormat = true;
+              logger.warn(notJson, { event: "run_instances_not_json", launch: effect.id });
+              events.add("run_instances_not_json", notJson);
+            }
             const detail = ok ? `in ${Math.round(result.durationMs)} ms` : `${describeExit(result)}${output ? `: ${output}` : ""}`;
             await dispatch({ type: "launch_finished", id: effect.id, ok, instances, detail });
           })(),

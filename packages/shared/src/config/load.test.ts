@@ -240,6 +240,24 @@ describe("parseConfig refuses", () => {
   test.each([
     ["min_nodes above max_nodes", "[scaling]\nmin_nodes = 5\nmax_nodes = 2", "scaling.min_nodes", /5 is greater than scaling\.max_nodes \(2\)/],
     [
+      "an AWS access key without its secret key",
+      "[aws]\naws_access_key = AKIAEXAMPLE000001",
+      "aws.aws_secret_key",
+      /is empty while aws\.aws_access_key is set; expected both keys, or neither/,
+    ],
+    [
+      "an AWS secret key without its access key",
+      "[aws]\naws_secret_key = wJalrXUtnFEMI/K7MDENG",
+      "aws.aws_access_key",
+      /is empty while aws\.aws_secret_key is set/,
+    ],
+    [
+      "a session token without keys",
+      "[aws]\nsession_token = FwoGZXIvYXdzEXAMPLE",
+      "aws.session_token",
+      /is set without aws\.aws_access_key and aws\.aws_secret_key/,
+    ],
+    [
       "equal thresholds",
       "[scaling]\nscale_up_threshold = 60\nscale_down_threshold = 60",
       "scaling.scale_down_threshold",
@@ -358,6 +376,7 @@ describe("parseConfig never shows a secret", () => {
     ["a token with a continuation line", `[master]\ntoken = ${SECRET}\n  more`, "master.token"],
     ["an aws_secret_key with a continuation line", `[aws]\naws_secret_key = ${SECRET}\n  more`, "aws.aws_secret_key"],
     ["an aws_access_key with a continuation line", `[aws]\naws_access_key = ${SECRET}\n  more`, "aws.aws_access_key"],
+    ["a session_token with a continuation line", `[aws]\nsession_token = ${SECRET}\n  more`, "aws.session_token"],
   ])("not even for %s", (_what, ini, subject) => {
     const result = parse(ini);
     expect(result.errors.map((e) => e.subject)).toEqual([subject]);

@@ -145,7 +145,7 @@ export function parseConfig(text: string, file: string, options: { home?: string
     etcdPrefix: s.cluster.prefix || `/autoscaler/${s.cluster.name}/`,
     policies,
     schedules,
-    secrets: [s.aws.aws_access_key, s.aws.aws_secret_key, s.master.token, s.agent.credential, s.cluster.password].filter(
+    secrets: [s.aws.aws_access_key, s.aws.aws_secret_key, s.aws.session_token, s.master.token, s.agent.credential, s.cluster.password].filter(
       (v) => typeof v === "string" && v !== "",
     ),
   };

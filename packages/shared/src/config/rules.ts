@@ -99,7 +99,26 @@ const clusterPairs: Check = (c, errors) => {
 };
 
 /** Every cross-field rule, in the order their messages print. */
+/** The AWS keys come as a pair (a session token only with both): one alone would fail at the first launch, billed or not. */
+const awsKeysPaired: Check = (c, errors) => {
+  const { aws_access_key: id, aws_secret_key: secret, session_token: token } = c.aws;
+  if ((id === "") !== (secret === "")) {
+    const [set, missing] = id ? ["aws.aws_access_key", "aws.aws_secret_key"] : ["aws.aws_secret_key", "aws.aws_access_key"];
+    errors.push({
+      subject: missing,
+      message: `is empty while ${set} is set; expected both keys, or neither (then the proxy's instance role, AWS_PROFILE or a credential_process applies)`,
+    });
+  }
+  if (token !== "" && (id === "" || secret === "")) {
+    errors.push({
+      subject: "aws.session_token",
+      message: "is set without aws.aws_access_key and aws.aws_secret_key; expected it with both keys of the temporary credentials it belongs to",
+    });
+  }
+};
+
 export const CROSS_FIELD_RULES: readonly Rule[] = [
+  { keys: ["aws.aws_access_key", "aws.aws_secret_key", "aws.session_token"], check: awsKeysPaired },
   { keys: ["scaling.min_nodes", "scaling.max_nodes"], check: minNotAboveMax },
   { keys: ["scaling.scale_down_threshold", "scaling.scale_up_threshold"], check: thresholdsOrdered },
   { keys: ["haproxy.server_line"], check: serverLineHasPlaceholders },

@@ -352,6 +352,8 @@ export const SCHEMA = {
   aws: {
     aws_access_key: text("", { secret: true }),
     aws_secret_key: text("", { secret: true }),
+    /** The third part of temporary credentials (AWS STS): exported as AWS_SESSION_TOKEN. */
+    session_token: text("", { secret: true }),
     region: text(""),
     /** The original tool's name for `region`. */
     aws_default_region: text(""),
