@@ -108,6 +108,13 @@ describe("the original tool's ini loads unchanged", () => {
     expect(written.code, written.stderr).toBe(0);
     expect(await fs.readFile(out, "utf8")).toBe(printed.stdout);
 
+    // --reload with another file: HAProxy would reload its own config, not this one. Refused, nothing written.
+    const other = path.join(dir, "other.cfg");
+    const both = await runCli(["generate", "--output", other, "--reload", "--config", ini]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/--reload cannot go with --output .*other\.cfg: HAProxy reads its own config \(haproxy\.config = /);
+    await expect(fs.access(other)).rejects.toThrow();
+
     expect(await readSystemConfig()).toBe(systemBefore);
   });
 });

@@ -109,14 +109,14 @@ describe("autoscaler install-service", () => {
     // The same file again: nothing to do.
     const again = await runCli(["install-service", "agent", "--unit-dir", dir]);
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout).toContain("already the shipped unit; nothing was written");
+    expect(again.stdout).toContain("already this unit; nothing was written");
 
     // A file changed by hand is kept, byte for byte.
     const edited = (await fs.readFile(unit, "utf8")).replace("RestartSec=5s", "RestartSec=1s");
     await fs.writeFile(unit, edited);
     const refused = await runCli(["install-service", "agent", "--unit-dir", dir]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/exists and differs from the shipped unit; it was left as it was.*--force/);
+    expect(refused.stderr).toMatch(/exists and differs from the unit this would write; it was left as it was.*--force/);
     expect(refused.stdout).toBe("");
     expect(await fs.readFile(unit, "utf8")).toBe(edited);
 
@@ -127,13 +127,33 @@ describe("autoscaler install-service", () => {
     expect((await fs.stat(unit)).mode & 0o777).toBe(0o644);
   });
 
-  test("master prints its own next steps, and says which ini the unit reads when --config names another", async () => {
+  test("with --config, the unit reads that ini (and the master may write its hosts.d); the rest is the shipped unit; a path systemd would misread, or one ProtectHome hides, is refused", async () => {
     const dir = await scope.tempDir("autoscaler-unitdir-");
-    const r = await runCli(["install-service", "master", "--unit-dir", dir, "--config", path.join(dir, "site.ini")]);
+    const ini = path.join(dir, "site", "autoscaler.ini");
+    const r = await runCli(["install-service", "master", "--unit-dir", dir, "--config", ini]);
     expect(r.code, r.stderr).toBe(0);
-    expect((await fs.readFile(path.join(dir, "autoscaler-master.service"))).equals(await shipped("master"))).toBe(true);
+    const written = await fs.readFile(path.join(dir, "autoscaler-master.service"), "utf8");
+    const differs = (a: string, b: string) => a.split("\n").filter((l, i) => l !== b.split("\n")[i]);
+    expect(differs(written, (await shipped("master")).toString("utf8"))).toEqual([
+      `Environment=AUTOSCALER_CONFIG=${ini}`,
+      `ReadWritePaths=-${path.join(dir, "site", "hosts.d")} -/etc/haproxy`,
+    ]);
     expect(r.stdout).toContain("systemctl enable --now autoscaler-master");
-    expect(r.stdout).toContain(`Environment=AUTOSCALER_CONFIG=${path.join(dir, "site.ini")}`);
+    expect(r.stdout).toContain(`The unit reads ${ini}`);
+    // The same for the agent, through AUTOSCALER_CONFIG, in --dry-run; and its next steps name that ini.
+    const agent = await runCli(["install-service", "agent", "--dry-run"], { env: { AUTOSCALER_CONFIG: ini } });
+    expect(agent.code, agent.stderr).toBe(0);
+    expect(differs(agent.stdout, (await shipped("agent")).toString("utf8"))).toEqual([`Environment=AUTOSCALER_CONFIG=${ini}`]);
+    for (const [bad, why] of [
+      [path.join(dir, "my site.ini"), /cannot go into a systemd unit as it is; expected an absolute path of letters, digits/],
+      [path.join(dir, "100%.ini"), /cannot go into a systemd unit as it is/],
+      ["/root/autoscaler.ini", /is under \/root\/, which the unit hides from the service \(ProtectHome=yes\)/],
+    ] as const) {
+      const refused = await runCli(["install-service", "agent", "--unit-dir", dir, "--config", bad]);
+      expect(refused.code, bad).toBe(2);
+      expect(refused.stderr).toMatch(why);
+    }
+    expect(await fs.readdir(dir)).toEqual(["autoscaler-master.service"]); // the refusals wrote nothing
   });
 
   test("a bad or missing role is a usage error (exit 2), a missing unit folder a failure (exit 1); nothing is written", async () => {

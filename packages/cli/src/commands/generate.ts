@@ -65,6 +65,13 @@ export async function runGenerate(io: Io, args: GenerateArgs): Promise<number> {
     return 0;
   }
   const target = args.output ? path.resolve(io.cwd, args.output) : ctx.config.haproxy.config;
+  if (args.reload && target !== ctx.config.haproxy.config) {
+    throw new AutoscalerError(
+      "AUTOSCALER_USAGE",
+      `--reload cannot go with --output ${args.output}: HAProxy reads its own config (haproxy.config = ${ctx.config.haproxy.config}), so a reload would not load ${target}. Write the file without --reload, or leave out --output to write and reload ${ctx.config.haproxy.config}`,
+      { exitCode: 2 },
+    );
+  }
   const settings = applySettingsFromConfig(ctx.config, target);
   const result = await applyHaproxyConfig(
     settings,

@@ -24,8 +24,38 @@ export interface InstallServiceArgs extends GlobalArgs {
   force?: boolean;
 }
 
+/** Folders the units' ProtectHome=yes hides: an ini there cannot be read by the service. */
+const HIDDEN_BY_PROTECT_HOME = ["/home/", "/root/", "/run/user/"];
+
+/**
+ * The unit for the ini at `config`: the shipped bytes when it is the default one; otherwise the
+ * same unit with `AUTOSCALER_CONFIG` set to it and, for the master, its hosts.d writable (the
+ * units run with ProtectSystem=strict). A path systemd would read differently (a space, `%`, a
+ * quote) or one ProtectHome hides is refused.
+ */
+export function unitFor(role: ServiceRole, shipped: string, config: string): string {
+  if (config === UNIT_CONFIG) return shipped;
+  if (!/^\/[A-Za-z0-9/._+@-]+$/.test(config)) {
+    throw new AutoscalerError(
+      "AUTOSCALER_USAGE",
+      `--config ${JSON.stringify(config)} cannot go into a systemd unit as it is; expected an absolute path of letters, digits and / . _ + @ - (no space, %, quote or backslash). Nothing was written`,
+      { exitCode: 2 },
+    );
+  }
+  if (HIDDEN_BY_PROTECT_HOME.some((d) => config.startsWith(d))) {
+    throw new AutoscalerError(
+      "AUTOSCALER_USAGE",
+      `--config ${config} is under ${HIDDEN_BY_PROTECT_HOME.find((d) => config.startsWith(d))}, which the unit hides from the service (ProtectHome=yes); expected an ini outside /home, /root and /run/user, such as ${UNIT_CONFIG}. Nothing was written`,
+      { exitCode: 2 },
+    );
+  }
+  const withConfig = shipped.replace(`Environment=AUTOSCALER_CONFIG=${UNIT_CONFIG}`, `Environment=AUTOSCALER_CONFIG=${config}`);
+  if (role !== "master") return withConfig;
+  return withConfig.replace(/^ReadWritePaths=-\/etc\/autoscaler\/hosts\.d /m, `ReadWritePaths=-${path.join(path.dirname(config), "hosts.d")} `);
+}
+
 /** What to do once the unit is in place. */
-function nextSteps(role: ServiceRole, unitName: string, configNote: string | undefined): string[] {
+function nextSteps(role: ServiceRole, unitName: string, config: string): string[] {
   const service = unitName.replace(/\.service$/, "");
   const steps =
     role === "agent"
@@ -35,7 +65,7 @@ function nextSteps(role: ServiceRole, unitName: string, configNote: string | und
           "  2. The node's private SSH key goes where -i in [haproxy] ssh_command points (default",
           "     /etc/autoscaler/node_key), the proxies' host keys in [haproxy] known_hosts (default",
           "     /etc/autoscaler/known_hosts); the ini and the key stay mode 0600, owned by that user:",
-          `       chown autoscaler: ${UNIT_CONFIG} /etc/autoscaler/node_key`,
+          `       chown autoscaler: ${config} /etc/autoscaler/node_key`,
           "  3. Load and start it:",
           "       systemctl daemon-reload",
           `       systemctl enable --now ${service}`,
@@ -49,7 +79,7 @@ function nextSteps(role: ServiceRole, unitName: string, configNote: string | und
           "  3. Check it: autoscaler status",
         ];
   return [
-    ...(configNote ? [configNote, ""] : []),
+    ...(config === UNIT_CONFIG ? [] : [`The unit reads ${config} (Environment=AUTOSCALER_CONFIG=${config}).`, ""]),
     "Next steps:",
     ...steps,
     "",
@@ -60,7 +90,9 @@ function nextSteps(role: ServiceRole, unitName: string, configNote: string | und
 /** Run `install-service`. */
 export async function runInstallService(io: Io, args: InstallServiceArgs): Promise<number> {
   const unitName = `autoscaler-${args.role}.service`;
-  const unit = await fs.readFile(findAsset(`systemd/${unitName}`));
+  // The ini this command was pointed at (--config, else AUTOSCALER_CONFIG, else the default) is the one the unit reads.
+  const config = resolveConfigPath(args.config, io.env, io.cwd);
+  const unit = Buffer.from(unitFor(args.role, await fs.readFile(findAsset(`systemd/${unitName}`), "utf8"), config), "utf8");
   if (args.dryRun) {
     io.stdout.write(unit.toString("utf8"));
     return 0;
@@ -73,12 +105,12 @@ export async function runInstallService(io: Io, args: InstallServiceArgs): Promi
   });
   let done: string;
   if (existing?.equals(unit)) {
-    done = `${target} is already the shipped unit; nothing was written`;
+    done = `${target} is already this unit; nothing was written`;
   } else {
     if (existing && !args.force) {
       throw new AutoscalerError(
         "AUTOSCALER_EXISTS",
-        `${target} exists and differs from the shipped unit; it was left as it was. Put local changes in a drop-in (systemctl edit autoscaler-${args.role}), or pass --force to replace the file.`,
+        `${target} exists and differs from the unit this would write; it was left as it was. Put local changes in a drop-in (systemctl edit autoscaler-${args.role}), or pass --force to replace the file.`,
       );
     }
     try {
@@ -98,12 +130,6 @@ export async function runInstallService(io: Io, args: InstallServiceArgs): Promi
     done = `wrote ${target} (mode 0644)${existing ? ", replacing a different file" : ""}`;
   }
 
-  // The unit reads the default ini; say so when this command was pointed at another one.
-  const config = resolveConfigPath(args.config, io.env, io.cwd);
-  const configNote =
-    config === UNIT_CONFIG
-      ? undefined
-      : `Note: the unit reads ${UNIT_CONFIG}, not ${config}. To change that, add to its drop-in:\n  [Service]\n  Environment=AUTOSCALER_CONFIG=${config}`;
-  io.stdout.write([done, "", ...nextSteps(args.role, unitName, configNote), ""].join("\n"));
+  io.stdout.write([done, "", ...nextSteps(args.role, unitName, config), ""].join("\n"));
   return 0;
 }
