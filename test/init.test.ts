@@ -2,7 +2,10 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { afterEach, expect, test } from "vitest";
-import { runCli, Scope, snapshotDir } from "./helpers/process.js";
+import { startDaemon } from "./helpers/cluster.js";
+import { makeInstallation, startHaproxy } from "./helpers/haproxy.js";
+import { freePort, runCli, Scope, sleep, snapshotDir, waitFor } from "./helpers/process.js";
+import { status } from "./helpers/status.js";
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
@@ -79,4 +82,34 @@ test("init --set scaling.min_nodes=5 --set scaling.max_nodes=2 exits 78 and writ
   expect(r.stderr).toMatch(/scaling\.min_nodes.*5.*max_nodes/);
   expect(r.stderr).toMatch(/nothing was written/);
   expect(await snapshotDir(dir)).toEqual({});
+});
+
+test("a fresh init launches nothing: the shipped scale_up_command is empty, and the master's first line says so and how to start scaling", async () => {
+  // The shipped ini, as init writes it: no launch command.
+  const dir = await scope.tempDir();
+  const fresh = await runCli(["init", "--config", path.join(dir, "autoscaler.ini")]);
+  expect(fresh.code, fresh.stderr).toBe(0);
+  expect(fresh.stdout).toMatch(/scale_up_command is empty, so nothing is launched until you set it/);
+  expect(await fs.readFile(path.join(dir, "autoscaler.ini"), "utf8")).toMatch(/^scale_up_command =\s*$/m);
+
+  // A master on such an installation (folder paths, loopback), with min_nodes = 1 and no backend:
+  // it would launch at once if it had a command; it runs nothing and says why, first.
+  const inst = await makeInstallation(scope, [
+    `master.listen=127.0.0.1:${await freePort()}`,
+    `master.metrics_listen=127.0.0.1:${await freePort()}`,
+    "master.interval=0.2",
+    "scaling.min_nodes=1",
+  ]);
+  expect((await inst.cli("generate")).code).toBe(0);
+  await startHaproxy(scope, inst);
+  const master = startDaemon(scope, ["master", "--config", inst.ini]);
+  await master.waitForLog(/master started/, 15_000);
+  const first = master.log().split("\n")[0]!;
+  expect(first).toMatch(/\[machine\] scale_up_command is empty: this master launches nothing \(a hot cluster and min_nodes = 1 are only reported\)/);
+  expect(first).toMatch(/then: systemctl reload autoscaler-master/);
+  await waitFor("a few decisions", async () => ((await status(inst)).last_decision ? true : undefined), 10_000, 100);
+  await sleep(1000);
+  const s = await status(inst);
+  expect(s.actions.launches).toBe(0);
+  expect(s.last_decision?.reason).toMatch(/scale-up is off \(no scale_up_command\)/);
 });

@@ -101,6 +101,13 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
   const { logger, now } = deps;
   // `let`: `reconfigure` (SIGHUP) swaps in a reloaded config; every closure below reads it at use.
   let config = initialConfig;
+  // First, what this master will do about capacity: a fresh `init` launches nothing until told how.
+  if (config.machine.scale_up_command.trim() === "") {
+    logger.info(
+      `[machine] scale_up_command is empty: this master launches nothing (a hot cluster and min_nodes = ${config.scaling.min_nodes} are only reported). To start scaling, set it in ${config.file} (the ini init writes has an AWS example, commented out), then: systemctl reload autoscaler-master (or kill -HUP the master)`,
+      { event: "no_launch_command", key: "machine.scale_up_command" },
+    );
+  }
   const store = createHostsStore(config.hostsDir);
   await fs.mkdir(config.master.state_dir, { recursive: true, mode: 0o700 });
   await fs.mkdir(config.hostsDir, { recursive: true });

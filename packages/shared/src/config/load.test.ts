@@ -172,6 +172,9 @@ describe("parseConfig reads the shipped default ini", () => {
     expect(c.haproxy.runtime_socket).toBe("/run/haproxy/admin.sock");
     expect({ ...c.haproxy, ssh_command: "", runtime_socket: "" }).toEqual(defaults.haproxy);
     expect(c.ssh).toEqual({ user: "autoscaler", identityFile: "/etc/autoscaler/node_key", port: 22 });
+    // A fresh installation launches nothing until the operator sets the command (the AWS one is a comment).
+    expect(c.machine.scale_up_command).toBe("");
+    expect(text).toMatch(/^;\s+scale_up_command = aws ec2 run-instances .*--count "1:\$COUNT" --output json$/m);
   });
 });
 
