@@ -113,3 +113,35 @@ test("a fresh init launches nothing: the shipped scale_up_command is empty, and 
   expect(s.actions.launches).toBe(0);
   expect(s.last_decision?.reason).toMatch(/scale-up is off \(no scale_up_command\)/);
 });
+
+test("pause before the master's first start is recorded in state_dir: the master starts paused and launches nothing until resume", async () => {
+  const cloud = await scope.tempDir("autoscaler-paused-cloud-");
+  const runs = path.join(cloud, "runs.log");
+  const inst = await makeInstallation(scope, [
+    `master.listen=127.0.0.1:${await freePort()}`,
+    `master.metrics_listen=127.0.0.1:${await freePort()}`,
+    "master.interval=0.2",
+    "scaling.min_nodes=1",
+    `machine.scale_up_command=echo "COUNT=$COUNT" >> ${runs}`,
+  ]);
+  const paused = await inst.cli("pause");
+  expect(paused.code, paused.stderr).toBe(0);
+  expect(paused.stdout).toMatch(/no master is running: recorded in .*state\.json; the master starts paused/);
+  expect(await fs.readdir(inst.stateDir)).toEqual(["state.json"]); // the control socket it held is gone
+  expect((await fs.stat(path.join(inst.stateDir, "state.json"))).mode & 0o777).toBe(0o600);
+
+  expect((await inst.cli("generate")).code).toBe(0);
+  await startHaproxy(scope, inst);
+  const master = startDaemon(scope, ["master", "--config", inst.ini]);
+  await master.waitForLog(/master started/, 15_000);
+  await waitFor("a few decisions", async () => ((await status(inst)).last_decision ? true : undefined), 10_000, 100);
+  await sleep(1000);
+  expect((await status(inst)).paused).toBe(true);
+  expect(await fs.readFile(runs, "utf8").catch(() => "")).toBe("");
+
+  // With the master running, resume goes through it, and min_nodes is kept at once.
+  const resumed = await inst.cli("resume");
+  expect(resumed.code, resumed.stderr).toBe(0);
+  expect(resumed.stdout).toMatch(/automatic scaling is on again/);
+  await waitFor("the min_nodes launch", async () => ((await fs.readFile(runs, "utf8").catch(() => "")).includes("COUNT=1") ? true : undefined), 10_000, 100);
+});

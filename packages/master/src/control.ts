@@ -5,6 +5,7 @@
 import { promises as fs } from "node:fs";
 import net from "node:net";
 import { errnoCode } from "@autoscaler/shared";
+import { createStateStore } from "./state-store.js";
 
 /** The control socket's path inside a state_dir. */
 export function controlSocketPath(stateDir: string): string {
@@ -104,4 +105,26 @@ export function callControl(path: string, request: { cmd: string; [k: string]: u
       }
     });
   });
+}
+
+/**
+ * `pause` or `resume` with no master running (before the first start, say): state.json is
+ * rewritten while this process holds the control socket, so no master starts on this state_dir
+ * meanwhile (one that tries finds it in use and exits; its service restarts it). The master
+ * reads the flag at start. Returns whether anything changed.
+ */
+export async function setPausedWithoutMaster(stateDir: string, paused: boolean): Promise<boolean> {
+  await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const server = await startControlServer(controlSocketPath(stateDir), () =>
+    Promise.reject(new Error("autoscaler pause or resume is rewriting state.json (no master runs yet); try again")),
+  );
+  try {
+    const store = createStateStore(stateDir);
+    const state = await store.load();
+    if (state.paused === paused) return false;
+    await store.save({ ...state, paused });
+    return true;
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
 }

@@ -1,5 +1,5 @@
 export { startMaster, type MasterDeps, type RunningMaster } from "./master.js";
-export { callControl, controlSocketPath } from "./control.js";
+export { callControl, controlSocketPath, setPausedWithoutMaster } from "./control.js";
 export { createRegistry, type Registry, type NodeRecord } from "./registry.js";
 export { resolveRole, type Role } from "./role.js";
 export { buildStatus, windowAverage, type MasterStatus, type NodeStatus } from "./status.js";
