@@ -8,6 +8,7 @@ import { promises as fs } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { freePort, runCli, waitFor, type Scope } from "./process.js";
+import { localTemplate } from "../../packages/cli/src/local.js";
 import { KNOWN_AWS_SETTINGS, registerSecret } from "./secrets.js";
 
 /** A test installation: its folder, ini, and the port HAProxy's frontend listens on. */
@@ -69,17 +70,9 @@ export async function makeInstallation(scope: Scope, extraSettings: string[] = [
   };
 }
 
-/** The shipped template with only what a test machine needs changed: the bind port, chroot/user/log, the admin socket and server-state file paths. */
+/** The shipped template with only what a test machine needs changed, as `init --local` does it (packages/cli/src/local.ts): the bind port, chroot/user/log, the admin socket and server-state file paths. */
 export async function adaptTemplateForTest(file: string, port: number, dir: string): Promise<void> {
-  const text = await fs.readFile(file, "utf8");
-  const adapted = text
-    .replace(/^(\s*)bind :80\s*$/m, `$1bind 127.0.0.1:${port}`)
-    .replace(/^\s*(chroot|user|group) .*\n/gm, "")
-    .replace(/^\s*log \/dev\/log.*\n/m, "")
-    .replace(/stats socket \/run\/haproxy\/admin\.sock/, `stats socket ${path.join(dir, "admin.sock")}`)
-    .replace(/server-state-file \/var\/lib\/autoscaler\/haproxy-server-state/, `server-state-file ${path.join(dir, "haproxy-server-state")}`);
-  if (adapted === text) throw new Error("the shipped template no longer has the lines tests adapt");
-  await fs.writeFile(file, adapted);
+  await fs.writeFile(file, localTemplate(await fs.readFile(file, "utf8"), port, dir));
 }
 
 /** Start HAProxy in master-worker mode on the installation's haproxy.cfg (which must exist); returns once it serves and its master CLI answers. */

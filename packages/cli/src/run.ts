@@ -28,6 +28,13 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
         y
           .option("force", { type: "boolean", default: false, describe: "overwrite an existing ini and template (hosts.d is never touched)" })
           .option("set", { type: "string", array: true, describe: "section.key=value to write into the new ini (repeatable)", requiresArg: true })
+          .option("local", {
+            type: "string",
+            describe: "write a whole installation in DIR that runs as it is on this machine, as any user (loopback, sockets and state in DIR)",
+            requiresArg: true,
+          })
+          .option("port", { type: "number", describe: "with --local: HAProxy's frontend port on 127.0.0.1 (default 8080)", requiresArg: true })
+          .example("$0 init --local ./try", "a one-machine installation in ./try; it prints how to start HAProxy on it")
           .example("$0 init", "write /etc/autoscaler/autoscaler.ini and its neighbours")
           .example("$0 init --config ./demo/autoscaler.ini --set haproxy.config=haproxy.cfg", "a whole installation in one folder"),
       (argv) => setAction(async () => (await import("./commands/init.js")).runInit(io, withGlobals(argv))),

@@ -5,6 +5,9 @@ import path from "node:path";
 import {
   AutoscalerError,
   EXIT_CONFIG,
+  createHostsStore,
+  renderFromFiles,
+  type Config,
   FAMILY_SCHEMA,
   SCHEMA,
   errnoCode,
@@ -15,6 +18,7 @@ import {
   writeFileAtomic,
 } from "@autoscaler/shared";
 import { findAsset } from "../assets.js";
+import { LOCAL_SETTINGS, localHaproxyCommand, localTemplate, portFree } from "../local.js";
 import type { GlobalArgs } from "../context.js";
 import type { Io } from "../io.js";
 
@@ -22,6 +26,27 @@ import type { Io } from "../io.js";
 export interface InitArgs extends GlobalArgs {
   force?: boolean;
   set?: string[];
+  /** `--local DIR`: a whole installation in DIR that runs as it is on this machine (local.ts). */
+  local?: string;
+  /** With --local: HAProxy's frontend port on 127.0.0.1 (default 8080). */
+  port?: number;
+}
+
+/** The folder, ini and frontend port of `init --local`; refuses what cannot work, before anything is written. */
+async function localInstallation(io: Io, args: InitArgs): Promise<{ dir: string; file: string; port: number }> {
+  if (args.config)
+    throw new AutoscalerError("AUTOSCALER_USAGE", "--local DIR writes DIR/autoscaler.ini; expected --local or --config, not both", { exitCode: 2 });
+  const port = args.port ?? 8080;
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new AutoscalerError("AUTOSCALER_USAGE", `--port ${String(args.port)} is not valid; expected a port from 1 to 65535`, { exitCode: 2 });
+  if (!(await portFree(port)))
+    throw new AutoscalerError(
+      "AUTOSCALER_USAGE",
+      `127.0.0.1:${port} is in use, so HAProxy could not listen there; nothing was written. Pass --port N with a free port for HAProxy's frontend`,
+      { exitCode: 2 },
+    );
+  const dir = path.resolve(io.cwd, args.local!);
+  return { dir, file: path.join(dir, "autoscaler.ini"), port };
 }
 
 /** Parse `section.key=value`; refuses keys the schema does not know. */
@@ -59,13 +84,14 @@ async function exists(file: string): Promise<boolean> {
 
 /** Run `init`. Validates the whole new ini before writing anything. */
 export async function runInit(io: Io, args: InitArgs): Promise<number> {
-  const file = resolveConfigPath(args.config, io.env, io.cwd);
+  const local = args.local !== undefined ? await localInstallation(io, args) : undefined;
+  const file = local?.file ?? resolveConfigPath(args.config, io.env, io.cwd);
   if (!args.force && (await exists(file))) {
     throw new AutoscalerError("AUTOSCALER_EXISTS", `${file} already exists; it was left as it was. Pass --force to overwrite it (hosts.d is never touched).`);
   }
   let text = await fs.readFile(findAsset("autoscaler.ini"), "utf8");
   text = setIniValue(text, "master", "token", randomBytes(32).toString("base64url"));
-  for (const s of args.set ?? []) {
+  for (const s of [...(local ? LOCAL_SETTINGS : []), ...(args.set ?? [])]) {
     const { section, key, value } = parseSetting(s);
     text = setIniValue(text, section, key, value);
   }
@@ -86,9 +112,11 @@ export async function runInit(io: Io, args: InitArgs): Promise<number> {
     templateNote = `kept the existing template ${config.haproxy.template}`;
   } else {
     await fs.mkdir(path.dirname(config.haproxy.template), { recursive: true });
-    await writeFileAtomic(config.haproxy.template, await fs.readFile(findAsset("haproxy.cfg.tmpl")), { mode: 0o644 });
-    templateNote = `wrote the HAProxy template ${config.haproxy.template}`;
+    const shipped = await fs.readFile(findAsset("haproxy.cfg.tmpl"), "utf8");
+    await writeFileAtomic(config.haproxy.template, local ? localTemplate(shipped, local.port, local.dir) : shipped, { mode: 0o644 });
+    templateNote = `wrote the HAProxy template ${config.haproxy.template}${local ? ` (frontend on 127.0.0.1:${local.port}, sockets in the folder)` : ""}`;
   }
+  if (local) return localDone(io, config, file, templateNote);
   const flag = args.config ? ` --config ${file}` : "";
   io.stdout.write(
     [
@@ -103,6 +131,30 @@ export async function runInit(io: Io, args: InitArgs): Promise<number> {
       `  2. Add the backends you already run:   autoscaler add-host 10.0.0.5 8080${flag}`,
       `  3. Render, check and reload HAProxy:  autoscaler generate --reload${flag}`,
       `  4. Check the whole config any time:   autoscaler check-config${flag}`,
+      "",
+    ].join("\n"),
+  );
+  return 0;
+}
+
+/** `init --local`: render haproxy.cfg once (no backend yet), then say how to start HAProxy and add a backend. */
+async function localDone(io: Io, config: Config, file: string, templateNote: string): Promise<number> {
+  await writeFileAtomic(config.haproxy.config, await renderFromFiles(config, createHostsStore(config.hostsDir)), { mode: 0o644 });
+  const dir = path.dirname(file);
+  const port = /^\s*bind 127\.0\.0\.1:(\d+)\s*$/m.exec(await fs.readFile(config.haproxy.template, "utf8"))?.[1] ?? "?";
+  io.stdout.write(
+    [
+      `wrote ${file} (mode 0600, with a new random [master] token): everything in ${dir}`,
+      `created ${config.hostsDir}/`,
+      templateNote,
+      `wrote ${config.haproxy.config} (no backend yet)`,
+      "",
+      "Next steps (any user; nothing outside the folder is touched):",
+      `  1. Start HAProxy on it:   ${localHaproxyCommand(dir)}`,
+      `  2. Add a backend:         autoscaler add-host 127.0.0.1 8081 --config ${file}`,
+      `  3. Send a request:        curl http://127.0.0.1:${port}/`,
+      `  4. Run the master:        autoscaler master --config ${file}`,
+      `  Stop HAProxy with:        kill $(cat ${path.join(dir, "haproxy.pid")})`,
       "",
     ].join("\n"),
   );

@@ -14,6 +14,7 @@ import os from "node:os";
 import path from "node:path";
 import type { MasterStatus } from "@autoscaler/master";
 import type { Io } from "../io.js";
+import { LOCAL_SETTINGS, localTemplate } from "../local.js";
 import { freePort, listDemoNodes, stopPids, writeCloudConfig } from "./node-launcher.js";
 import { makeKeyPair, sshdUnusable, startEmbedded, startSshd, stopChild, waitListening, type SshEndpoint } from "./ssh-endpoint.js";
 import { renderFrame, type DemoView } from "./view.js";
@@ -44,19 +45,6 @@ function cli(cliPath: string, args: string[]): string {
   const r = spawnSync(process.execPath, [cliPath, ...args], { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`autoscaler ${args[0]} failed: ${(r.stderr || r.stdout).trim()}`);
   return r.stdout;
-}
-
-/** The shipped template made to run unprivileged on loopback: frontend port, no chroot/user switch/syslog, sockets in the folder. */
-async function adaptTemplate(file: string, frontendPort: number, dir: string): Promise<void> {
-  const text = await fs.readFile(file, "utf8");
-  await fs.writeFile(
-    file,
-    text
-      .replace(/^(\s*)bind :80\s*$/m, `$1bind 127.0.0.1:${frontendPort}`)
-      .replace(/^\s*(chroot|user|group) .*\n/gm, "")
-      .replace(/^\s*log \/dev\/log.*\n/m, "")
-      .replace(/stats socket \/run\/haproxy\/admin\.sock/, `stats socket ${path.join(dir, "admin.sock")}`),
-  );
 }
 
 async function getJson<T>(url: string): Promise<T | undefined> {
@@ -197,16 +185,12 @@ export async function runDemo(io: Io, options: DemoOptions): Promise<number> {
     const launch = `${shellQuote(process.execPath)} ${shellQuote(cliPath)} demo-node launch ${shellQuote(dir)}`;
     const terminate = `${shellQuote(process.execPath)} ${shellQuote(cliPath)} demo-node terminate ${shellQuote(dir)}`;
     const settings = [
+      // A one-folder installation as `init --local` makes it (its nodes are on loopback too)...
+      ...LOCAL_SETTINGS,
+      // ...whose agents come through the demo's SSH endpoint.
       `haproxy.servers=127.0.0.1:${sshPort}`,
-      "haproxy.config=haproxy.cfg",
-      "haproxy.master_socket=master.sock",
-      "haproxy.runtime_socket=admin.sock",
-      "haproxy.reload_command=kill -USR2 $(cat haproxy.pid)",
       `master.listen=127.0.0.1:${masterPort}`,
       `master.metrics_listen=127.0.0.1:${metricsPort}`,
-      "master.state_dir=state",
-      // The demo's nodes are on loopback, which is never a backend unless listed.
-      "master.node_networks=127.0.0.0/8",
       "master.interval=0.5",
       `machine.scale_up_command=${launch}`,
       `machine.scale_down_command=${terminate}`,
@@ -225,7 +209,8 @@ export async function runDemo(io: Io, options: DemoOptions): Promise<number> {
     ];
     cli(cliPath, ["init", "--config", ini, ...settings.flatMap((s) => ["--set", s])]);
     const token = /^token = (.+)$/m.exec(await fs.readFile(ini, "utf8"))![1]!;
-    await adaptTemplate(path.join(dir, "haproxy.cfg.tmpl"), frontendPort, dir);
+    const template = path.join(dir, "haproxy.cfg.tmpl");
+    await fs.writeFile(template, localTemplate(await fs.readFile(template, "utf8"), frontendPort, dir));
     cli(cliPath, ["generate", "--config", ini]);
 
     // Children run in their own process groups, so a Ctrl-C reaches only the demo, which then
