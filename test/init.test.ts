@@ -59,6 +59,27 @@ test("init --force rewrites the ini and leaves hosts.d entries alone", async () 
   expect((await fs.stat(ini)).mode & 0o777).toBe(0o600);
   expect(await fs.readdir(path.join(dir, "hosts.d"))).toEqual(["web-1.json"]);
   expect(await fs.readFile(entry, "utf8")).toBe(entryBefore);
+  // It says what it replaced and what it kept.
+  expect(r.stdout).toMatch(new RegExp(`^replaced ${ini} \\(mode 0600`, "m"));
+  expect(r.stdout).toMatch(/^kept .*hosts\.d\/ as it was \(1 entry; init never touches it\)$/m);
+  expect(r.stdout).toMatch(/^kept the template .*haproxy\.cfg\.tmpl: it is already the shipped one$/m);
+});
+
+test("init --force keeps an edited template as a .bak before it replaces it, and says so; without --force the template is kept", async () => {
+  const dir = await scope.tempDir();
+  const ini = path.join(dir, "autoscaler.ini");
+  const template = path.join(dir, "haproxy.cfg.tmpl");
+  expect((await runCli(["init", "--config", ini])).code).toBe(0);
+  const edited = (await fs.readFile(template, "utf8")) + "\n# an operator's edit\n";
+  await fs.writeFile(template, edited);
+
+  const forced = await runCli(["init", "--force", "--config", ini]);
+  expect(forced.code, forced.stderr).toBe(0);
+  const bak = /your version is kept as (\S+\.bak)$/m.exec(forced.stdout)?.[1];
+  expect(bak, forced.stdout).toBeDefined();
+  expect(forced.stdout).toMatch(/^replaced the HAProxy template .*haproxy\.cfg\.tmpl; your version is kept as/m);
+  expect(await fs.readFile(bak!, "utf8")).toBe(edited);
+  expect(await fs.readFile(template, "utf8")).not.toContain("an operator's edit");
 });
 
 test("init --set with an unknown key exits 2 and writes nothing", async () => {

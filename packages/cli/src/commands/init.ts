@@ -13,6 +13,7 @@ import {
   errnoCode,
   formatProblem,
   parseConfig,
+  readIfExists,
   resolveConfigPath,
   setIniValue,
   writeFileAtomic,
@@ -82,6 +83,27 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
+/**
+ * Write the template unless one is there (without --force it is kept). With --force an edited
+ * template is kept beside as `<template>.<time>.bak` before it is replaced; one that is already
+ * what would be written is left alone. Returns the line that says which.
+ */
+async function writeTemplate(file: string, text: string, force: boolean, local: { port: number } | undefined): Promise<string> {
+  const old = await readIfExists(file);
+  if (old && !force) return `kept the existing template ${file} (pass --force to replace it; an edited one is then kept as a .bak)`;
+  if (old?.toString("utf8") === text) return `kept the template ${file}: it is already the shipped one`;
+  let backup = "";
+  if (old) {
+    const bak = `${file}.${new Date().toISOString().replace(/[:.]/g, "-")}.bak`;
+    await writeFileAtomic(bak, old, { mode: 0o644 });
+    backup = `; your version is kept as ${bak}`;
+  }
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await writeFileAtomic(file, text, { mode: 0o644 });
+  const where = local ? ` (frontend on 127.0.0.1:${local.port}, sockets in the folder)` : "";
+  return `${old ? "replaced" : "wrote"} the HAProxy template ${file}${where}${backup}`;
+}
+
 /** Run `init`. Validates the whole new ini before writing anything. */
 export async function runInit(io: Io, args: InitArgs): Promise<number> {
   const local = args.local !== undefined ? await localInstallation(io, args) : undefined;
@@ -103,25 +125,30 @@ export async function runInit(io: Io, args: InitArgs): Promise<number> {
     });
   }
   const config = parsed.config;
-  const templateExists = await exists(config.haproxy.template);
+  const iniExisted = await exists(file);
+  const hostsBefore = await fs.readdir(config.hostsDir).catch(() => undefined);
   await fs.mkdir(path.dirname(file), { recursive: true });
   await writeFileAtomic(file, text, { mode: 0o600, forceMode: true });
   await fs.mkdir(config.hostsDir, { recursive: true });
-  let templateNote: string;
-  if (templateExists && !args.force) {
-    templateNote = `kept the existing template ${config.haproxy.template}`;
-  } else {
-    await fs.mkdir(path.dirname(config.haproxy.template), { recursive: true });
-    const shipped = await fs.readFile(findAsset("haproxy.cfg.tmpl"), "utf8");
-    await writeFileAtomic(config.haproxy.template, local ? localTemplate(shipped, local.port, local.dir) : shipped, { mode: 0o644 });
-    templateNote = `wrote the HAProxy template ${config.haproxy.template}${local ? ` (frontend on 127.0.0.1:${local.port}, sockets in the folder)` : ""}`;
-  }
-  if (local) return localDone(io, config, file, templateNote);
+  const shipped = await fs.readFile(findAsset("haproxy.cfg.tmpl"), "utf8");
+  const templateNote = await writeTemplate(
+    config.haproxy.template,
+    local ? localTemplate(shipped, local.port, local.dir) : shipped,
+    Boolean(args.force),
+    local,
+  );
+  const iniNote = `${iniExisted ? "replaced" : "wrote"} ${file} (mode 0600, with a new random [master] token)`;
+  const entries = (hostsBefore ?? []).filter((f) => f.endsWith(".json")).length;
+  const hostsNote =
+    hostsBefore === undefined
+      ? `created ${config.hostsDir}/`
+      : `kept ${config.hostsDir}/ as it was (${entries} entr${entries === 1 ? "y" : "ies"}; init never touches it)`;
+  if (local) return localDone(io, config, file, [iniNote, hostsNote, templateNote]);
   const flag = args.config ? ` --config ${file}` : "";
   io.stdout.write(
     [
-      `wrote ${file} (mode 0600, with a new random [master] token)`,
-      `created ${config.hostsDir}/`,
+      iniNote,
+      hostsNote,
       templateNote,
       "",
       "Next steps:",
@@ -138,16 +165,14 @@ export async function runInit(io: Io, args: InitArgs): Promise<number> {
 }
 
 /** `init --local`: render haproxy.cfg once (no backend yet), then say how to start HAProxy and add a backend. */
-async function localDone(io: Io, config: Config, file: string, templateNote: string): Promise<number> {
+async function localDone(io: Io, config: Config, file: string, notes: string[]): Promise<number> {
   await writeFileAtomic(config.haproxy.config, await renderFromFiles(config, createHostsStore(config.hostsDir)), { mode: 0o644 });
   const dir = path.dirname(file);
   const port = /^\s*bind 127\.0\.0\.1:(\d+)\s*$/m.exec(await fs.readFile(config.haproxy.template, "utf8"))?.[1] ?? "?";
   io.stdout.write(
     [
-      `wrote ${file} (mode 0600, with a new random [master] token): everything in ${dir}`,
-      `created ${config.hostsDir}/`,
-      templateNote,
-      `wrote ${config.haproxy.config} (no backend yet)`,
+      ...notes,
+      `wrote ${config.haproxy.config} (no backend yet); everything is in ${dir}`,
       "",
       "Next steps (any user; nothing outside the folder is touched):",
       `  1. Start HAProxy on it:   ${localHaproxyCommand(dir)}`,
