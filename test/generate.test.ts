@@ -65,6 +65,19 @@ test("a template without $SERVERS: generate exits 78 and haproxy.cfg stays byte-
   expect(await snapshotDir(inst.dir)).toEqual(before);
 });
 
+test("check-config --json on a bad ini prints the problems as JSON on stdout (exit 78), with an unknown key's hint beside the error", async () => {
+  const inst = await installationWithOneHost();
+  await fs.appendFile(inst.ini, "\n[scaling]\nmin_nodez = 3\nmin_nodes = 9\nmax_nodes = 2\n");
+  const r = await inst.cli("check-config", "--json");
+  expect(r.code).toBe(78);
+  const out = JSON.parse(r.stdout) as { ok: boolean; code: string; problems: string[] };
+  expect(out).toMatchObject({ ok: false, code: "AUTOSCALER_CONFIG_INVALID" });
+  expect(out.problems).toContainEqual(expect.stringMatching(/^scaling\.min_nodes: 9 is greater than scaling\.max_nodes \(2\)/));
+  expect(out.problems).toContainEqual(expect.stringMatching(/^warning: scaling\.min_nodez: unknown key on line \d+, ignored \(did you mean "min_nodes"\?\)/));
+  // The same words for a person, on stderr.
+  expect(r.stderr).toMatch(/did you mean "min_nodes"/);
+});
+
 test("a hand-edited hosts.d file with bad JSON: generate exits 1 naming the file and haproxy.cfg stays byte-identical", async () => {
   const inst = await installationWithOneHost();
   await fs.writeFile(path.join(inst.dir, "hosts.d", "web-9.json"), '{"address": "10.0.0.9", "port": 80,\n');

@@ -89,7 +89,11 @@ test("init --set with an unknown key exits 2 and writes nothing", async () => {
   const r = await runCli(["init", "--config", ini, "--set", "scaling.max_nodez=4"]);
 
   expect(r.code).toBe(2);
-  expect(r.stderr).toMatch(/scaling\.max_nodez: no such setting/);
+  expect(r.stderr).toMatch(/scaling\.max_nodez: no such setting \(did you mean "max_nodes"\?\)/);
+  expect(await snapshotDir(dir)).toEqual({});
+  const section = await runCli(["init", "--config", ini, "--set", "scalng.max_nodes=4"]);
+  expect(section.code).toBe(2);
+  expect(section.stderr).toMatch(/scalng\.max_nodes: no such setting \(did you mean "scaling"\?\)/);
   expect(await snapshotDir(dir)).toEqual({});
 });
 

@@ -43,8 +43,15 @@ export async function reloadMasterConfig(io: Io, file: string, master: RunningMa
     loaded = await loadConfig(file, { home: io.env.HOME });
   } catch (err) {
     const details = err instanceof AutoscalerError ? err.details : [];
-    for (const problem of details) logger.error(problem, { event: "config_reload_refused", file });
-    logger.error(`${(err as Error).message.replace(/:$/, "")}; keeping the running config`, { event: "config_reload_refused", file, problems: details.length });
+    // loadConfig lists the problems, then the warnings ("warning: …"), which may explain them.
+    const problems = details.filter((d) => !d.startsWith("warning: "));
+    for (const problem of problems) logger.error(problem, { event: "config_reload_refused", file });
+    for (const warning of details.filter((d) => d.startsWith("warning: "))) logger.warn(warning.slice("warning: ".length), { file });
+    logger.error(`${(err as Error).message.replace(/:$/, "")}; keeping the running config`, {
+      event: "config_reload_refused",
+      file,
+      problems: problems.length,
+    });
     return false;
   }
   for (const s of loaded.config.secrets) if (!secrets.includes(s)) secrets.push(s);

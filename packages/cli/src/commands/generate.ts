@@ -12,6 +12,7 @@ import {
   readHosts,
   readTemplate,
   renderFromFiles,
+  resolveConfigPath,
   renderHaproxyConfig,
   type ApplyResult,
   type Config,
@@ -95,6 +96,21 @@ export interface CheckConfigArgs extends CheckSshdArgs {
  */
 export async function runCheckConfig(io: Io, args: CheckConfigArgs): Promise<number> {
   if (args.sshd) return runCheckSshd(io, args);
+  if (!args.json) return checkConfig(io, args);
+  // --json: a failed check is JSON on stdout too (the same words stay on stderr, and the exit code).
+  try {
+    return await checkConfig(io, args);
+  } catch (err) {
+    if (err instanceof AutoscalerError)
+      io.stdout.write(
+        JSON.stringify({ ok: false, config: resolveConfigPath(args.config, io.env, io.cwd), code: err.code, message: err.message, problems: err.details }) +
+          "\n",
+      );
+    throw err;
+  }
+}
+
+async function checkConfig(io: Io, args: CheckConfigArgs): Promise<number> {
   const ctx = await loadContext(io, args);
   const template = await readTemplate(ctx.config);
   const hosts = await readHosts(ctx.store);

@@ -16,6 +16,7 @@ import {
   readIfExists,
   resolveConfigPath,
   setIniValue,
+  suggest,
   writeFileAtomic,
 } from "@autoscaler/shared";
 import { findAsset } from "../assets.js";
@@ -64,7 +65,8 @@ export function parseSetting(text: string): { section: string; key: string; valu
   const family = /^(policy|schedule):/.exec(section)?.[1] as keyof typeof FAMILY_SCHEMA | undefined;
   const known = family ? FAMILY_SCHEMA[family] : (SCHEMA as Record<string, Record<string, unknown>>)[section];
   if (!known || !(key in known)) {
-    throw new AutoscalerError("AUTOSCALER_USAGE", `--set ${section}.${key}: no such setting; expected one of the keys in the README's ini reference`, {
+    const hint = known ? suggest(key, Object.keys(known)) : suggest(section, Object.keys(SCHEMA));
+    throw new AutoscalerError("AUTOSCALER_USAGE", `--set ${section}.${key}: no such setting${hint}; expected one of the keys in the README's ini reference`, {
       exitCode: 2,
     });
   }

@@ -77,7 +77,8 @@ function editDistance(a: string, b: string): number {
   return d[a.length]![b.length]!;
 }
 
-function suggest(word: string, candidates: string[]): string {
+/** ` (did you mean "X"?)` for the closest candidate within two edits, else "". */
+export function suggest(word: string, candidates: string[]): string {
   const best = candidates
     .map((c) => ({ c, d: editDistance(word, c) }))
     .filter((x) => x.d <= 2)
@@ -248,9 +249,10 @@ export async function loadConfig(file: string, options: { home?: string } = {}):
   }
   if (!result.config) {
     const lines = result.errors.map(formatProblem);
+    // The warnings too: an unknown key's "did you mean" is often the cause of an error beside it.
     throw new AutoscalerError("AUTOSCALER_CONFIG_INVALID", `config ${file} has ${lines.length} problem${lines.length === 1 ? "" : "s"}:`, {
       exitCode: EXIT_CONFIG,
-      details: lines,
+      details: [...lines, ...result.warnings.map((w) => `warning: ${formatProblem(w)}`)],
     });
   }
   return { config: result.config, warnings: result.warnings };
