@@ -52,6 +52,27 @@ test("a misspelt keyword in the template's backend: generate exits 1 with HAProx
   expect(await snapshotDir(inst.dir)).toEqual(before);
 });
 
+test("add-host refused by HAProxy's check tells a fault of the new host from one of the template, and leaves hosts.d as it was", async () => {
+  const inst = await installationWithOneHost();
+  const hosts = path.join(inst.dir, "hosts.d");
+  const entries = await fs.readdir(hosts);
+  // The new host is at fault: a name that does not resolve (HAProxy's check refuses it).
+  const badHost = await inst.cli("add-host", "no-such-host.invalid", "80", "--no-reload");
+  expect(badHost.code, badHost.stdout + badHost.stderr).toBe(1);
+  expect(badHost.stdout).toMatch(/removed no-such-host\.invalid-80 again: HAProxy refused the config with it and accepts it without/);
+  expect(await fs.readdir(hosts)).toEqual(entries);
+  // The template is at fault: a misspelt keyword, so the config fails with or without the new host.
+  const tmpl = path.join(inst.dir, "haproxy.cfg.tmpl");
+  await fs.writeFile(tmpl, (await fs.readFile(tmpl, "utf8")).replace("    balance roundrobin\n", "    balance roundrobin\n    balanse leastconn\n"));
+  const badTemplate = await inst.cli("add-host", "10.0.0.6", "8080", "--no-reload");
+  expect(badTemplate.code, badTemplate.stdout + badTemplate.stderr).toBe(1);
+  expect(badTemplate.stdout).toMatch(
+    /removed 10\.0\.0\.6-8080 again; the check fails without it too, so the fault is in the template \(.*haproxy\.cfg\.tmpl\) or another hosts\.d entry, not in 10\.0\.0\.6-8080/,
+  );
+  expect(badTemplate.stderr).toMatch(/unknown keyword 'balanse'/);
+  expect(await fs.readdir(hosts)).toEqual(entries);
+});
+
 test("a template without $SERVERS: generate exits 78 and haproxy.cfg stays byte-identical", async () => {
   const inst = await installationWithOneHost();
   const tmpl = path.join(inst.dir, "haproxy.cfg.tmpl");

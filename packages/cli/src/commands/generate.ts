@@ -110,35 +110,44 @@ export async function runCheckConfig(io: Io, args: CheckConfigArgs): Promise<num
   }
 }
 
-async function checkConfig(io: Io, args: CheckConfigArgs): Promise<number> {
-  const ctx = await loadContext(io, args);
-  const template = await readTemplate(ctx.config);
-  const hosts = await readHosts(ctx.store);
-  const rendered = renderHaproxyConfig(template, hosts, ctx.config.haproxy.server_line);
+/**
+ * Render the template with hosts.d as it is now and run check_command on it, in a temp file (the
+ * live haproxy.cfg is never touched). Throws AUTOSCALER_HAPROXY_CHECK_FAILED with HAProxy's words.
+ */
+export async function checkRendered(config: Config, store: HostsStore): Promise<{ backends: number }> {
+  const template = await readTemplate(config);
+  const hosts = await readHosts(store);
+  const rendered = renderHaproxyConfig(template, hosts, config.haproxy.server_line);
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "autoscaler-check-"));
   const file = path.join(dir, "haproxy.cfg");
   try {
     await fs.writeFile(file, rendered, { mode: 0o600 });
-    const result = await runner.run(ctx.config.haproxy.check_command, {
+    const result = await runner.run(config.haproxy.check_command, {
       env: { CONFIG: file },
-      cwd: ctx.config.dir,
-      timeoutMs: ctx.config.machine.command_timeout * 1000,
+      cwd: config.dir,
+      timeoutMs: config.machine.command_timeout * 1000,
     });
     if (result.code !== 0 || result.timedOut) {
       throw new AutoscalerError("AUTOSCALER_HAPROXY_CHECK_FAILED", `the template renders a config HAProxy refuses (check_command ${describeExit(result)}):`, {
-        details: haproxyErrorLines(result, file, ctx.config.haproxy.template + " (rendered)", rendered),
+        details: haproxyErrorLines(result, file, config.haproxy.template + " (rendered)", rendered),
       });
     }
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
+  return { backends: hosts.length };
+}
+
+async function checkConfig(io: Io, args: CheckConfigArgs): Promise<number> {
+  const ctx = await loadContext(io, args);
+  const { backends } = await checkRendered(ctx.config, ctx.store);
   // A note, not a problem: the weaker mode still works (stdout, so a clean check leaves stderr empty).
   const note = ctx.config.master.shared_token === "allow" && ctx.config.master.token !== "" ? SHARED_TOKEN_NOTE : null;
-  const summary = { ok: true, config: ctx.config.file, template: ctx.config.haproxy.template, backends: hosts.length, note };
+  const summary = { ok: true, config: ctx.config.file, template: ctx.config.haproxy.template, backends, note };
   if (args.json) io.stdout.write(JSON.stringify(summary) + "\n");
   else
     io.stdout.write(
-      `${ctx.config.file}: OK; template ${ctx.config.haproxy.template} renders ${hosts.length} backend${hosts.length === 1 ? "" : "s"} and passes check_command\n` +
+      `${ctx.config.file}: OK; template ${ctx.config.haproxy.template} renders ${backends} backend${backends === 1 ? "" : "s"} and passes check_command\n` +
         (note ? `note: ${note}\n` : ""),
     );
   return 0;

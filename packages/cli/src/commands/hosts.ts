@@ -18,7 +18,7 @@ import {
 import { loadContext, runner, type CommandContext, type GlobalArgs } from "../context.js";
 import type { Io } from "../io.js";
 import { formatTable } from "../table.js";
-import { describeApply, renderServed } from "./generate.js";
+import { checkRendered, describeApply, renderServed } from "./generate.js";
 
 const usageError = (message: string) => new AutoscalerError("AUTOSCALER_INPUT_INVALID", message, { exitCode: 2 });
 
@@ -73,7 +73,16 @@ export async function runAddHost(io: Io, args: AddHostArgs): Promise<number> {
     // A config HAProxy refuses must not stay behind in hosts.d: undo the add, keep the command atomic.
     if (err instanceof AutoscalerError && err.code === "AUTOSCALER_HAPROXY_CHECK_FAILED") {
       await ctx.store.remove(name);
-      io.stdout.write(`removed ${name} again: HAProxy refused the config with it\n`);
+      // Whose fault: the same check without the new entry tells the template (or another entry) from it.
+      const withoutIt = await checkRendered(ctx.config, ctx.store).then(
+        () => "passes",
+        (e: unknown) => (e instanceof AutoscalerError && e.code === "AUTOSCALER_HAPROXY_CHECK_FAILED" ? "fails" : "unknown"),
+      );
+      io.stdout.write(
+        withoutIt === "fails"
+          ? `removed ${name} again; the check fails without it too, so the fault is in the template (${ctx.config.haproxy.template}) or another hosts.d entry, not in ${name}: fix what HAProxy names below, then add ${name} again\n`
+          : `removed ${name} again: HAProxy refused the config with it${withoutIt === "passes" ? " and accepts it without" : ""}\n`,
+      );
     } else if (err instanceof AutoscalerError && err.code === "AUTOSCALER_HAPROXY_RELOAD_FAILED") {
       // The entry is valid and stays; what failed is HAProxy's reload, which the next apply retries.
       io.stdout.write(`${name} stays in hosts.d; run "autoscaler generate --reload" once HAProxy can reload (a running master retries by itself)\n`);
