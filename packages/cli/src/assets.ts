@@ -18,3 +18,13 @@ export function findAsset(relative: string): string {
   }
   throw new Error(`shipped file etc/${relative} not found above ${fileURLToPath(import.meta.url)}; the installation is incomplete`);
 }
+
+/**
+ * How a person runs this CLI: `npx autoscaler` from a clone of the repository (its package root
+ * holds `.git`, and `autoscaler` is not on the PATH there), `autoscaler` once installed. Used in
+ * the commands a command prints for the next step.
+ */
+export function invokedAs(): string {
+  const root = path.dirname(path.dirname(findAsset("autoscaler.ini")));
+  return existsSync(path.join(root, ".git")) ? "npx autoscaler" : "autoscaler";
+}

@@ -87,6 +87,25 @@ describe("run", () => {
     expect(await fs.readdir(dir)).toEqual([]);
   });
 
+  test.each([
+    [
+      "a missing argument",
+      ["add-host"],
+      /^error: Not enough non-option arguments: got 0, need at least 2\nusage: autoscaler add-host <host> <port>\nsee: autoscaler add-host --help\n$/,
+    ],
+    [
+      "a mistyped command",
+      ["stauts"],
+      /^error: Unknown argument: stauts\nusage: autoscaler <command> \[options\]\nDid you mean status\?\nsee: autoscaler --help\n$/,
+    ],
+    ["no command", [], /^error: name a command; see --help\n/],
+  ])("%s: exit 2 with the error and the usage line, not the whole help", async (_what, argv, expected) => {
+    expect(await run(argv, io)).toBe(2);
+    expect(stderr.text()).toMatch(expected);
+    expect(stderr.text().split("\n").length).toBeLessThanOrEqual(6);
+    expect(stdout.text()).toBe("");
+  });
+
   test("a missing config file exits 78 and names it", async () => {
     expect(await run(["hosts", "--config", config], io)).toBe(78);
     expect(stderr.text()).toContain(config);
@@ -141,6 +160,16 @@ describe("run", () => {
       expect(await run(["init", "--config", config, "--set", "haproxy.nonsense=1"], io)).toBe(2);
       expect(stderr.text()).toMatch(/haproxy\.nonsense: no such setting/);
       expect(await fs.readdir(dir)).toEqual([]);
+    });
+
+    test("remove-host of an IPv6 host:port written without brackets exits 1 and says how to write it", async () => {
+      expect(await run(initArgs(), io)).toBe(0);
+      expect(await run(["add-host", "2001:db8::6", "80", "--no-reload", "--config", config], io)).toBe(0);
+      expect(await run(["remove-host", "2001:db8::6:80", "--no-reload", "--config", config], io)).toBe(1);
+      expect(stderr.text()).toMatch(
+        /no backend named or at "2001:db8::6:80" .* \(for an IPv6 host and port, write \[host\]:port, such as \[2001:db8::6\]:80\)/,
+      );
+      expect(await run(["remove-host", "[2001:db8::6]:80", "--no-reload", "--config", config], io)).toBe(0);
     });
 
     test("init with settings that break a rule exits 78 and writes nothing", async () => {

@@ -360,8 +360,15 @@ export async function run(argv: string[], io: Io): Promise<number> {
     usage = { error: error ?? undefined, output };
   });
   if (usage?.error) {
-    io.stderr.write(`${usage.output ? usage.output + "\n" : ""}`);
-    if (!usage.output.includes(usage.error.message)) io.stderr.write(`error: ${usage.error.message}\n`);
+    // The error and the command's usage line, not the whole help (that is --help).
+    const line = usage.output.split("\n").find((l) => l.startsWith("autoscaler "));
+    const command = argv.find((a) => !a.startsWith("-"));
+    io.stderr.write(`error: ${usage.error.message}\n`);
+    if (line) io.stderr.write(`usage: ${line.trim()}\n`);
+    const own = command !== undefined && line?.startsWith(`autoscaler ${command}`);
+    const didYouMean = usage.output.split("\n").find((l) => l.startsWith("Did you mean"));
+    if (didYouMean) io.stderr.write(`${didYouMean}\n`);
+    io.stderr.write(`see: autoscaler ${own ? `${command} ` : ""}--help\n`);
     return EXIT_USAGE;
   }
   if (!action) {

@@ -34,7 +34,7 @@ test.each([
   [
     "a private key",
     "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
-    /holds 3 lines|does not start with a public key type/,
+    /k\.pub is a private key; expected the node's public key .* The private key stays on the node/,
   ],
   ["two keys", "ssh-ed25519 AAAA a\nssh-ed25519 AAAA b\n", /holds 2 lines/],
   ["an authorized_keys line with options", 'command="/bin/sh" ssh-ed25519 AAAAC3Nza', /does not start with a public key type/],

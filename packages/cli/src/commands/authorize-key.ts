@@ -21,6 +21,13 @@ export function parsePublicKey(text: string, file: string): { type: string; base
       `${file} ${why}; expected one OpenSSH public key line such as "ssh-ed25519 AAAA… node@web-1" (the .pub file)`,
       { exitCode: 2 },
     );
+  // A private key (the file without .pub) would otherwise read as "holds 7 lines"; and it should not travel at all.
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text))
+    throw new AutoscalerError(
+      "AUTOSCALER_INPUT_INVALID",
+      `${file} is a private key; expected the node's public key (the .pub file beside it, such as ${/\.pub$/.test(file) ? file : `${file}.pub`}). The private key stays on the node`,
+      { exitCode: 2 },
+    );
   if (lines.length !== 1)
     return (() => {
       throw bad(lines.length === 0 ? "holds no key" : `holds ${lines.length} lines`);

@@ -110,8 +110,15 @@ export async function runRemoveHost(io: Io, args: RemoveHostArgs): Promise<numbe
     const { host, port } = splitHostPort(target);
     if (port !== undefined) match = hosts.find((h) => h.address === normaliseHost(host) && String(h.port) === port);
   }
-  if (!match)
-    throw new AutoscalerError("AUTOSCALER_NOT_FOUND", `no backend named or at ${JSON.stringify(target)} in ${ctx.store.dir}; "autoscaler hosts" lists them`);
+  if (!match) {
+    // 2001:db8::6:80 reads as an IPv6 address without a port: say how to write host:port for one.
+    const ipv6Hint =
+      !target.startsWith("[") && (target.match(/:/g) ?? []).length >= 2 ? ` (for an IPv6 host and port, write [host]:port, such as [2001:db8::6]:80)` : "";
+    throw new AutoscalerError(
+      "AUTOSCALER_NOT_FOUND",
+      `no backend named or at ${JSON.stringify(target)} in ${ctx.store.dir}${ipv6Hint}; "autoscaler hosts" lists them`,
+    );
+  }
   await ctx.store.remove(match.name);
   io.stdout.write(`removed ${match.name} (${entryAddress(match)}) from ${ctx.store.dir}\n`);
   await applyAfterChange(io, ctx, args.reload !== false);

@@ -19,7 +19,7 @@ import {
   suggest,
   writeFileAtomic,
 } from "@autoscaler/shared";
-import { findAsset } from "../assets.js";
+import { findAsset, invokedAs } from "../assets.js";
 import { LOCAL_SETTINGS, localHaproxyCommand, localTemplate, portFree } from "../local.js";
 import type { GlobalArgs } from "../context.js";
 import type { Io } from "../io.js";
@@ -147,6 +147,7 @@ export async function runInit(io: Io, args: InitArgs): Promise<number> {
       : `kept ${config.hostsDir}/ as it was (${entries} entr${entries === 1 ? "y" : "ies"}; init never touches it)`;
   if (local) return localDone(io, config, file, [iniNote, hostsNote, templateNote]);
   const flag = args.config ? ` --config ${file}` : "";
+  const cli = invokedAs();
   io.stdout.write(
     [
       iniNote,
@@ -157,9 +158,9 @@ export async function runInit(io: Io, args: InitArgs): Promise<number> {
       `  1. Edit ${file}: [haproxy] servers, config and reload_command.`,
       `     [machine] scale_up_command is empty, so nothing is launched until you set it (an AWS`,
       `     example is in the file, commented out); then the master scales between min_nodes and max_nodes.`,
-      `  2. Add the backends you already run:   autoscaler add-host 10.0.0.5 8080${flag}`,
-      `  3. Render, check and reload HAProxy:  autoscaler generate --reload${flag}`,
-      `  4. Check the whole config any time:   autoscaler check-config${flag}`,
+      `  2. Add the backends you already run:   ${cli} add-host 10.0.0.5 8080${flag}`,
+      `  3. Render, check and reload HAProxy:  ${cli} generate --reload${flag}`,
+      `  4. Check the whole config any time:   ${cli} check-config${flag}`,
       "",
     ].join("\n"),
   );
@@ -170,6 +171,7 @@ export async function runInit(io: Io, args: InitArgs): Promise<number> {
 async function localDone(io: Io, config: Config, file: string, notes: string[]): Promise<number> {
   await writeFileAtomic(config.haproxy.config, await renderFromFiles(config, createHostsStore(config.hostsDir)), { mode: 0o644 });
   const dir = path.dirname(file);
+  const cli = invokedAs();
   const port = /^\s*bind 127\.0\.0\.1:(\d+)\s*$/m.exec(await fs.readFile(config.haproxy.template, "utf8"))?.[1] ?? "?";
   io.stdout.write(
     [
@@ -178,9 +180,9 @@ async function localDone(io: Io, config: Config, file: string, notes: string[]):
       "",
       "Next steps (any user; nothing outside the folder is touched):",
       `  1. Start HAProxy on it:   ${localHaproxyCommand(dir)}`,
-      `  2. Add a backend:         autoscaler add-host 127.0.0.1 8081 --config ${file}`,
+      `  2. Add a backend:         ${cli} add-host 127.0.0.1 8081 --config ${file}`,
       `  3. Send a request:        curl http://127.0.0.1:${port}/`,
-      `  4. Run the master:        autoscaler master --config ${file}`,
+      `  4. Run the master:        ${cli} master --config ${file}`,
       `  Stop HAProxy with:        kill $(cat ${path.join(dir, "haproxy.pid")})`,
       "",
     ].join("\n"),

@@ -72,7 +72,10 @@ export function formatStatus(s: MasterStatus): string {
   if (h.last_error) out.push(`  last error (${h.last_error.at}): ${h.last_error.message}`, ...h.last_error.details.map((d) => `    ${d}`));
   if (s.events.length > 0) {
     out.push("", "recent events:");
-    for (const e of s.events.slice(-10)) out.push(`  ${e.at}  ${e.kind.padEnd(10)}  ${e.message}`);
+    const shown = s.events.slice(-10);
+    // The kind column as wide as the longest kind shown (some, such as "launch_registered", are long).
+    const width = Math.max(10, ...shown.map((e) => e.kind.length));
+    for (const e of shown) out.push(`  ${e.at}  ${e.kind.padEnd(width)}  ${e.message}`);
   }
   return out.join("\n") + "\n";
 }
