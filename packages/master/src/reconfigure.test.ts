@@ -35,7 +35,6 @@ describe("planReconfigure", () => {
     ],
     ["haproxy.check_command", ["[haproxy]", "check_command = true"], (c: Config) => c.haproxy.check_command, "true"],
     ["machine.scale_up_command", ["[machine]", "scale_up_command = launch.sh"], (c: Config) => c.machine.scale_up_command, "launch.sh"],
-    ["aws.aws_secret_key", ["[aws]", "aws_secret_key = NEWSECRETVALUE"], (c: Config) => c.aws.aws_secret_key, "NEWSECRETVALUE"],
     ["master.interval", ["[master]", "interval = 2"], (c: Config) => c.master.interval, 2],
   ] as const)("%s applies now", (key, lines, read, value) => {
     const plan = planReconfigure(config(), config([...lines]));
@@ -67,8 +66,15 @@ describe("planReconfigure", () => {
     expect(plan.config.master.listen).toEqual({ host: "127.0.0.1", port: 7300 });
   });
 
+  test("aws.aws_secret_key applies now (the keys come as a pair)", () => {
+    const running = config(["[aws]", "aws_access_key = AKIAOLDKEY0000000", "aws_secret_key = OLDSECRETVALUE"]);
+    const plan = planReconfigure(running, config(["[aws]", "aws_access_key = AKIAOLDKEY0000000", "aws_secret_key = NEWSECRETVALUE"]));
+    expect(plan.applied).toEqual(["aws.aws_secret_key"]);
+    expect(plan.config.aws.aws_secret_key).toBe("NEWSECRETVALUE");
+  });
+
   test("every secret stays redacted: the old token, the new token (not applied) and a removed AWS key", () => {
-    const running = config(["[aws]", "aws_access_key = AKIAOLDKEY0000000"]);
+    const running = config(["[aws]", "aws_access_key = AKIAOLDKEY0000000", "aws_secret_key = OLDSECRETVALUE"]);
     const plan = planReconfigure(running, config(["[master]", `token = ${"n".repeat(32)}`]));
     expect(plan.config.secrets).toEqual(expect.arrayContaining([TOKEN, "n".repeat(32), "AKIAOLDKEY0000000"]));
     expect(plan.config.aws.aws_access_key).toBe("");
