@@ -94,6 +94,8 @@ const POLICY: ScalingPolicy = {
   launchTimeoutMs: 600_000,
   drainMs: 30_000,
   forgetAfterMs: 600_000,
+  minAvailable: 0,
+  nodeCapacity: undefined,
 };
 
 /** A registry of 1,000 live nodes with a minute of readings each (one a second). */

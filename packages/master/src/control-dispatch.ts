@@ -1,6 +1,6 @@
 /**
  * The commands of the control socket (`autoscaler status`, `scale-up`, `scale-down`, `pause`,
- * `resume`, `policies`, `schedules`, `execute`, `set-capacity`, `webhook add/list/remove`): one request in, the answer out, or an error whose message the CLI prints.
+ * `resume`, `policies`, `schedules`, `execute`, `set-capacity`, `webhook add/list/remove`, `instances`, `terminate`, `teardown`): one request in, the answer out, or an error whose message the CLI prints.
  */
 import type { ControlHandler } from "./control.js";
 import type { Scaler } from "./scaler.js";
@@ -10,7 +10,18 @@ import type { MasterStatus } from "./status.js";
 export interface ControlDeps {
   status: () => MasterStatus;
   /** The scaler, once the master has started it. */
-  scaler: () => Pick<Scaler, "scaleUp" | "scaleDown" | "setPaused" | "executePolicy" | "setCapacity" | "addWebhook" | "removeWebhook"> | undefined;
+  scaler: () =>
+    | Pick<Scaler, "scaleUp" | "scaleDown" | "setPaused" | "executePolicy" | "setCapacity" | "addWebhook" | "removeWebhook" | "terminate" | "teardown">
+    | undefined;
+  /** `autoscaler instances` and `inventory`: every node and pending launch (fleet.ts). */
+  instances: () => unknown;
+}
+
+/** A node name or an instance id in a request: 1-128 characters of letters, digits, '.', '_', ':' and '-'. */
+function target(v: unknown): string {
+  if (typeof v !== "string" || !/^[A-Za-z0-9._:-]{1,128}$/.test(v))
+    throw new Error(`node ${JSON.stringify(v)} is not valid; expected a node name or an instance id (letters, digits, '.', '_', ':' and '-')`);
+  return v;
 }
 
 /** A percent in a request (`scale-up 50%`): absent, or a number greater than 0 and at most 1000. */
@@ -76,13 +87,19 @@ export function createControlDispatch(deps: ControlDeps): ControlHandler {
         return { webhooks: deps.status().webhooks };
       case "webhook-remove":
         return s.removeWebhook(name(req.name, "webhook name"));
+      case "instances":
+        return deps.instances();
+      case "terminate":
+        return s.terminate(target(req.target), req.drain !== false, req.force === true);
+      case "teardown":
+        return s.teardown();
       case "pause":
         return s.setPaused(true);
       case "resume":
         return s.setPaused(false);
       default:
         throw new Error(
-          `unknown command ${JSON.stringify(req.cmd)}; this master knows: status, scale-up, scale-down, pause, resume, policies, schedules, execute, set-capacity, webhook-add, webhook-list, webhook-remove`,
+          `unknown command ${JSON.stringify(req.cmd)}; this master knows: status, scale-up, scale-down, pause, resume, policies, schedules, execute, set-capacity, webhook-add, webhook-list, webhook-remove, instances, terminate, teardown`,
         );
     }
   };

@@ -25,6 +25,8 @@ const policy: ScalingPolicy = {
   launchTimeoutMs: 600_000,
   drainMs: 30_000,
   forgetAfterMs: 600_000,
+  minAvailable: 0,
+  nodeCapacity: undefined,
 };
 const state: ScalingState = { pendingLaunches: 0, leaving: 0, lastScaleUpAt: undefined, lastScaleDownAt: undefined, paused: false };
 const NOW = 1_000_000;
@@ -356,5 +358,104 @@ describe("decide in target mode (the default), as the HPA computes it", () => {
     const readings = Array.from({ length: 200_000 }, (_, i) => ({ at: NOW - 60_000 + i * 0.3, cpu: 90 }));
     expect(decide(state, [{ ...node("a", 90), readings }], policy, NOW).action).toBe("scale_up");
     expect(decide(state, [{ ...node("a", 90), readings }], target, NOW).action).toBe("scale_up");
+  });
+});
+
+describe("decide in resources mode (SimpleScaleVM's model): keep min_available units free", () => {
+  const resources: ScalingPolicy = { ...policy, mode: "resources", upCooldownMs: 30_000, downCooldownMs: 0, minAvailable: 10, nodeCapacity: 8, maxNodes: 20 };
+  /** A node reporting `free` units with every reading (or `undefined`: a capacity_url that failed). */
+  const slots = (name: string, free: number | undefined, extra: Partial<NodeObservation> = {}): NodeObservation => {
+    const n = node(name, 10, extra);
+    return { ...n, readings: n.readings.map((r) => (free === undefined ? r : { ...r, available: free })) };
+  };
+  const covered = { ...state, recommendations: [{ at: NOW - 400_000, desired: 1 }], recommendingSince: NOW - 400_000 };
+  test.each<[string, ScalingState, NodeObservation[], Partial<ScalingPolicy>, RegExp | { action: string; count?: number; nodes?: string[] }]>([
+    ["enough free: nothing", state, [slots("a", 6), slots("b", 6)], {}, /^desired 2 \(12 free, min_available 10: removing a node would leave less\)/],
+    ["a deficit of 7 with 8 units a node launches ceil(7/8) = 1", state, [slots("a", 1), slots("b", 2)], {}, { action: "scale_up", count: 1 }],
+    [
+      "a deficit of 17 launches ceil(17/8) = 3 at once (no ×2/+4 limit on units)",
+      state,
+      [slots("a", 0)],
+      { minAvailable: 17 },
+      { action: "scale_up", count: 3 },
+    ],
+    [
+      "booting nodes count at the per-node capacity: a deficit already answered is not answered twice",
+      { ...state, pendingLaunches: 1 },
+      [slots("a", 1), slots("b", 2)],
+      {},
+      /^desired 2 \(11 free/,
+    ],
+    [
+      "without node_capacity, the highest free count any node reported is the per-node capacity",
+      state,
+      [slots("a", 0), slots("b", 4)],
+      { nodeCapacity: undefined, minAvailable: 13 },
+      { action: "scale_up", count: 3 },
+    ],
+    [
+      "a node without a report counts as fully free for a scale-up, so it causes none",
+      state,
+      [slots("a", 1), slots("quiet", undefined)],
+      { minAvailable: 9 },
+      /^desired 2 \(1 to 9 free, min_available 9: removing a node would leave less\)/,
+    ],
+    [
+      "no report at all: nothing (missing data never scales)",
+      state,
+      [slots("a", undefined), slots("b", undefined)],
+      {},
+      /no node has reported free resource units/,
+    ],
+    [
+      "a young node's reports are not data yet",
+      state,
+      [slots("young", 0, { firstSeenAt: NOW - 10_000 })],
+      { minAvailable: 50 },
+      /no node has reported free resource units/,
+    ],
+    [
+      "no per-node capacity known (all report 0, no node_capacity): nothing",
+      state,
+      [slots("a", 0)],
+      { nodeCapacity: undefined },
+      /capacity a new node brings is unknown/,
+    ],
+    [
+      "scale-down only when removing the node still leaves min_available, after the whole scale_down_window",
+      covered,
+      [slots("a", 8), slots("b", 8), slots("c", 8)],
+      {},
+      { action: "scale_down", nodes: ["a"] },
+    ],
+    [
+      "…held while recommendations do not cover the window",
+      { ...state, recommendations: [{ at: NOW - 100_000, desired: 1 }], recommendingSince: NOW - 100_000 },
+      [slots("a", 8), slots("b", 8), slots("c", 8)],
+      {},
+      /cover 100 s of the 300 s scale_down_window/,
+    ],
+    [
+      "…and a node without a report counts as full for a scale-down, and is never the one counted out",
+      covered,
+      [slots("a", undefined), slots("b", 8), slots("c", 4)],
+      {},
+      /12 to 20 free, min_available 10: the next node to remove \(a\) has no report/,
+    ],
+    ["max_nodes caps a deficit and says so", state, [slots("a", 0), slots("b", 0)], { maxNodes: 3, minAvailable: 40 }, { action: "scale_up", count: 1 }],
+    ["the up cooldown holds the next launch", { ...state, lastScaleUpAt: NOW - 10_000 }, [slots("a", 0)], {}, /scale-up cooldown \(20 s left\)/],
+  ])("%s", (_name, s, nodes, overrides, expected) => {
+    const d = decide(s, nodes, { ...resources, ...overrides }, NOW);
+    if (expected instanceof RegExp) {
+      expect(d.action).toBe("none");
+      expect(d.reason).toMatch(expected);
+    } else {
+      expect(d).toMatchObject(expected);
+    }
+  });
+
+  test("the reason names the units", () => {
+    const d = decide(state, [slots("a", 1), slots("b", 2)], resources, NOW);
+    expect(d.reason).toBe("scale-up: desired 3 (3 free < min_available 10: ceil(7 / 8 per node)); 2 reporting; +1");
   });
 });

@@ -11,6 +11,11 @@
  *   desired < current for the whole scale_down_window ──► scale_down(to the window's highest
  *   recommendation, at most scale_down_limit nodes)
  *
+ * resources (SimpleScaleVM's model): the free units the nodes report (capacity_url) are kept at
+ *   or above min_available: free < min ──► desired = current + ceil(deficit / per-node capacity);
+ *   removing the next node(s) still leaves min ──► desired = current − k; then as target mode
+ *   (cooldown, scale_down_window), without the ×2/+4 limit.
+ *
  * instance / average (the seed's rules):
  *   steady ──(hot for the whole window, no up-cooldown)──► scale_up(step, capped by max)
  *     └──(cold for the whole window, no pending, above min)──► scale_down(one node)
@@ -38,7 +43,7 @@ export interface NodeObservation {
   removable: boolean;
   /** An agent that was heard and has gone silent past node_timeout: its data is missing, not low. */
   unreachable?: boolean;
-  readings: readonly { at: number; cpu: number }[];
+  readings: readonly { at: number; cpu: number; available?: number }[];
   /** From a launch's output or an operator (hosts.d's instance_id_from): recorded with a scale-down for the terminate command. */
   instanceId?: string | undefined;
   /** An id only the node reported: a scale-down of it skips the terminate command. */
@@ -46,6 +51,8 @@ export interface NodeObservation {
   address?: string | undefined;
   /** An agent that said hello and whose hosts.d entry is not written yet. */
   registering?: boolean;
+  /** Its hosts.d entry says the autoscaler launched it (source launched): teardown removes it. */
+  launched?: boolean;
 }
 
 /** One target-mode recommendation: the desired count at a tick. */
@@ -118,10 +125,11 @@ export function windowReadings(node: NodeObservation, policy: ScalingPolicy, now
 }
 
 /**
- * Target mode: a node's CPU now, the mean of its readings over the last few agent intervals; undefined
- * (missing data) for a node that is not live, younger than one window, or not heard lately.
+ * The mean of a node's recent values (`pick` of each reading that has one) over the last few
+ * agent intervals; undefined (missing data) for a node that is not live, younger than one
+ * window, or without such a value lately.
  */
-export function currentCpu(node: NodeObservation, policy: ScalingPolicy, now: number): number | undefined {
+function recentMean(node: NodeObservation, policy: ScalingPolicy, now: number, pick: (r: NodeObservation["readings"][number]) => number | undefined) {
   if (!node.live || node.firstSeenAt > now - policy.windowMs) return undefined;
   const since = now - policy.sampleIntervalMs * TARGET_SAMPLE_PERIODS;
   let sum = 0;
@@ -130,10 +138,37 @@ export function currentCpu(node: NodeObservation, policy: ScalingPolicy, now: nu
     const r = node.readings[i]!;
     if (r.at > now) continue;
     if (r.at <= since) break;
-    sum += r.cpu;
+    const v = pick(r);
+    if (v === undefined) continue;
+    sum += v;
     n++;
   }
   return n === 0 ? undefined : sum / n;
+}
+
+/**
+ * Target mode: a node's CPU now, the mean of its readings over the last few agent intervals; undefined
+ * (missing data) for a node that is not live, younger than one window, or not heard lately.
+ */
+export function currentCpu(node: NodeObservation, policy: ScalingPolicy, now: number): number | undefined {
+  return recentMean(node, policy, now, (r) => r.cpu);
+}
+
+/**
+ * Resources mode: a node's free resource units now, the mean of its reports over the last few
+ * agent intervals; undefined (missing data) as for `currentCpu`, and for a node whose recent
+ * samples carry no report (its capacity_url failed or gave a bad answer).
+ */
+export function currentAvailable(node: NodeObservation, policy: ScalingPolicy, now: number): number | undefined {
+  return recentMean(node, policy, now, (r) => r.available);
+}
+
+/** Resources mode: the units one node brings: `node_capacity`, else the highest free count any node has reported. */
+export function perNodeCapacity(nodes: readonly NodeObservation[], policy: ScalingPolicy): number | undefined {
+  if (policy.nodeCapacity !== undefined) return policy.nodeCapacity;
+  let best: number | undefined;
+  for (const n of nodes) for (const r of n.readings) if (r.available !== undefined && (best === undefined || r.available > best)) best = r.available;
+  return best !== undefined && best > 0 ? best : undefined;
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -208,7 +243,9 @@ function downHeld(state: ScalingState, nodes: readonly NodeObservation[], policy
 export function decide(state: ScalingState, nodes: readonly NodeObservation[], policy: ScalingPolicy, now: number): Decision {
   const early = preamble(state, nodes, policy, now);
   if (early) return early;
-  return policy.mode === "target" ? decideTarget(state, nodes, policy, now) : decideThreshold(state, nodes, policy, now);
+  if (policy.mode === "target") return decideTarget(state, nodes, policy, now);
+  if (policy.mode === "resources") return decideResources(state, nodes, policy, now);
+  return decideThreshold(state, nodes, policy, now);
 }
 
 /** Target tracking (the default): size the fleet so each node runs at target_cpu. */
@@ -260,6 +297,94 @@ function decideTarget(state: ScalingState, nodes: readonly NodeObservation[], po
         ? `within ${Math.round(policy.tolerance * 100)} % of ${target} % (${round(demand)} % over ${current})`
         : ceilOf(demand);
   const why = `desired ${desired} = ${formula}${floor && floor.nodes > reactive ? `, raised to the predictive floor ${floor.nodes} (${round(floor.demand)} % a day or a week ago)` : ""}${clamp}; ${parts}`;
+  return settle(state, nodes, policy, now, { desired, current, why, rateLimit: true });
+}
+
+/**
+ * Resources mode (SimpleScaleVM's model): keep the free units across live nodes at or above
+ * `min_available`. Booting nodes count at the per-node capacity. A node without a recent report
+ * counts as fully free when the question is "more?" and as full when it is "fewer?", so missing
+ * data causes neither; with no report at all, nothing is known and nothing moves.
+ *   free < min_available ──► desired = current + ceil(deficit / per-node capacity)
+ *   removing the next node(s) in scale_down_order still leaves min_available ──► desired = current − k
+ */
+function decideResources(state: ScalingState, nodes: readonly NodeObservation[], policy: ScalingPolicy, now: number): Decision {
+  const min = policy.minAvailable;
+  const available = new Map<string, number>();
+  let sum = 0;
+  for (const n of nodes) {
+    const a = currentAvailable(n, policy, now);
+    if (a === undefined) continue;
+    available.set(n.name, a);
+    sum += a;
+  }
+  if (available.size === 0)
+    return {
+      action: "none",
+      reason: `no node has reported free resource units (capacity_url) over the last ${seconds(policy.sampleIntervalMs * TARGET_SAMPLE_PERIODS)}`,
+    };
+  const perNode = perNodeCapacity(nodes, policy);
+  if (perNode === undefined)
+    return {
+      action: "none",
+      reason: "no node has reported a free count above 0 yet, so the capacity a new node brings is unknown (set [scaling] node_capacity)",
+    };
+  const current = nodes.length + state.pendingLaunches;
+  const unmeasured = nodes.length - available.size;
+  const booting = state.pendingLaunches * perNode;
+  const high = sum + booting + unmeasured * perNode;
+  const low = sum + booting;
+  let desired: number;
+  let detail: string;
+  if (high < min) {
+    const deficit = min - high;
+    desired = current + Math.ceil(deficit / perNode - 1e-9);
+    detail = `${round(high)} free < min_available ${min}: ceil(${round(deficit)} / ${round(perNode)} per node)`;
+  } else {
+    // Remove in scale_down_order while what stays free still covers min_available; a node without data is never counted out.
+    let left = low;
+    let k = 0;
+    let stop = "removing a node would leave less";
+    for (const n of chooseForRemoval(nodes, nodes.length, policy, true)) {
+      const a = available.get(n.name);
+      if (a === undefined) {
+        stop = `the next node to remove (${n.name}) has no report`;
+        break;
+      }
+      if (left - a < min) break;
+      left -= a;
+      k++;
+    }
+    desired = current - k;
+    const free = unmeasured > 0 ? `${round(low)} to ${round(high)}` : `${round(low)}`;
+    detail = k > 0 ? `${free} free; without ${k} node(s) ${round(left)} ≥ min_available ${min}` : `${free} free, min_available ${min}: ${stop}`;
+  }
+  let clamp = "";
+  if (desired > policy.maxNodes) [desired, clamp] = [policy.maxNodes, `, capped by max_nodes ${policy.maxNodes}`];
+  if (desired < policy.minNodes) [desired, clamp] = [policy.minNodes, `, raised to min_nodes ${policy.minNodes}`];
+  const parts = [
+    `${available.size} reporting`,
+    unmeasured > 0 ? `${unmeasured} without data` : "",
+    state.pendingLaunches > 0 ? `${state.pendingLaunches} booting` : "",
+  ]
+    .filter(Boolean)
+    .join(" + ");
+  const why = `desired ${desired} (${detail}${clamp}); ${parts}`;
+  return settle(state, nodes, policy, now, { desired, current, why, rateLimit: false });
+}
+
+/**
+ * Move toward a desired count (target and resources modes): up at once (cooldown, backoff,
+ * scale_up_window, and in target mode the ×2/+4 rate limit, then max_nodes); down only when every
+ * recommendation of scale_down_window was below the current count, to the highest of them.
+ */
+function settle(
+  state: ScalingState,
+  nodes: readonly NodeObservation[],
+  policy: ScalingPolicy,
+  now: number,
+  { desired, current, why, rateLimit }: { desired: number; current: number; why: string; rateLimit: boolean },
+): Decision {
   const rec = { recommendation: desired };
 
   if (desired > current) {
@@ -276,7 +401,7 @@ function decideTarget(state: ScalingState, nodes: readonly NodeObservation[], po
         reason: `${why}, but held at ${current} for scale_up_window: the lowest recommendation of the last ${seconds(policy.scaleUpWindowMs)} is ${lowestRecent}`,
         ...rec,
       };
-    const limit = Math.max(current + DEFAULT_SCALE_UP_LIMIT.nodes, current * DEFAULT_SCALE_UP_LIMIT.factor);
+    const limit = rateLimit ? Math.max(current + DEFAULT_SCALE_UP_LIMIT.nodes, current * DEFAULT_SCALE_UP_LIMIT.factor) : Infinity;
     const to = Math.min(lowestRecent, limit);
     const { count, capped } = capCount(to - current, current, policy.maxNodes);
     if (count === 0) return { action: "none", reason: `${why}, but ${capped}`, ...rec };

@@ -5,3 +5,4 @@ export { resolveRole, type Role } from "./role.js";
 export { buildStatus, windowAverage, type MasterStatus, type NodeStatus } from "./status.js";
 export { leavingNodes } from "./leaving.js";
 export type { PolicyStatus, ScheduleStatus } from "./scaler.js";
+export { buildInstances, buildInventory, hostVars, renderInventoryIni, type Instance, type Inventory, type HostVars } from "./fleet.js";

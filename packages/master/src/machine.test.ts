@@ -438,3 +438,183 @@ describe("which hosts.d entries a finished scale-down removes (removedByDrains)"
     expect(removedByDrains(state(drainedId, [...launches]), [host], policy)).toEqual(removed ? ["web-1"] : []);
   });
 });
+
+describe("fleet operations: terminate one node, a node's leave, teardown", () => {
+  const three = ["a", "b", "c"];
+  const launchedFleet = (now: number, names = three, extra: Partial<NodeObservation> = {}) => names.map((n) => node(n, 30, now, { launched: true, ...extra }));
+  const replyOf = (s: ScalerState, e: ScalerEvent, now: number, p: ScalingPolicy = policy) => step(s, e, p, now);
+
+  test("terminate by name: recorded (saved) before the drain, drained for drain_seconds, then the usual terminate", () => {
+    const r = run([
+      [0, (now) => ({ type: "terminate_node", target: "b", drain: true, force: false, nodes: fleet(30, three)(now) })],
+      [30, tick(30, three)],
+      [31, (_now, s) => ({ type: "removed_from_config", id: lastId(s, "drain"), confirmed: true })],
+      [32, (_now, s) => ({ type: "terminate_finished", id: lastId(s, "drain"), ok: true, detail: "" })],
+    ]);
+    expect(r.effects).toEqual([["save", "drain"], ["remove_from_config"], ["save", "terminate"], ["remove_host", "save"]]);
+    expect(r.d.drains[0]).toMatchObject({ node: "b", instanceId: "i-b", manual: true, status: "done", reason: "autoscaler terminate b" });
+  });
+
+  test("terminate by instance id, --no-drain: out of the config at the next tick; naming an id only the node reported is the operator's say-so for it", () => {
+    const own = (now: number) => three.map((n) => node(n, 30, now, { instanceId: undefined, reportedInstanceId: `i-own-${n}` }));
+    const r = run([
+      [0, (now) => ({ type: "terminate_node", target: "i-own-c", drain: false, force: false, nodes: own(now) })],
+      [1, (now) => ({ type: "tick", nodes: own(now) })],
+      [2, (_now, s) => ({ type: "removed_from_config", id: lastId(s, "drain"), confirmed: true })],
+    ]);
+    expect(r.effects).toEqual([["save", "drain"], ["remove_from_config"], ["save", "terminate"]]);
+    expect(r.d.drains[0]).toMatchObject({ node: "c", instanceId: "i-own-c", drainUntil: T0 });
+    expect(r.all.find((e) => e.kind === "terminate")).toMatchObject({ node: "c", instanceId: "i-own-c" });
+  });
+
+  test("terminate refuses: an unknown name, a hand-added host, a node already leaving, min_nodes unless --force; nothing is saved", () => {
+    const nodes = (now: number) => [node("m", 10, now, { removable: false }), node("a", 10, now)];
+    const at = (target: string, force = false, s = initialState()) =>
+      replyOf(s, { type: "terminate_node", target, drain: true, force, nodes: nodes(T0) }, T0, { ...policy, minNodes: 2 });
+    for (const [target, error] of [
+      ["nope", /unknown node or instance id "nope"/],
+      ["m", /m is a hand-added host.*autoscaler remove-host m/],
+      ["a", /already at min_nodes \(2\); --force/],
+    ] as const) {
+      const r = at(target);
+      expect(r.reply).toMatchObject({ ok: false, error: expect.stringMatching(error) });
+      expect(r.effects).toEqual([]);
+    }
+    const forced = at("a", true);
+    expect(forced.reply).toMatchObject({ ok: true, value: { node: "a" } });
+    expect(at("a", true, forced.state).reply).toMatchObject({ ok: false, error: expect.stringMatching(/already being drained/) });
+  });
+
+  test("a node's leave is a scale-down of that node alone; at min_nodes it still goes, and the next tick launches its replacement", () => {
+    const one = (now: number) => [node("a", 30, now)];
+    const p = { ...policy, minNodes: 1 };
+    const r = run(
+      [
+        [0, (now) => ({ type: "node_leave", node: "a", nodes: one(now) })],
+        [1, (now) => ({ type: "tick", nodes: one(now) })],
+      ],
+      initialState(),
+      p,
+    );
+    expect(r.effects).toEqual([
+      ["save", "drain"],
+      ["save", "launch"],
+    ]);
+    expect(r.d.drains[0]).toMatchObject({ node: "a", reason: "a asked to leave", manual: false });
+    expect(r.d.launches[0]!.reason).toMatch(/below min_nodes/);
+  });
+
+  test("a leave names no one: an unknown or hand-added name is refused and logged; a second leave of a leaving node changes nothing", () => {
+    const nodes = (now: number) => [node("m", 10, now, { removable: false }), node("a", 10, now)];
+    expect(replyOf(initialState(), { type: "node_leave", node: "ghost", nodes: nodes(T0) }, T0).reply).toMatchObject({ ok: false });
+    const manual = replyOf(initialState(), { type: "node_leave", node: "m", nodes: nodes(T0) }, T0);
+    expect(manual.reply).toMatchObject({ ok: false, error: "it is a hand-added host" });
+    expect(manual.effects).toEqual([expect.objectContaining({ kind: "log", event: "leave_refused" })]);
+    const first = replyOf(initialState(), { type: "node_leave", node: "a", nodes: nodes(T0) }, T0);
+    const again = replyOf(first.state, { type: "node_leave", node: "a", nodes: nodes(T0 + 1000) }, T0 + 1000);
+    expect(again.effects).toEqual([]);
+    expect(again.state.durable.drains).toHaveLength(1);
+  });
+
+  test("teardown: paused and recorded with the drains of launched nodes only (min_nodes aside); a launched node that registers later is drained at the next tick; resume ends it", () => {
+    const mixed = (now: number) => [...launchedFleet(now, ["a", "b"]), node("agent-1", 10, now), node("m", 10, now, { removable: false })];
+    const withLate = (now: number) => [...mixed(now), node("late", 10, now, { launched: true })];
+    const r = run(
+      [
+        [0, (now) => ({ type: "teardown", nodes: mixed(now) })],
+        [1, (now) => ({ type: "tick", nodes: withLate(now) })],
+        [2, (now) => ({ type: "tick", nodes: withLate(now) })],
+      ],
+      initialState(),
+      { ...policy, minNodes: 3 },
+    );
+    expect(r.effects[0]).toEqual(["save", "drain", "drain"]);
+    expect(r.effects[1]).toEqual(["save", "drain"]);
+    expect(r.effects[2]).toEqual([]);
+    expect(r.d.paused).toBe(true);
+    expect(r.d.teardown).toEqual({ at: T0 });
+    expect(r.d.drains.map((d) => d.node)).toEqual(["a", "b", "late"]);
+    // Paused: below min_nodes launches nothing.
+    expect(r.d.launches).toEqual([]);
+    const resumed = step(r.state, { type: "resume" }, policy, T0 + 3000);
+    expect(resumed.state.durable.teardown).toBeUndefined();
+    expect(resumed.state.durable.paused).toBe(false);
+  });
+
+  test("teardown survives a restart: a terminate that was running is not run again, a drain goes on, and the teardown still holds", () => {
+    const two = (now: number) => launchedFleet(now, ["a", "b"]);
+    const before = run([
+      [0, (now) => ({ type: "teardown", nodes: two(now) })],
+      [30, (now) => ({ type: "tick", nodes: two(now) })],
+      [31, (_now, s) => ({ type: "removed_from_config", id: s.durable.drains[0]!.id, confirmed: true })],
+    ]);
+    expect(before.d.drains.map((d) => d.status)).toEqual(["terminating", "draining"]);
+    const after = run([[40, { type: "start", hosts: [] }]], initialState(structuredClone(before.d)));
+    expect(after.d.drains.map((d) => d.status)).toEqual(["done", "draining"]);
+    expect(after.all.filter((e) => e.kind === "terminate")).toEqual([]);
+    expect(after.d.teardown).toEqual({ at: T0 });
+    // A second teardown (the CLI run again) drains nothing twice.
+    const again = step(after.state, { type: "teardown", nodes: two(T0 + 41_000).filter((n) => n.name === "b") }, policy, T0 + 41_000);
+    expect(again.effects.filter((e) => e.kind === "drain")).toEqual([]);
+    expect(again.reply).toMatchObject({ ok: true, value: { draining: [] } });
+  });
+
+  test("teardown without a scale_down_command is refused and changes nothing", () => {
+    const r = replyOf(initialState(), { type: "teardown", nodes: launchedFleet(T0) }, T0, { ...policy, scaleDownEnabled: false });
+    expect(r.reply).toMatchObject({ ok: false });
+    expect(r.state.durable.paused).toBe(false);
+  });
+});
+
+describe("resources mode on the fake clock", () => {
+  const resources = policyFromConfig(
+    parseConfig(
+      "[machine]\nscale_up_command = launch\nscale_down_command = terminate\n[scaling]\nmode = resources\nmin_available = 10\nnode_capacity = 8\n",
+      "/x/autoscaler.ini",
+    ).config!,
+  );
+  const withFree = (free: Record<string, number>) => (now: number) =>
+    Object.entries(free).map(([name, units]) => {
+      const n = node(name, 20, now);
+      return { ...n, readings: n.readings.map((r) => ({ ...r, available: units })) };
+    });
+  const at =
+    (free: Record<string, number>): Step[1] =>
+    (now) => ({ type: "tick", nodes: withFree(free)(now) });
+
+  test("a deficit launches ceil(deficit / node_capacity), recorded first; while it boots it counts at node_capacity and nothing more launches", () => {
+    const r = run(
+      [
+        [0, at({ a: 1, b: 2 })],
+        [1, launched(true)],
+        [5, at({ a: 1, b: 2 })],
+        [40, at({ a: 0, b: 0 })],
+      ],
+      initialState(),
+      resources,
+    );
+    expect(r.effects[0]).toEqual(["save", "launch"]);
+    expect(r.d.launches[0]).toMatchObject({ count: 1, reason: expect.stringMatching(/3 free < min_available 10: ceil\(7 \/ 8 per node\)/) });
+    expect(r.effects[2]).toEqual([]);
+    // Later everything is taken: the booting node's 8 units do not cover 10, so ceil(2 / 8) = 1 more (after the 30 s up-cooldown).
+    expect(r.effects[3]).toEqual(["save", "launch"]);
+    expect(r.d.launches.map((l) => l.count)).toEqual([1, 1]);
+  });
+
+  test("plenty free: a scale-down only after the whole scale_down_window, and only of a node whose removal keeps min_available", () => {
+    const plenty = { a: 8, b: 8, c: 8 };
+    const r = run(
+      [
+        [0, at(plenty)],
+        [150, at(plenty)],
+        [299, at(plenty)],
+        [301, at(plenty)],
+      ],
+      initialState(),
+      resources,
+    );
+    expect(r.effects.slice(0, 3)).toEqual([[], [], []]);
+    expect(r.effects[3]).toEqual(["save", "drain"]);
+    expect(r.d.drains.map((d) => d.node)).toEqual(["a"]);
+  });
+});

@@ -27,6 +27,13 @@
  *
  *   schedule (each tick): latest run time ≤ now not handled yet ──within grace──► run (the
  *            run time is recorded before any command) / ──older──► skipped (never run late)
+ *
+ *   terminate <node>: unknown / hand-added / leaving / at min_nodes (no --force) ──► refused
+ *            else ──► a drain of that node (drain_seconds, or 0 with --no-drain) ──► as above
+ *   a node's leave (its own connection): ──► a drain of that node, min_nodes aside; the next
+ *            tick launches a replacement when min_nodes or the policy needs one
+ *   teardown: paused + teardown recorded with the drains of every launched node (one save)
+ *            ──each tick──► launched nodes that came since are drained too ──resume──► ended
  */
 import { capCount, chooseForRemoval, cooldownLeftMs, currentCpu, decide, type Decision, type NodeObservation, type Recommendation } from "./decide.js";
 import { clampToLimits, describeAction, describeScheduleAction, ON_TIME_MS, percentChange, policyTarget, scheduleDue } from "./policies.js";
@@ -130,6 +137,12 @@ export type ScalerEvent =
   | { type: "scale_down"; count: number | undefined; percent?: number | undefined; nodes: readonly NodeObservation[] }
   | { type: "execute_policy"; name: string; trigger: PolicyTrigger; nodes: readonly NodeObservation[] }
   | { type: "set_capacity"; desired: number; nodes: readonly NodeObservation[] }
+  /** `autoscaler terminate <name | instance-id>`: drain (unless `drain` is false), then terminate that node. */
+  | { type: "terminate_node"; target: string; drain: boolean; force: boolean; nodes: readonly NodeObservation[] }
+  /** A node asked to leave on its own connection (the name its hello registered there). */
+  | { type: "node_leave"; node: string; nodes: readonly NodeObservation[] }
+  /** `autoscaler teardown`: pause, then drain and terminate every node the autoscaler launched. */
+  | { type: "teardown"; nodes: readonly NodeObservation[] }
   | { type: "webhook_add"; name: string; policy: string; sha256: string }
   | { type: "webhook_remove"; name: string }
   | { type: "pause" }
@@ -376,6 +389,12 @@ export function step(state: ScalerState, event: ScalerEvent, policy: ScalingPoli
       return executePolicy(t, event.name, event.trigger, event.nodes);
     case "set_capacity":
       return setCapacity(t, event.desired, event.nodes);
+    case "terminate_node":
+      return terminateNode(t, event, event.nodes);
+    case "node_leave":
+      return nodeLeaves(t, event.node, event.nodes);
+    case "teardown":
+      return startTeardown(t, event.nodes);
     case "webhook_add":
       return addWebhook(t, event);
     case "webhook_remove":
@@ -398,17 +417,25 @@ function recordLaunch(t: Transition, count: number, reason: string, manual: bool
 }
 
 /** Record a drain of each node (saved before anything is drained). */
-function recordDrains(t: Transition, chosen: readonly NodeObservation[], reason: string, manual: boolean): DrainRecord[] {
+function recordDrains(
+  t: Transition,
+  chosen: readonly NodeObservation[],
+  reason: string,
+  manual: boolean,
+  options: { drainMs?: number; operatorInstanceId?: string } = {},
+): DrainRecord[] {
   const previous = t.durable.lastScaleDownAt;
   const records = chosen.map((n): DrainRecord => {
+    // An id the operator named on the command line is their say-so for it (`terminate i-…`).
+    const instanceId = n.instanceId ?? options.operatorInstanceId;
     const record: DrainRecord = {
       id: t.newId("drain"),
       node: n.name,
-      instanceId: n.instanceId ?? "",
-      ...(n.instanceId === undefined && n.reportedInstanceId !== undefined ? { reportedInstanceId: n.reportedInstanceId } : {}),
+      instanceId: instanceId ?? "",
+      ...(instanceId === undefined && n.reportedInstanceId !== undefined ? { reportedInstanceId: n.reportedInstanceId } : {}),
       address: n.address ?? "",
       decidedAt: t.now,
-      drainUntil: t.now + t.policy.drainMs,
+      drainUntil: t.now + (options.drainMs ?? t.policy.drainMs),
       status: "draining",
       reason,
       manual,
@@ -429,7 +456,7 @@ function emitLaunch(t: Transition, record: LaunchRecord) {
 function emitDrains(t: Transition, records: readonly DrainRecord[]) {
   t.emit({ kind: "save" });
   for (const r of records) {
-    t.log("scale_down", `draining ${r.node} for ${seconds(t.policy.drainMs)} s, then terminating it: ${r.reason}`, {
+    t.log("scale_down", `draining ${r.node} for ${seconds(r.drainUntil - t.now)} s, then terminating it: ${r.reason}`, {
       drain: r.id,
       node: r.node,
       manual: r.manual,
@@ -467,6 +494,7 @@ function tick(t: Transition, all: readonly NodeObservation[]): StepResult {
   const dirty = expireLaunches(t);
   advanceDrains(t);
   runSchedules(t, all);
+  continueTeardown(t, all);
   const nodes = serving(t.state, all);
   if (t.policy.predictive) recordFleetDemand(t, nodes);
   const decision = decide(decisionState(t.state, nodes), nodes, t.policy, t.now);
@@ -1005,8 +1033,118 @@ function removeWebhook(t: Transition, name: string): StepResult {
 
 function setPaused(t: Transition, paused: boolean): StepResult {
   if (t.durable.paused === paused) return t.result({ ok: true, value: { paused } });
+  // Resuming ends a teardown: nodes launched from now on stay.
+  if (!paused && t.durable.teardown) {
+    t.setDurable({ teardown: undefined });
+    t.log("teardown_ended", "teardown ended by resume: automatic scaling is on again and launched nodes stay");
+  }
   t.setDurable({ paused });
   t.emit({ kind: "save" });
   t.log(paused ? "paused" : "resumed", paused ? "automatic scaling paused; manual scale-up and scale-down still work" : "automatic scaling resumed");
   return t.result({ ok: true, value: { paused } });
+}
+
+// ---- fleet operations: terminate one node, a node's own leave, teardown ---------------------
+
+/** The node a name or an instance id names: by name first, then by its instance id (vouched for, or only its own word). */
+export function findNode(all: readonly NodeObservation[], target: string): { node: NodeObservation; byId: boolean } | undefined {
+  const byName = all.find((n) => n.name === target);
+  if (byName) return { node: byName, byId: false };
+  const byId = all.find((n) => n.instanceId === target) ?? all.find((n) => n.reportedInstanceId === target);
+  return byId ? { node: byId, byId: true } : undefined;
+}
+
+/**
+ * `autoscaler terminate`: one named node, drained (or at once with --no-drain), then terminated
+ * through scale_down_command, recorded first like any scale-down. min_nodes holds unless
+ * `force`; a hand-added host is refused. Naming the instance id is the operator's say-so for it.
+ */
+function terminateNode(t: Transition, e: Extract<ScalerEvent, { type: "terminate_node" }>, all: readonly NodeObservation[]): StepResult {
+  if (!t.policy.scaleDownEnabled) return t.result({ ok: false, error: "no [machine] scale_down_command is set, so nodes cannot be terminated" });
+  const found = findNode(all, e.target);
+  if (!found) return t.result({ ok: false, error: `unknown node or instance id ${JSON.stringify(e.target)}; see autoscaler instances` });
+  const { node, byId } = found;
+  if (!node.removable)
+    return t.result({
+      ok: false,
+      error: `${node.name} is a hand-added host: the autoscaler never terminates one; take it out with autoscaler remove-host ${node.name}`,
+    });
+  if (excludedNames(t.durable).has(node.name)) return t.result({ ok: false, error: `${node.name} is already being drained or terminated` });
+  if (node.registering) return t.result({ ok: false, error: `${node.name} is still registering; try again in a moment` });
+  const { nodes } = currentCount(t, all);
+  if (!e.force && nodes.length - 1 < t.policy.minNodes)
+    return t.result({
+      ok: false,
+      error: `cannot terminate ${node.name}: ${nodes.length} backend(s) is already at min_nodes (${t.policy.minNodes}); --force terminates it anyway (a replacement is then launched up to min_nodes)`,
+    });
+  const reason = `autoscaler terminate ${e.target}${e.drain ? "" : " --no-drain"}${e.force ? " --force" : ""}`;
+  const operatorInstanceId = byId && node.instanceId === undefined ? e.target : undefined;
+  const records = recordDrains(t, [node], reason, true, { ...(e.drain ? {} : { drainMs: 0 }), ...(operatorInstanceId ? { operatorInstanceId } : {}) });
+  emitDrains(t, records);
+  const r = records[0]!;
+  return t.result({
+    ok: true,
+    value: {
+      node: node.name,
+      instance_id: r.instanceId || null,
+      terminate: r.instanceId !== "" || r.reportedInstanceId === undefined,
+      drain_until: r.drainUntil,
+      reason,
+    },
+  });
+}
+
+/**
+ * A node asked to leave (`autoscaler leave`, or its leave_url): a scale-down of that node alone,
+ * recorded, drained and terminated as any other; min_nodes does not keep it (the node wants to
+ * go), and the next tick launches a replacement when min_nodes or the policy needs one.
+ */
+function nodeLeaves(t: Transition, name: string, all: readonly NodeObservation[]): StepResult {
+  const node = all.find((n) => n.name === name);
+  const refuse = (error: string) => {
+    t.log("leave_refused", `${name} asked to leave, refused: ${error}`, { node: name }, "warn");
+    return t.result({ ok: false, error });
+  };
+  if (excludedNames(t.durable).has(name)) return t.result({ ok: true, value: { node: name, already: true } });
+  if (!node || node.registering) return refuse("it is not a backend of this master yet");
+  if (!node.removable) return refuse("it is a hand-added host");
+  if (!t.policy.scaleDownEnabled) return refuse("no [machine] scale_down_command is set, so nodes cannot be terminated");
+  const records = recordDrains(t, [node], `${name} asked to leave`, false);
+  emitDrains(t, records);
+  return t.result({ ok: true, value: { node: name, drain: records[0]!.id } });
+}
+
+/** Nodes the autoscaler launched that are still serving (not being drained already). */
+function launchedServing(t: Transition, all: readonly NodeObservation[]) {
+  const leaving = excludedNames(t.durable);
+  return all.filter((n) => n.launched && n.removable && !n.registering && !leaving.has(n.name));
+}
+
+/**
+ * `autoscaler teardown`: pause (so nothing is launched back), record the teardown, and drain
+ * every node the autoscaler launched; each is then terminated through the usual drain
+ * lifecycle. While the teardown holds (until `resume`), each tick drains any launched node that
+ * registers late (a launch still pending). Hand-added hosts and agents that registered on their
+ * own stay. min_nodes does not hold.
+ */
+function startTeardown(t: Transition, all: readonly NodeObservation[]): StepResult {
+  if (!t.policy.scaleDownEnabled) return t.result({ ok: false, error: "no [machine] scale_down_command is set, so nodes cannot be terminated" });
+  const first = t.durable.teardown === undefined;
+  if (first) {
+    t.setDurable({ paused: true, teardown: { at: t.now } });
+    t.log("teardown", "teardown: automatic scaling paused; every node the autoscaler launched is drained and terminated");
+  }
+  const chosen = launchedServing(t, all);
+  if (chosen.length > 0) emitDrains(t, recordDrains(t, chosen, "teardown", true));
+  else if (first) t.emit({ kind: "save" });
+  return t.result({ ok: true, value: { draining: chosen.map((n) => n.name), since: t.durable.teardown!.at } });
+}
+
+/** Each tick during a teardown: drain launched nodes that came since (not while a terminate backs off). */
+function continueTeardown(t: Transition, all: readonly NodeObservation[]) {
+  if (!t.durable.teardown) return;
+  const backoff = t.durable.backoff.down;
+  if (backoff && t.now < backoff.until) return;
+  const chosen = launchedServing(t, all);
+  if (chosen.length > 0) emitDrains(t, recordDrains(t, chosen, "teardown (a launched node that registered or came back since)", true));
 }

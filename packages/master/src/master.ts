@@ -26,6 +26,7 @@ import { applyWithOwnerNote, recoverApplyLeftovers } from "./apply-lock.js";
 import { controlSocketPath, startControlServer } from "./control.js";
 import { createControlDispatch } from "./control-dispatch.js";
 import { createEventLog, EVENTS_KEPT } from "./events.js";
+import { buildInstances } from "./fleet.js";
 import { clusterSample, createHistory } from "./history.js";
 import { loadHostsCache } from "./hosts-cache.js";
 import { createMetrics, startMetricsServer } from "./metrics.js";
@@ -259,7 +260,11 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
 
   // The control socket first: it also proves that no other master runs on this state_dir
   // before the scaler reads state.json and acts on it.
-  const control = await startControlServer(controlSocketPath(config.master.state_dir), createControlDispatch({ status, scaler: () => scaler }));
+  const instances = () => {
+    const st = status();
+    return { instances: buildInstances(st, scaler?.status().launched_by ?? {}, now()), paused: st.paused, teardown: st.teardown, drains: st.drains };
+  };
+  const control = await startControlServer(controlSocketPath(config.master.state_dir), createControlDispatch({ status, scaler: () => scaler, instances }));
   // The only master on this state_dir now: clear what a predecessor killed mid-apply left.
   await recoverApplyLeftovers(config.haproxy.config, logger);
   /** Remove a backend: out of memory first, then its file, then apply. */
@@ -416,7 +421,22 @@ export async function startMaster(initialConfig: Config, deps: MasterDeps): Prom
           metrics.refused.inc({ reason });
           events.add("refused", `agent connection refused (${reason}): ${detail}`);
         },
-        onSample: (kept) => (kept ? metrics.samples : metrics.samplesDropped).inc(),
+        onSample: (kept, sample) => {
+          (kept ? metrics.samples : metrics.samplesDropped).inc();
+          if (kept && sample.available === undefined && config.scaling.mode === "resources") metrics.capacityMissing.inc();
+        },
+        onLeave: (name, credential) => {
+          // The cluster secret speaks for any name (the weaker mode): a leave needs the node's own
+          // credential (or its launch's), so a holder of the secret cannot make another node leave.
+          if (credential === "shared") {
+            metrics.leavesRefused.inc();
+            events.add("leave_refused", `${name} asked to leave on a connection that presented the cluster secret, which speaks for any name; refused`);
+            logger.warn("leave refused: the connection presented the cluster secret, not the node's own credential", { event: "leave_refused", node: name });
+            return;
+          }
+          events.add("leave", `${name} asks to leave`);
+          running.leave(name).catch((err: Error) => logger.warn("leave not honoured", { node: name, error: err.message }));
+        },
       },
       agentLimits,
     ),

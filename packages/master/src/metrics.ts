@@ -12,6 +12,10 @@ export interface MasterMetrics {
   registrations: Counter;
   /** Webhook calls by hook name ("unknown" for a wrong secret, "none" before a lookup) and result. */
   webhookCalls: Counter<"hook" | "result">;
+  /** Leaves refused: asked on a connection that presented the cluster secret. */
+  leavesRefused: Counter;
+  /** Samples without free resource units while [scaling] mode = resources (missing data). */
+  capacityMissing: Counter;
 }
 
 /** Create the metrics, with gauges that read `status()` when scraped. */
@@ -171,7 +175,17 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
     "Decisions refused because state_dir could not be written (nothing ran)",
     (s) => s.actions.not_recorded,
   );
-  return { registry, samples, samplesDropped, refused, registrations, webhookCalls };
+  const leavesRefused = new Counter({
+    name: "autoscaler_leaves_refused_total",
+    help: "Leaves refused because the node's connection presented the cluster secret, which speaks for any name",
+    registers: [registry],
+  });
+  const capacityMissing = new Counter({
+    name: "autoscaler_capacity_missing_total",
+    help: "Samples that carried no free resource units in resources mode (the node's capacity_url failed or answered badly): missing data, never scaled on",
+    registers: [registry],
+  });
+  return { registry, samples, samplesDropped, refused, registrations, webhookCalls, leavesRefused, capacityMissing };
 }
 
 /**

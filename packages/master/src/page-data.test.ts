@@ -21,6 +21,8 @@ const node = (name: string): NodeStatus => ({
   instance_id: null,
   instance_id_trusted: false,
   credential: "node",
+  added_at: null,
+  available_now: null,
 });
 const status = (nodes: NodeStatus[]): MasterStatus =>
   ({

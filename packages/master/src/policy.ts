@@ -29,7 +29,7 @@ export interface ScheduleRule {
 
 /** The policy, from [scaling] and [machine], in milliseconds and percent. */
 export interface ScalingPolicy {
-  mode: "target" | "instance" | "average";
+  mode: "target" | "instance" | "average" | "resources";
   /** Target mode: the percent of all cores a node should run at. */
   targetCpu: number;
   /** Target mode: a ratio within 1 ± tolerance does nothing. */
@@ -65,6 +65,10 @@ export interface ScalingPolicy {
   drainMs: number;
   /** How long a terminated node's hello is refused. */
   forgetAfterMs: number;
+  /** Resources mode: the units that must stay free across live nodes. */
+  minAvailable: number;
+  /** Resources mode: the units one node brings; undefined: the highest any node reported. */
+  nodeCapacity: number | undefined;
   /** The named policies (none when absent). */
   policies?: readonly NamedPolicy[];
   /** The schedules (none when absent). */
@@ -99,6 +103,8 @@ export function policyFromConfig(config: Config): ScalingPolicy {
     launchTimeoutMs: config.machine.launch_timeout * 1000,
     drainMs: s.drain_seconds * 1000,
     forgetAfterMs: s.forget_after * 1000,
+    minAvailable: s.min_available,
+    nodeCapacity: s.node_capacity,
     policies: config.policies.map((p) => ({ name: p.name, action: p.action, cooldownMs: p.cooldown * 1000 })),
     // The config checked every expression; parsing again here cannot fail.
     schedules: config.schedules.map((x) => ({

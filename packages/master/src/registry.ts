@@ -13,6 +13,8 @@ import type { HelloMessage, SampleMessage } from "@autoscaler/shared/protocol";
 export interface CpuReading {
   at: number;
   cpu: number;
+  /** The node's free resource units at that time, when its agent reports them (capacity_url). */
+  available?: number;
 }
 
 /** What the master knows of one node. */
@@ -118,7 +120,7 @@ export function createRegistry(options: RegistryOptions): Registry {
       const last = r.readings[r.readings.length - 1];
       if (last && now - last.at < MIN_SAMPLE_GAP_MS) return false;
       if (sample.healthy !== undefined) r.healthy = sample.healthy;
-      r.readings.push({ at: now, cpu: sample.cpu });
+      r.readings.push(sample.available === undefined ? { at: now, cpu: sample.cpu } : { at: now, cpu: sample.cpu, available: sample.available });
       const oldest = now - options.keepMs;
       let drop = 0;
       while (drop < r.readings.length && r.readings[drop]!.at < oldest) drop++;

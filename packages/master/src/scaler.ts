@@ -151,6 +151,8 @@ export interface ScalerStatus {
     count: number;
     nodes: string[];
     instances: string[];
+    /** What the launch command printed: each instance with its private address (null when it printed none). */
+    expected: { instance_id: string; private_address: string | null }[];
     decided_at: string;
     finished_at: string | null;
     manual: boolean;
@@ -177,6 +179,10 @@ export interface ScalerStatus {
   webhooks: { name: string; policy: string; created_at: string }[];
   /** min_nodes / max_nodes in force: the ini's, or a schedule's (durable) when `set_by` says so. */
   limits: { min_nodes: number; max_nodes: number; set_by: string | null; set_at: string | null };
+  /** Since when `autoscaler teardown` holds (until resume); null when none. */
+  teardown: { since: string } | null;
+  /** Each node a launch claimed, with that launch's id (every launch state.json keeps). */
+  launched_by: Record<string, string>;
 }
 
 /** What a webhook call found: the hook (by name) and whether this master may run it. */
@@ -229,6 +235,12 @@ export interface Scaler {
   /** The stored webhook whose secret this is (constant time over all of them). */
   findWebhook(secret: string): WebhookLookup;
   setPaused(paused: boolean): Promise<{ paused: boolean }>;
+  /** `autoscaler terminate`: drain (unless `drain` is false) and terminate one node, named or by instance id. */
+  terminate(target: string, drain: boolean, force: boolean): Promise<unknown>;
+  /** A node asked to leave on its own connection; ignored on a follower (the leader hears it too). */
+  leave(name: string): Promise<unknown>;
+  /** `autoscaler teardown`: pause, then drain and terminate every node the autoscaler launched. */
+  teardown(): Promise<unknown>;
   status(): ScalerStatus;
   /** Wait for commands in flight (used by tests and on stop). */
   idle(): Promise<void>;
@@ -538,6 +550,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
         reportedInstanceId: entry?.instanceIdFrom ? undefined : (entry?.instanceId ?? record?.instanceId),
         address: entry?.address ?? record?.address,
         ...(entry === undefined ? { registering: true } : {}),
+        ...(entry?.source === "launched" ? { launched: true } : {}),
       });
     }
     return out;
@@ -686,6 +699,18 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
       if (deps.shared) requireDecider(paused ? "pause" : "resume");
       return command({ type: paused ? "pause" : "resume" });
     },
+    async terminate(target, drain, force) {
+      requireDecider("scale commands");
+      return command({ type: "terminate_node", target, drain, force, nodes: observations(now()) });
+    },
+    async leave(name) {
+      if (!leading) return { ignored: "this master does not decide; the deciding master acts on the node's leave" };
+      return command({ type: "node_leave", node: name, nodes: observations(now()) });
+    },
+    async teardown() {
+      requireDecider("teardown");
+      return command({ type: "teardown", nodes: observations(now()) });
+    },
     status() {
       const at = now();
       const d = state.durable;
@@ -698,32 +723,38 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
         cooldown: { scale_up_seconds: left(d.lastScaleUpAt, policy.upCooldownMs), scale_down_seconds: left(d.lastScaleDownAt, policy.downCooldownMs) },
         last_decision: last ? { at: iso(last.at), action: last.decision.action, reason: last.decision.reason } : null,
         actions: { ...state.counters },
-        launches: d.launches.slice(-10).map((l) => ({
-          id: l.id,
-          status: l.status,
-          count: l.count,
-          nodes: [...l.nodes],
-          instances: l.instances.map((i) => i.instanceId),
-          decided_at: iso(l.decidedAt),
-          finished_at: l.finishedAt === undefined ? null : iso(l.finishedAt),
-          manual: l.manual,
-          reason: l.reason,
-          note: l.note ?? null,
-          error: l.error ?? null,
-        })),
-        drains: d.drains.slice(-10).map((x) => ({
-          id: x.id,
-          node: x.node,
-          instance_id: x.instanceId,
-          status: x.status,
-          decided_at: iso(x.decidedAt),
-          drain_until: iso(x.drainUntil),
-          finished_at: x.finishedAt === undefined ? null : iso(x.finishedAt),
-          manual: x.manual,
-          reason: x.reason,
-          note: x.note ?? null,
-          error: x.error ?? null,
-        })),
+        // The last ten, and every open one however old.
+        launches: d.launches
+          .filter((l, i) => isOpenLaunch(l) || i >= d.launches.length - 10)
+          .map((l) => ({
+            id: l.id,
+            status: l.status,
+            count: l.count,
+            nodes: [...l.nodes],
+            instances: l.instances.map((i) => i.instanceId),
+            expected: l.instances.map((i) => ({ instance_id: i.instanceId, private_address: i.privateAddress ?? null })),
+            decided_at: iso(l.decidedAt),
+            finished_at: l.finishedAt === undefined ? null : iso(l.finishedAt),
+            manual: l.manual,
+            reason: l.reason,
+            note: l.note ?? null,
+            error: l.error ?? null,
+          })),
+        drains: d.drains
+          .filter((x, i) => isOpenDrain(x) || i >= d.drains.length - 10)
+          .map((x) => ({
+            id: x.id,
+            node: x.node,
+            instance_id: x.instanceId,
+            status: x.status,
+            decided_at: iso(x.decidedAt),
+            drain_until: iso(x.drainUntil),
+            finished_at: x.finishedAt === undefined ? null : iso(x.finishedAt),
+            manual: x.manual,
+            reason: x.reason,
+            note: x.note ?? null,
+            error: x.error ?? null,
+          })),
         policies: (policy.policies ?? []).map((p) => {
           const run = d.policies?.[p.name];
           return {
@@ -761,6 +792,8 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
           set_by: d.limits?.by ?? null,
           set_at: d.limits ? iso(d.limits.at) : null,
         },
+        teardown: d.teardown ? { since: iso(d.teardown.at) } : null,
+        launched_by: Object.fromEntries(d.launches.flatMap((l) => l.nodes.map((n) => [n, l.id] as const))),
       };
     },
     async idle() {

@@ -10,7 +10,7 @@
 import net from "node:net";
 import { type Logger } from "@autoscaler/shared";
 import { decodeAgentMessage } from "@autoscaler/shared/agent-messages";
-import { PROTOCOL_VERSION, createLineSplitter, encodeMessage, type HelloMessage, type MasterMessage } from "@autoscaler/shared/protocol";
+import { PROTOCOL_VERSION, createLineSplitter, encodeMessage, type HelloMessage, type MasterMessage, type SampleMessage } from "@autoscaler/shared/protocol";
 import type { Admission, AdmissionRefusal } from "./admission.js";
 import type { Registry } from "./registry.js";
 
@@ -46,7 +46,13 @@ export interface ServerDeps {
   credentialFor: (name: string) => string;
   onRefused: (reason: RefusalReason, detail: string) => void;
   /** A sample arrived; `kept` is false when the registry dropped it (a flood). */
-  onSample: (kept: boolean) => void;
+  onSample: (kept: boolean, sample: SampleMessage) => void;
+  /**
+   * A registered node asked to leave on its own connection: `name` is the name its hello
+   * registered there (never a name the message gives: it names none), with the credential kind
+   * that hello presented.
+   */
+  onLeave?: (name: string, credential: Extract<Admission, { ok: true }>["kind"]) => void;
 }
 
 /** Lines read but not yet handled, per connection, before the socket is paused. */
@@ -91,6 +97,7 @@ export async function startAgentServer(
     socket.setNoDelay(true);
     const splitter = createLineSplitter();
     let node: string | undefined;
+    let credential: Extract<Admission, { ok: true }>["kind"] | undefined;
     /** Closed: refused by us, or gone. Refused: no more lines are handled (lines read before the peer closed still are). */
     let closed = false;
     let refused = false;
@@ -138,6 +145,7 @@ export async function startAgentServer(
           return refuse(res.reason === "NAME_TAKEN" ? "name_taken" : "name_manual", res.message, { name: msg.name, address: msg.address }, true);
         }
         node = msg.name;
+        credential = admission.kind;
         try {
           await deps.onRegistered(msg, res.isNew, admission);
         } catch (err) {
@@ -156,7 +164,12 @@ export async function startAgentServer(
         return;
       }
       if (msg.type === "hello") return refuse("wrong_shape", "a second hello on one connection");
-      deps.onSample(deps.registry.recordSample(node, msg, deps.now()));
+      if (msg.type === "leave") {
+        deps.logger.info("node asks to leave", { node, peer, credential });
+        deps.onLeave?.(node, credential!);
+        return;
+      }
+      deps.onSample(deps.registry.recordSample(node, msg, deps.now()), msg);
     };
 
     // Lines wait here and are handled one at a time, in order. Past MAX_QUEUED_LINES the socket

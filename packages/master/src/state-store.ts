@@ -104,6 +104,11 @@ const stateSchema = z
     schedules: z.record(shortName, scheduleRunSchema).optional(),
     webhooks: z.array(webhookSchema).max(1000).optional(),
     limits: limitsSchema.optional(),
+    /** `autoscaler teardown`: since when every node the autoscaler launched is being removed (until `resume`). */
+    teardown: z
+      .object({ at: z.number().int().min(0) })
+      .strict()
+      .optional(),
   })
   .strict();
 

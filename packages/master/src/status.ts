@@ -25,6 +25,10 @@ export interface NodeStatus {
   instance_id_trusted: boolean;
   /** What the node presented: its own credential, a launch's, the cluster secret (shared), or nothing (operator: hand-added). */
   credential: CredentialKind | null;
+  /** When its hosts.d entry was written (null: an agent whose entry is not written yet). */
+  added_at: string | null;
+  /** Its last report of free resource units (capacity_url), or null. */
+  available_now: number | null;
 }
 
 /** The whole status document. */
@@ -68,6 +72,8 @@ export interface MasterStatus {
   credentials: { shared_token: "allow" | "refuse"; note: string | null };
   /** With [cluster] etcd: etcd, the leader, every master campaigning; null without etcd. */
   cluster: ClusterStatus | null;
+  /** Since when `autoscaler teardown` holds (until resume); null when none. */
+  teardown: ScalerStatus["teardown"];
 }
 
 /** Mean CPU of the readings inside the window ending at `now`, or null when there are none. */
@@ -115,6 +121,8 @@ export function buildStatus(i: StatusInputs): MasterStatus {
       connections: r.connections,
       ...instanceOf(byName.get(r.name), r.instanceId),
       credential: byName.get(r.name)?.source === "manual" ? "operator" : r.credential,
+      added_at: byName.get(r.name)?.addedAt ?? null,
+      available_now: r.readings.findLast((x) => x.available !== undefined)?.available ?? null,
     };
   });
   for (const h of i.hosts) {
@@ -133,6 +141,8 @@ export function buildStatus(i: StatusInputs): MasterStatus {
       connections: 0,
       ...instanceOf(h, undefined),
       credential: h.source === "manual" ? "operator" : null,
+      added_at: h.addedAt,
+      available_now: null,
     });
   }
   nodes.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -171,6 +181,7 @@ export function buildStatus(i: StatusInputs): MasterStatus {
     events: i.events.map((e) => ({ at: iso(e.at), kind: e.kind, message: e.message })),
     credentials: { shared_token: i.sharedToken, note: i.sharedToken === "allow" ? SHARED_TOKEN_NOTE : null },
     cluster: i.cluster ?? null,
+    teardown: i.scaling?.teardown ?? null,
   };
 }
 

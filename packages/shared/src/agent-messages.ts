@@ -1,5 +1,5 @@
 /**
- * The agent's messages as the master validates them (zod): `hello` and `sample`. Imported
+ * The agent's messages as the master validates them (zod): `hello`, `sample` and `leave`. Imported
  * from "@autoscaler/shared/agent-messages" by the master only, so agents never load zod.
  */
 import { z } from "zod";
@@ -47,14 +47,20 @@ export const sampleSchema = z
       .strict()
       .optional(),
     healthy: z.boolean().optional(),
+    /** The node's free resource units, from its app's capacity_url (resources mode). */
+    available: z.number().finite().min(0).max(1e9).optional(),
   })
   .strict();
 
+/** `leave`: this node asks to be drained and terminated. It names nothing: a node may ask only for itself. */
+export const leaveSchema = z.object({ type: z.literal("leave") }).strict();
+
 /** Any message an agent may send. */
-export const agentMessageSchema = z.discriminatedUnion("type", [helloSchema, sampleSchema]);
+export const agentMessageSchema = z.discriminatedUnion("type", [helloSchema, sampleSchema, leaveSchema]);
 
 export type HelloMessage = z.infer<typeof helloSchema>;
 export type SampleMessage = z.infer<typeof sampleSchema>;
+export type LeaveMessage = z.infer<typeof leaveSchema>;
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
 /** Every key the schemas know: the only path parts a refusal may name. */
@@ -78,6 +84,7 @@ const SCHEMA_KEYS = new Set([
   "memory",
   "used_bytes",
   "total_bytes",
+  "available",
 ]);
 
 /** Issue codes whose messages are ours or zod's fixed text; the others (unknown keys, enum values) may quote the line. */

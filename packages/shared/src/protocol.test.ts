@@ -32,10 +32,19 @@ describe("decodeAgentMessage", () => {
     ["CPU over 100", JSON.stringify({ type: "sample", time: 1, cpu: 101 }), /wrong shape: cpu/],
     ["CPU as a string", JSON.stringify({ type: "sample", time: 1, cpu: "50" }), /wrong shape: cpu/],
     ["a JSON array", "[1,2,3]", /wrong shape/],
+    ["a leave that names a node (a node may ask only for itself)", JSON.stringify({ type: "leave", name: "web-2" }), /wrong shape/],
+    ["negative free units", JSON.stringify({ type: "sample", time: 1, cpu: 5, available: -1 }), /wrong shape: available/],
+    ["free units as a string", JSON.stringify({ type: "sample", time: 1, cpu: 5, available: "4" }), /wrong shape: available/],
   ])("refuses %s with a reason", (_name, line, reason) => {
     const decoded = decodeAgentMessage(line);
     expect(decoded.ok).toBe(false);
     if (!decoded.ok) expect(decoded.reason).toMatch(reason);
+  });
+
+  test("a leave names nothing; a sample may carry the node's free resource units", () => {
+    expect(decodeAgentMessage('{"type":"leave"}')).toEqual({ ok: true, message: { type: "leave" } });
+    const sample = { type: "sample" as const, time: 1, cpu: 5, healthy: true, available: 2.5 };
+    expect(decodeAgentMessage(JSON.stringify(sample))).toEqual({ ok: true, message: sample });
   });
 
   test("a refusal reason never echoes the token", () => {

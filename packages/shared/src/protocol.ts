@@ -8,7 +8,7 @@
  */
 import type { AgentMessage } from "./agent-messages.js";
 
-export type { AgentMessage, HelloMessage, SampleMessage } from "./agent-messages.js";
+export type { AgentMessage, HelloMessage, LeaveMessage, SampleMessage } from "./agent-messages.js";
 
 /** The protocol version this build speaks. */
 export const PROTOCOL_VERSION = 1;

@@ -211,6 +211,11 @@ describe("parseConfig reads values", () => {
     ["the ssh port from -o Port=", "[haproxy]\nssh_command = ssh -o Port=2201 web@$HOST", "ssh.port", 2201],
     ["the ssh user from -l", "[haproxy]\nssh_command = ssh -l deploy $HOST", "ssh.user", "deploy"],
     ["a ${HOST} target", "[haproxy]\nssh_command = ssh deploy@${HOST}", "ssh.user", "deploy"],
+    ["resources mode", "[scaling]\nmode = resources\nmin_available = 12.5", "scaling.min_available", 12.5],
+    ["a node_capacity", "[scaling]\nnode_capacity = 8", "scaling.node_capacity", 8],
+    ["an empty node_capacity as the nodes' highest report", "[scaling]\nnode_capacity =", "scaling.node_capacity", undefined],
+    ["a dotted capacity_key", "[agent]\ncapacity_key = slots.free", "agent.capacity_key", "slots.free"],
+    ["a leave_url", "[agent]\nleave_url = http://127.0.0.1:8080/state", "agent.leave_url", "http://127.0.0.1:8080/state"],
   ])("reads %s", (_what, ini, key, expected) => {
     expect(pick(parseOk(ini), key)).toEqual(expected);
   });
@@ -221,6 +226,7 @@ describe("parseConfig reads values", () => {
     ["an override of 0 turns that cooldown off", "scale_up_cooldown = 0\nmode = instance", { up: 0, down: 300 }],
     ["the threshold modes keep the seed's 300 s", "mode = average", { up: 300, down: 300 }],
     ["target mode: 30 s up (sized by the deficit) and 0 s down (scale_down_window holds it)", "mode = target", { up: 30, down: 0 }],
+    ["resources mode as target mode", "mode = resources", { up: 30, down: 0 }],
     ["empty overrides fall back to cooldown", "cooldown = 45\nscale_up_cooldown =\nscale_down_cooldown =", { up: 45, down: 45 }],
   ])("%s", (_what, scaling, expected) => {
     expect(parseOk(`[scaling]\n${scaling}`).cooldowns).toEqual(expected);
@@ -343,6 +349,10 @@ describe("parseConfig refuses", () => {
     ["a bad agent name", "[agent]\nname = web/1", "agent.name", /"web\/1" is not valid/],
     ["a health_url that is not http", "[agent]\nhealth_url = ftp://x/", "agent.health_url", /an http:\/\/ or https:\/\/ URL/],
     ["an unknown cpu_source", "[agent]\ncpu_source = disk", "agent.cpu_source", /system, cgroup:PATH .* or pid:PIDFILE/],
+    ["a negative min_available", "[scaling]\nmin_available = -1", "scaling.min_available", /"-1" is not valid; expected a number of resource units, 0 or more/],
+    ["a node_capacity of 0", "[scaling]\nnode_capacity = 0", "scaling.node_capacity", /expected a number of resource units greater than 0/],
+    ["a capacity_url that is not http", "[agent]\ncapacity_url = file:///etc/passwd", "agent.capacity_url", /an http:\/\/ or https:\/\/ URL/],
+    ["a leave_key with a space", "[agent]\nleave_key = please leave", "agent.leave_key", /expected a JSON key such as leave or slots\.free/],
   ])("%s, naming the key", (_what, ini, subject, message) => {
     const result = parse(ini);
     expect(result.config).toBeUndefined();
@@ -398,6 +408,12 @@ describe("parseConfig never shows a secret", () => {
     const messages = [...result.errors, ...result.warnings].map((p) => `${p.subject} ${p.message}`).join("\n");
     expect(messages).not.toContain(secret);
   });
+});
+
+test("resources mode with min_available 0 is a warning naming the key", () => {
+  const result = parse("[scaling]\nmode = resources\n");
+  expect(result.errors).toEqual([]);
+  expect(result.warnings.find((w) => w.subject === "scaling.min_available")?.message).toMatch(/is 0 in resources mode/);
 });
 
 describe("parseConfig warns about what it does not know", () => {

@@ -24,6 +24,8 @@ export const DEFAULT_COOLDOWNS = {
   target: { up: 30, down: 0 },
   instance: { up: 300, down: 300 },
   average: { up: 300, down: 300 },
+  /** Sized by the deficit like target mode; its scale-down is held by scale_down_window. */
+  resources: { up: 30, down: 0 },
 } as const;
 
 /** One problem with one key: what was found and what was expected. */

@@ -98,6 +98,14 @@ const clusterPairs: Check = (c, errors) => {
   }
 };
 
+const resourcesNeedMinimum: Check = (c, _errors, warnings) => {
+  if (c.scaling.mode === "resources" && c.scaling.min_available === 0)
+    warnings.push({
+      subject: "scaling.min_available",
+      message: "is 0 in resources mode: nothing has to stay free, so the cluster only keeps min_nodes; set the resource units to keep free",
+    });
+};
+
 /** Every cross-field rule, in the order their messages print. */
 /** The AWS keys come as a pair (a session token only with both): one alone would fail at the first launch, billed or not. */
 const awsKeysPaired: Check = (c, errors) => {
@@ -126,4 +134,5 @@ export const CROSS_FIELD_RULES: readonly Rule[] = [
   { keys: ["master.listen", "master.metrics_listen"], check: listenPortsDistinct },
   { keys: ["master.webhook_listen", "master.listen", "master.metrics_listen"], check: webhookListen },
   { keys: ["cluster.etcd", "cluster.ca", "cluster.cert", "cluster.key", "cluster.user", "cluster.password"], check: clusterPairs },
+  { keys: ["scaling.mode", "scaling.min_available"], check: resourcesNeedMinimum },
 ];

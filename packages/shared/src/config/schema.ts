@@ -283,7 +283,7 @@ function url(): KeySpec<string> {
       } catch {
         // fall through
       }
-      return bad("an http:// or https:// URL, or empty for no health check");
+      return bad("an http:// or https:// URL, or empty (off)");
     },
   };
 }
@@ -326,6 +326,42 @@ function etcdPrefix(): KeySpec<string> {
       return /^\/[A-Za-z0-9._/-]*\/$/.test(v) && !v.includes("//") && v.length <= 200
         ? ok(v)
         : bad("a key prefix that starts and ends with '/', such as /autoscaler/web/ (letters, digits, '.', '_', '-' and '/')");
+    },
+  };
+}
+
+/** A number of resource units of at least 0 (`resources` mode): `8`, `2.5`. */
+function units(def: string): KeySpec<number> {
+  const expected = "a number of resource units, 0 or more";
+  return {
+    default: def,
+    parse: (raw) => {
+      const v = raw.trim();
+      return /^(\d{1,9}(\.\d+)?|\.\d+)$/.test(v) ? ok(Number(v)) : bad(expected);
+    },
+  };
+}
+
+/** A number of resource units greater than 0, or empty (not set). */
+function optionalUnits(): KeySpec<number | undefined> {
+  const expected = "a number of resource units greater than 0, or empty (then the nodes' highest report)";
+  return {
+    default: "",
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === "") return ok(undefined);
+      return /^(\d{1,9}(\.\d+)?|\.\d+)$/.test(v) && Number(v) > 0 ? ok(Number(v)) : bad(expected);
+    },
+  };
+}
+
+/** A key of the JSON a node's app answers (`leave`, `slots.free`): dot-separated names of letters, digits, '_' and '-'. */
+function jsonKey(def: string): KeySpec<string> {
+  return {
+    default: def,
+    parse: (raw) => {
+      const v = raw.trim();
+      return /^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,7}$/.test(v) ? ok(v) : bad("a JSON key such as leave or slots.free (dot-separated names)");
     },
   };
 }
@@ -398,8 +434,8 @@ export const SCHEMA = {
     interval: seconds(1),
   },
   scaling: {
-    /** target: track target_cpu per node (the default); instance and average: the seed's threshold rules. */
-    mode: oneOf(["target", "instance", "average"], "target"),
+    /** target: track target_cpu per node (the default); instance and average: the seed's threshold rules; resources: keep min_available units free. */
+    mode: oneOf(["target", "instance", "average", "resources"], "target"),
     target_cpu: percent(60),
     /** Target mode: a deviation from target_cpu within this fraction does nothing (as HPA's 0.1). */
     tolerance: fraction(0.1),
@@ -427,6 +463,10 @@ export const SCHEMA = {
     drain_seconds: seconds(30, { positive: false }),
     node_timeout: seconds(30),
     forget_after: seconds(600),
+    /** Resources mode: the resource units (the nodes' [agent] capacity_url reports) that must stay free across live nodes. */
+    min_available: units("0"),
+    /** Resources mode: the units one node brings; empty: the highest any node has reported. */
+    node_capacity: optionalUnits(),
   },
   cluster: {
     /** The cluster's name: the default etcd prefix is /autoscaler/<name>/. */
@@ -458,6 +498,12 @@ export const SCHEMA = {
     interval: seconds(5),
     health_url: url(),
     cpu_source: cpuSource(),
+    /** The node's app says whether it wants to leave: the agent polls this JSON each interval and leaves when leave_key is true. */
+    leave_url: url(),
+    leave_key: jsonKey("leave"),
+    /** The node's app reports its free resource units: a number at capacity_key, sent with each sample (resources mode). */
+    capacity_url: url(),
+    capacity_key: jsonKey("available"),
   },
 } as const satisfies Record<string, Record<string, KeySpec<unknown>>>;
 
