@@ -13,10 +13,12 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { AutoscalerError, EXIT_CONFIG, errnoCode, writeFileAtomic, type Config, type Logger, type ProxyServer } from "@autoscaler/shared/core";
 import { MAX_LINE_BYTES, PROTOCOL_VERSION, createLineSplitter, decodeMasterMessage, encodeMessage, type SampleMessage } from "@autoscaler/shared/protocol";
+import { capacityOf, leaveOf, readAppValue } from "./app-state.js";
 import { readFacts } from "./facts.js";
 import { checkHealth } from "./health.js";
 import { resolveIdentity } from "./identity.js";
 import { parseKnownHosts } from "./known-hosts.js";
+import { leaveSocketPath, startLeaveSocket, type LeaveAnswer } from "./leave-socket.js";
 import { createSampler } from "./sampler.js";
 import { HostKeyError, openTunnel, type Tunnel, type TunnelTarget } from "./tunnel.js";
 
@@ -32,6 +34,8 @@ export interface AgentDeps {
 export interface RunningAgent {
   /** Proxies with a welcomed tunnel right now. */
   connected(): string[];
+  /** Ask every master this agent is connected to to drain and terminate this node (`autoscaler leave`). */
+  leave(why: string): LeaveAnswer;
   stop(): Promise<void>;
 }
 
@@ -136,13 +140,45 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
   const sampler = createSampler(config.agent.cpu_source);
   let healthy = await checkHealth(config.agent.health_url);
   let stopped = false;
+  /** Set once this node asked to leave: every tunnel (and each new one) sends `leave`. */
+  let leaving: string | undefined;
+  const appTimeoutMs = Math.min(2000, intervalMs);
+  /** The capacity_url problem last logged (logged again only when it changes, and when it clears), and how many samples went without. */
+  const capacityProblems = { last: "", count: 0 };
+  const readCapacity = async (): Promise<number | undefined> => {
+    const { capacity_url: url, capacity_key: key } = config.agent;
+    if (!url) return undefined;
+    const read = capacityOf(await readAppValue(url, key, appTimeoutMs), key);
+    if (read.ok) {
+      if (capacityProblems.last !== "") logger.info("capacity_url answers again", { url, missed: capacityProblems.count });
+      capacityProblems.last = "";
+      return read.value;
+    }
+    capacityProblems.count++;
+    if (read.problem !== capacityProblems.last)
+      logger.warn("capacity_url gave no usable answer; this sample carries no free units (missing data, never scaled on)", {
+        url,
+        problem: read.problem,
+        missed: capacityProblems.count,
+      });
+    capacityProblems.last = read.problem;
+    return undefined;
+  };
+  const checkLeaveUrl = async () => {
+    const { leave_url: url, leave_key: key } = config.agent;
+    if (!url || leaving !== undefined) return;
+    // Only a JSON true at leave_key is a leave: a failure, a bad answer or any other value is not.
+    if (leaveOf(await readAppValue(url, key, appTimeoutMs))) leave(`${url} says ${key} = true`);
+  };
   const tick = async () => {
     try {
       const cpu = await sampler.sample();
       const wasHealthy = healthy;
-      healthy = await checkHealth(config.agent.health_url);
+      const [health, available] = await Promise.all([checkHealth(config.agent.health_url), readCapacity(), checkLeaveUrl()]);
+      healthy = health;
       if (wasHealthy !== healthy) logger.warn(healthy ? "health check passes again" : "health check fails", { url: config.agent.health_url });
-      if (cpu !== undefined) ticks.emit("sample", { type: "sample", time: Date.now(), cpu, healthy } satisfies SampleMessage);
+      if (cpu !== undefined)
+        ticks.emit("sample", { type: "sample", time: Date.now(), cpu, healthy, ...(available !== undefined ? { available } : {}) } satisfies SampleMessage);
     } catch (err) {
       logger.warn("cannot read CPU", { source: config.agent.cpu_source.kind, error: (err as Error).message });
     }
@@ -152,6 +188,14 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
 
   const connected = new Set<string>();
   const tunnels = new Set<Tunnel>();
+  /** Ask the masters to drain and terminate this node; sent on every tunnel now and on each new one. */
+  function leave(why: string): LeaveAnswer {
+    if (leaving === undefined) logger.warn("asking the masters to drain and terminate this node", { reason: why, node: identity.name });
+    leaving ??= why;
+    const proxies = [...connected];
+    ticks.emit("leave");
+    return proxies.length > 0 ? { ok: true, proxies } : { ok: false, error: "not connected to any master now; the leave is sent as soon as a tunnel is up" };
+  }
   const wakeups = new Set<() => void>();
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -244,13 +288,19 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
         const send = (sample: SampleMessage) => {
           if (t.stream.writable && t.stream.writableLength < MAX_LINE_BYTES) t.stream.write(encodeMessage(sample));
         };
+        const sendLeave = () => {
+          if (t.stream.writable) t.stream.write(encodeMessage({ type: "leave" }));
+        };
         ticks.on("sample", send);
+        ticks.on("leave", sendLeave);
+        if (leaving !== undefined) sendLeave();
         t.stream.on("data", () => undefined); // the master sends nothing after welcome; keep the stream flowing
         await new Promise<void>((resolve) => {
           t.stream.once("close", resolve);
           t.closed.then(resolve, resolve);
         });
         ticks.off("sample", send);
+        ticks.off("leave", sendLeave);
         if (!stopped) logger.warn("tunnel closed; reconnecting", { proxy: label });
       } catch (err) {
         if (err instanceof HostKeyError) logger.error(`refusing proxy ${label}: ${err.message}`, { proxy: label, reason: err.verdict.reason });
@@ -279,11 +329,19 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
     cpu_source: config.agent.cpu_source.kind,
   });
   const loops = s.servers.map((server) => runProxy(server));
+  // `autoscaler leave` on this node reaches the agent here (leave-socket.ts).
+  const leaveFile = leaveSocketPath(config.master.state_dir);
+  const closeLeaveSocket = await startLeaveSocket(leaveFile, () => leave("autoscaler leave")).catch((err: Error) => {
+    logger.warn("cannot open the leave socket; autoscaler leave will not reach this agent", { file: leaveFile, error: err.message });
+    return async () => undefined;
+  });
 
   return {
     connected: () => [...connected],
+    leave,
     async stop() {
       stopped = true;
+      await closeLeaveSocket();
       clearInterval(timer);
       for (const w of [...wakeups]) w();
       for (const t of tunnels) t.close();

@@ -262,6 +262,64 @@ function buildParser(io: Io, setAction: (a: Action) => void) {
       (argv) => setAction(async () => (await import("./commands/policies.js")).runSchedules(io, withGlobals(argv))),
     )
     .command(
+      "instances",
+      "every node and pending launch the master knows: address, port, instance id, source, state, launch, age, last sample",
+      (y) => y.option("json", { type: "boolean", default: false, describe: "print JSON" }),
+      (argv) => setAction(async () => (await import("./commands/fleet.js")).runInstances(io, withGlobals(argv))),
+    )
+    .command(
+      "terminate <target>",
+      "drain one node, then terminate it through scale_down_command (recorded first; min_nodes holds unless --force)",
+      (y) =>
+        y
+          .positional("target", { type: "string", describe: "a node's name or its instance id (autoscaler instances)" })
+          .option("drain", { type: "boolean", default: true, describe: "drain for drain_seconds first (--no-drain: take it out at once)" })
+          .option("force", { type: "boolean", default: false, describe: "terminate even at min_nodes (a replacement is then launched)" })
+          .option("json", { type: "boolean", default: false, describe: "print JSON" })
+          .example("$0 terminate web-3", "drain web-3, then terminate it")
+          .example("$0 terminate i-0abc123def4567890 --no-drain", "by instance id, without the drain"),
+      (argv) => setAction(async () => (await import("./commands/fleet.js")).runTerminate(io, withGlobals(argv) as never)),
+    )
+    .command(
+      "teardown",
+      "pause, then drain and terminate every node the autoscaler launched (hand-added hosts stay); without --yes print the plan",
+      (y) =>
+        y
+          .option("yes", { type: "boolean", default: false, describe: "do it (without: print what it would do and exit 1)" })
+          .option("timeout", { type: "number", describe: "seconds to wait for the last terminate (default drain_seconds + 2 × command_timeout + 30)" })
+          .option("json", { type: "boolean", default: false, describe: "print JSON" })
+          .check((a) => {
+            if (a.timeout !== undefined && !(Number.isFinite(a.timeout) && a.timeout > 0 && a.timeout <= 86_400))
+              throw new Error(`--timeout ${a.timeout} is not valid; expected 1 to 86400 seconds`);
+            return true;
+          })
+          .example("$0 teardown", "show what would be removed")
+          .example("$0 teardown --yes", "remove every launched node; exit 0 when none is left"),
+      (argv) => setAction(async () => (await import("./commands/fleet.js")).runTeardown(io, withGlobals(argv))),
+    )
+    .command(
+      "inventory",
+      "Ansible dynamic inventory of the fleet: --list (JSON with _meta.hostvars), --host NAME, --format ini",
+      (y) =>
+        y
+          .option("list", { type: "boolean", default: false, describe: "the whole inventory (the default)" })
+          .option("host", { type: "string", describe: "one host's variables", requiresArg: true })
+          .option("format", {
+            choices: ["json", "ini"] as const,
+            default: "json" as const,
+            describe: "json (Ansible's script protocol) or a static INI inventory",
+          })
+          .example("ansible-inventory -i inventory.sh --list", 'with inventory.sh: exec autoscaler inventory "$@"')
+          .example("$0 inventory --format ini > hosts.ini", "a static inventory"),
+      (argv) => setAction(async () => (await import("./commands/fleet.js")).runInventory(io, withGlobals(argv))),
+    )
+    .command(
+      "leave",
+      "on a node: ask the masters, through the running agent, to drain and terminate this node",
+      (y) => y.option("json", { type: "boolean", default: false, describe: "print JSON" }).example("sudo $0 leave", "this node leaves the cluster"),
+      (argv) => setAction(async () => (await import("./commands/fleet.js")).runLeave(io, withGlobals(argv))),
+    )
+    .command(
       "pause",
       "stop automatic scaling decisions (persisted); manual scale-up/scale-down still work",
       (y) => y.option("json", { type: "boolean", default: false, describe: "print JSON" }),

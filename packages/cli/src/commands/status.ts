@@ -6,6 +6,14 @@ import { formatTable } from "../table.js";
 
 const fmt = (v: number | null, unit = "") => (v === null ? "-" : `${v}${unit}`);
 
+/** What an open launch's command printed: the instances (and private addresses) it waits for. */
+function expecting(l: MasterStatus["launches"][number]): string {
+  if (l.status !== "running" && l.status !== "pending") return "";
+  const list = l.expected ?? [];
+  if (list.length === 0) return "";
+  return `  expecting ${list.map((e) => (e.private_address ? `${e.instance_id} (${e.private_address})` : e.instance_id)).join(", ")}`;
+}
+
 /** Render the status for people. */
 export function formatStatus(s: MasterStatus): string {
   const out: string[] = [];
@@ -18,6 +26,8 @@ export function formatStatus(s: MasterStatus): string {
   );
   out.push(`cooldown left: scale-up ${s.cooldown.scale_up_seconds} s, scale-down ${s.cooldown.scale_down_seconds} s`);
   if (s.last_decision) out.push(`last decision: ${s.last_decision.action} (${s.last_decision.reason})`);
+  // Absent from a master older than fleet operations.
+  if (s.teardown) out.push(`teardown since ${s.teardown.since}: every node the autoscaler launched is drained and terminated (autoscaler resume ends it)`);
   // Absent from a master older than named policies.
   if (s.limits?.set_by)
     out.push(`limits: min_nodes ${s.limits.min_nodes}, max_nodes ${s.limits.max_nodes}, set by ${s.limits.set_by} at ${s.limits.set_at} (over the ini's)`);
@@ -55,7 +65,7 @@ export function formatStatus(s: MasterStatus): string {
     out.push("", "launches:");
     for (const l of open)
       out.push(
-        `  ${l.id}  ${l.status.padEnd(8)}  ${l.nodes.length} of ${l.count} registered${l.nodes.length ? ` (${l.nodes.join(", ")})` : ""}  ${l.reason}${l.error ? `; ${l.error}` : ""}`,
+        `  ${l.id}  ${l.status.padEnd(8)}  ${l.nodes.length} of ${l.count} registered${l.nodes.length ? ` (${l.nodes.join(", ")})` : ""}${expecting(l)}  ${l.reason}${l.error ? `; ${l.error}` : ""}`,
       );
   }
   const drains = s.drains.filter((d) => d.status === "draining" || d.status === "terminating");
