@@ -24,6 +24,9 @@
  *   closed            written by the test's cleanup: from then on nothing starts
  *   launches.log, terminations.log, kills.log
  *                     one JSON line per launch run, terminate run, and master kill
+ *   app-all.json, app-<name>.json
+ *                     what the web apps (all, or that one) answer on /app-state (leave_url and
+ *                     capacity_url with the appState knob): the file's bytes as they are; none: 404
  *   burn-all, burn-<name>
  *                     while present, the web apps (all, or that one) burn CPU: as many busy
  *                     threads as the file says, or one per core when it is empty
@@ -69,6 +72,7 @@ const KNOBS = {
   printJson: true, // false: plain text on stdout, so the master falls back to "any new node"
   agentInterval: 1, // the nodes' agent.interval, seconds
   terminateFail: false, // terminate exits 3 and stops nothing
+  appState: false, // true: the nodes' agents poll their web app's /app-state for leave and slots (leave_url, capacity_url)
   killMasterAt: undefined, // "start" | "end" | "after-exit": SIGKILL the master during a launch (once)
   killMasterAtTerminate: undefined, // the same for a terminate
   killMasterAfterExitMs: 50, // how long after this script exits "after-exit" strikes
@@ -250,6 +254,7 @@ function validateKnobs(raw, file) {
   bool("fail");
   bool("printJson");
   bool("terminateFail");
+  bool("appState");
   point("killMasterAt");
   point("killMasterAtTerminate");
   if (typeof k.agentInterval !== "number" || !(k.agentInterval > 0 && k.agentInterval <= 60))
@@ -482,6 +487,14 @@ async function startNode(cloudDir, setup, knobs, node) {
     `agent.instance_id=${node.instanceId}`,
     `agent.interval=${knobs.agentInterval}`,
     "agent.cpu_source=pid:web.pid",
+    ...(knobs.appState
+      ? [
+          `agent.leave_url=http://${node.address}:${node.port}/app-state`,
+          "agent.leave_key=leave",
+          `agent.capacity_url=http://${node.address}:${node.port}/app-state`,
+          "agent.capacity_key=slots",
+        ]
+      : []),
   ];
   const init = await run(process.execPath, [CLI, "init", "--config", ini, ...settings.flatMap((s) => ["--set", s])]);
   if (init.code !== 0) throw new CloudError(1, `autoscaler init for ${node.name} failed (exit ${init.code}): ${init.out.trim()}`);
@@ -675,6 +688,13 @@ async function serveWeb(dir) {
   const node = readJson(path.join(dir, "node.json"), `node ${name}`);
   if (!node) throw new CloudError(2, `no node.json in ${dir}`);
   const server = http.createServer((req, res) => {
+    if (req.url === "/app-state") {
+      // What the app says about itself: app-<name>.json, else app-all.json, as written (bad JSON on purpose too).
+      const text = readText(path.join(cloudDir, `app-${name}.json`)) ?? readText(path.join(cloudDir, "app-all.json"));
+      res.writeHead(text === undefined ? 404 : 200, { "content-type": "application/json" });
+      res.end(text ?? "{}");
+      return;
+    }
     res.writeHead(200, { "content-type": "text/plain" });
     res.end(node.name);
   });

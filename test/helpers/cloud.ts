@@ -37,6 +37,8 @@ export interface CloudOptions {
   agentInterval?: number;
   /** Terminate exits 3 and stops nothing. */
   terminateFail?: boolean;
+  /** Nodes' agents poll their web app's /app-state as leave_url (key leave) and capacity_url (key slots). */
+  appState?: boolean;
 }
 
 /** One node as the cloud allocated it. */
@@ -125,6 +127,8 @@ export interface Cloud {
    * wins over the all-nodes one; `burn(false)` without a name removes every flag.
    */
   burn(on: boolean, name?: string, threads?: number): Promise<void>;
+  /** What every node's web app (or only `name`'s) answers on /app-state: `text` as it is (JSON or not); undefined: 404. */
+  setApp(text: string | undefined, name?: string): Promise<void>;
   /** Names of the nodes that were started (terminated ones too), in launch order. */
   nodeNames(): Promise<string[]>;
   /** Every node allocated, started or not. */
@@ -331,6 +335,12 @@ export async function createCloud(scope: Scope, proxies?: Proxy | Proxy[], optio
       if (name === undefined) {
         for (const f of await fs.readdir(dir)) if (/^burn-cloud-[0-9]+$/.test(f)) await fs.rm(path.join(dir, f), { force: true });
       }
+    },
+    setApp: async (text, name) => {
+      if (name !== undefined && !NAME.test(name)) throw new Error(`not a cloud node name: ${name}`);
+      const file = path.join(dir, name === undefined ? "app-all.json" : `app-${name}.json`);
+      if (text === undefined) await fs.rm(file, { force: true });
+      else await writeAtomic(file, text);
     },
     nodeNames: async () => (await nodes()).filter((n) => n.started).map((n) => n.name),
     nodes,
