@@ -42,6 +42,7 @@ test("autoscaler leave on a node, then a leave_url that says true: each node is 
   const leave = await runCli(["leave", "--config", path.join(cloud.dir, "nodes", a.name, "autoscaler.ini")]);
   expect(leave.code, leave.stderr).toBe(0);
   expect(leave.stdout).toMatch(/asked 127\.0\.0\.1:\d+ to drain and terminate this node/);
+  expect(leave.stdout).toContain(`this node (${a.name})`);
   const afterA = await waitFor(
     `${a.name} terminated and a replacement live`,
     async () => {

@@ -194,7 +194,9 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
     leaving ??= why;
     const proxies = [...connected];
     ticks.emit("leave");
-    return proxies.length > 0 ? { ok: true, proxies } : { ok: false, error: "not connected to any master now; the leave is sent as soon as a tunnel is up" };
+    return proxies.length > 0
+      ? { ok: true, node: identity.name, proxies }
+      : { ok: false, error: "not connected to any master now; the leave is sent as soon as a tunnel is up" };
   }
   const wakeups = new Set<() => void>();
   const sleep = (ms: number) =>
@@ -331,7 +333,11 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
   const loops = s.servers.map((server) => runProxy(server));
   // `autoscaler leave` on this node reaches the agent here (leave-socket.ts).
   const leaveFile = leaveSocketPath(config.master.state_dir);
-  const closeLeaveSocket = await startLeaveSocket(leaveFile, () => leave("autoscaler leave")).catch((err: Error) => {
+  const closeLeaveSocket = await startLeaveSocket(leaveFile, (name) =>
+    name === undefined || name === identity.name
+      ? leave("autoscaler leave")
+      : { ok: false, error: `this agent is ${identity.name}, not ${name}; give each agent its own [master] state_dir` },
+  ).catch((err: Error) => {
     logger.warn("cannot open the leave socket; autoscaler leave will not reach this agent", { file: leaveFile, error: err.message });
     return async () => undefined;
   });

@@ -71,18 +71,23 @@ describe("leave_url: only a JSON true is a leave", () => {
   });
 });
 
-test("the leave socket: mode 0600, one request line, the agent's answer; nothing listening is a clear error", async () => {
+test("the leave socket: mode 0600, one request line, the agent's answer, never taken over by a second agent; nothing listening is a clear error", async () => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "autoscaler-leave-"));
   try {
     const file = path.join(dir, "agent.sock");
     let asked = 0;
-    const close = await startLeaveSocket(file, () => {
+    const close = await startLeaveSocket(file, (name) => {
+      if (name !== undefined) return { ok: false, error: `asked for ${name}` };
       asked++;
-      return { ok: true, proxies: ["10.0.0.10:22"] };
+      return { ok: true, node: "web-1", proxies: ["10.0.0.10:22"] };
     });
     expect((await fs.stat(file)).mode & 0o777).toBe(0o600);
-    expect(await requestLeave(file)).toEqual({ ok: true, proxies: ["10.0.0.10:22"] });
+    expect(await requestLeave(file)).toEqual({ ok: true, node: "web-1", proxies: ["10.0.0.10:22"] });
     expect(asked).toBe(1);
+    expect(await requestLeave(file, "web-2")).toEqual({ ok: false, error: "asked for web-2" });
+    // A second agent on the same state folder never takes the socket over: a leave must reach the node it is for.
+    await expect(startLeaveSocket(file, () => ({ ok: false, error: "not me" }))).rejects.toThrow(/another agent answers on/);
+    expect(await requestLeave(file)).toMatchObject({ ok: true, node: "web-1" });
     await close();
     await expect(requestLeave(file)).rejects.toThrow(/no agent is running/);
   } finally {

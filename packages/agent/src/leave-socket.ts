@@ -15,11 +15,28 @@ export function leaveSocketPath(stateDir: string): string {
 }
 
 /** What the agent answers a leave request. */
-export type LeaveAnswer = { ok: true; proxies: string[] } | { ok: false; error: string };
+export type LeaveAnswer = { ok: true; node: string; proxies: string[] } | { ok: false; error: string };
 
-/** Listen for leave requests (one line `leave`); a stale socket file is replaced. Returns the close function. */
-export async function startLeaveSocket(file: string, onLeave: () => LeaveAnswer): Promise<() => Promise<void>> {
+/** True when an agent answers on `file` now. */
+function answers(file: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createConnection({ path: file });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+/**
+ * Listen for leave requests (one line: `leave`, or `leave NAME` for the node the caller means); a stale socket file is replaced, but one another
+ * running agent answers on is never taken over (its leave would reach the wrong node). Returns
+ * the close function.
+ */
+export async function startLeaveSocket(file: string, onLeave: (name: string | undefined) => LeaveAnswer): Promise<() => Promise<void>> {
   await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  if (await answers(file)) throw new Error(`another agent answers on ${file}; give each agent its own [master] state_dir`);
   await fs.rm(file, { force: true });
   const server = net.createServer((socket) => {
     let buf = "";
@@ -30,7 +47,8 @@ export async function startLeaveSocket(file: string, onLeave: () => LeaveAnswer)
       buf += chunk;
       if (buf.length > 1024) return socket.destroy();
       if (!buf.includes("\n")) return;
-      const answer: LeaveAnswer = buf.trim() === "leave" ? onLeave() : { ok: false, error: "expected one line: leave" };
+      const m = /^leave(?: ([A-Za-z0-9._-]{1,63}))?$/.exec(buf.trim());
+      const answer: LeaveAnswer = m ? onLeave(m[1]) : { ok: false, error: "expected one line: leave, or leave NAME" };
       socket.end(JSON.stringify(answer) + "\n");
     });
   });
@@ -52,14 +70,17 @@ export async function startLeaveSocket(file: string, onLeave: () => LeaveAnswer)
     });
 }
 
-/** Ask the agent listening on `file` to leave; rejects with a message saying what to check when none answers. */
-export function requestLeave(file: string, timeoutMs = 5000): Promise<LeaveAnswer> {
+/**
+ * Ask the agent listening on `file` to leave (only if it is `name`, when given); rejects with a
+ * message saying what to check when none answers.
+ */
+export function requestLeave(file: string, name?: string, timeoutMs = 5000): Promise<LeaveAnswer> {
   return new Promise((resolve, reject) => {
     const s = net.createConnection({ path: file });
     let buf = "";
     s.setEncoding("utf8");
     s.setTimeout(timeoutMs, () => s.destroy(new Error(`no answer from the agent on ${file} within ${timeoutMs} ms`)));
-    s.on("connect", () => s.write("leave\n"));
+    s.on("connect", () => s.write(name ? `leave ${name}\n` : "leave\n"));
     s.on("data", (c: string) => (buf += c));
     s.on("error", (err: NodeJS.ErrnoException) =>
       reject(

@@ -206,7 +206,8 @@ export async function runInventory(io: Io, args: GlobalArgs & { list?: boolean; 
 export async function runLeave(io: Io, args: GlobalArgs): Promise<number> {
   const ctx = await loadContext(io, args);
   const { leaveSocketPath, requestLeave } = await import("@autoscaler/agent");
-  const answer = await requestLeave(leaveSocketPath(ctx.config.master.state_dir));
+  // The socket is in the state folder: with [agent] name set, only that agent may leave (never another ini's sharing the folder).
+  const answer = await requestLeave(leaveSocketPath(ctx.config.master.state_dir), ctx.config.agent.name || undefined);
   if (args.json) io.stdout.write(JSON.stringify(answer, null, 2) + "\n");
   if (!answer.ok) {
     if (!args.json) io.stderr.write(`error: ${answer.error}\n`);
@@ -214,7 +215,7 @@ export async function runLeave(io: Io, args: GlobalArgs): Promise<number> {
   }
   if (!args.json)
     io.stdout.write(
-      `asked ${answer.proxies.join(", ")} to drain and terminate this node; the deciding master records it, drains it and runs scale_down_command\n`,
+      `asked ${answer.proxies.join(", ")} to drain and terminate this node (${answer.node}); the deciding master records it, drains it and runs scale_down_command\n`,
     );
   return 0;
 }
