@@ -47,6 +47,13 @@ test("instances lists nodes and pending launches; terminate by name and by insta
 
   // It times out; a launch by hand then brings three real nodes, and automatic decisions stop.
   await waitFor("the first launch to time out", async () => (await status(proxy)).launches.some((l) => l.status === "failed"), 15_000);
+  // Real nodes take longer than 4 s on a busy machine (their join credential holds until launch_timeout): a SIGHUP applies 60 s.
+  await fs.writeFile(proxy.inst.ini, (await fs.readFile(proxy.inst.ini, "utf8")).replace(/^launch_timeout = 4$/m, "launch_timeout = 60"));
+  const reloads = () => (proxy.master.log().match(/config reloaded/g) ?? []).length;
+  const before = reloads();
+  process.kill(proxy.master.child.pid!, "SIGHUP");
+  await waitFor("the master to read the ini again", () => reloads() > before);
+  expect((await status(proxy)).events.find((e) => e.kind === "config_reloaded")?.message).toMatch(/machine\.launch_timeout/);
   await cloud.setOptions({ startNodes: undefined });
   const up = await cli("scale-up", "3");
   expect(up.code, up.stderr).toBe(0);
@@ -56,9 +63,11 @@ test("instances lists nodes and pending launches; terminate by name and by insta
   expect(add.code, add.stderr).toBe(0);
   const launchId = (await status(proxy)).launches.at(-1)!.id;
 
-  const listed = await waitFor("the hand-added host in the listing", async () => {
+  // A node may say hello before the launch command has printed its output; the output then vouches for its id.
+  const listed = await waitFor("the hand-added host and three launched nodes with vouched ids in the listing", async () => {
     const l = await instances();
-    return l.some((i) => i.name === "static-1") ? l : undefined;
+    const launched = l.filter((i) => i.source === "launched" && i.state === "active" && i.instance_id_trusted);
+    return l.some((i) => i.name === "static-1") && launched.length === 3 ? l : undefined;
   });
   const nodes = (await cloud.nodes()).filter((n) => n.started);
   expect(listed.filter((i) => i.source === "launched").map((i) => [i.name, i.address, i.instance_id, i.instance_id_trusted, i.state])).toEqual(
