@@ -131,8 +131,12 @@ test("a node cannot make another node leave, even with the cluster secret: the l
   const own = await connect(proxy.masterPort, { name: "attacker", address: "127.0.0.22", port: 8082, token: nodeCredential(proxy.token, "attacker") });
   own.send({ type: "leave" });
   await waitFor("the attacker's terminate", async () => (await fs.readFile(log, "utf8").catch(() => "")) === "attacker\n", 10_000);
-  const s = await status(proxy);
+  const s = await waitFor("its scale-down to be done and its entry gone", async () => {
+    const st = await status(proxy);
+    return st.drains.every((d) => d.status === "done") && st.nodes.length === 1 ? st : undefined;
+  });
   expect(s.drains.map((d) => [d.node, d.status])).toEqual([["attacker", "done"]]);
+  expect(await fs.readFile(log, "utf8")).toBe("attacker\n");
   expect(s.nodes.map((n) => n.name)).toEqual(["victim"]);
   victim.close();
   own.close();
