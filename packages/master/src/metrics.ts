@@ -207,6 +207,18 @@ export const PAGE_HEADERS = {
  */
 export const HTTP_LIMITS = { maxConnections: 64, headersTimeoutMs: 5_000, requestTimeoutMs: 10_000, idleTimeoutMs: 15_000 } as const;
 
+/** Put the HTTP limits on `server` and listen on host:port (exclusive); resolves once it listens. */
+export async function listenWithLimits(server: http.Server, host: string, port: number): Promise<http.Server> {
+  server.maxConnections = HTTP_LIMITS.maxConnections;
+  server.headersTimeout = HTTP_LIMITS.headersTimeoutMs;
+  server.requestTimeout = HTTP_LIMITS.requestTimeoutMs;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host, port, exclusive: true }, () => resolve());
+  });
+  return server;
+}
+
 /** Extra routes (the status page): an answer, or undefined for a path they do not serve. */
 export type Routes = (pathname: string, query: URLSearchParams) => Promise<{ status: number; type: string; body: string | Buffer } | undefined>;
 
@@ -237,12 +249,5 @@ export async function startMetricsServer(
       else res.destroy();
     });
   });
-  server.maxConnections = HTTP_LIMITS.maxConnections;
-  server.headersTimeout = HTTP_LIMITS.headersTimeoutMs;
-  server.requestTimeout = HTTP_LIMITS.requestTimeoutMs;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host, port, exclusive: true }, () => resolve());
-  });
-  return server;
+  return listenWithLimits(server, host, port);
 }

@@ -12,7 +12,7 @@ import http from "node:http";
 import type { Logger } from "@autoscaler/shared";
 import type { EventLog } from "./events.js";
 import type { MasterMetrics } from "./metrics.js";
-import { HTTP_LIMITS } from "./metrics.js";
+import { HTTP_LIMITS, listenWithLimits } from "./metrics.js";
 import type { PolicyTrigger } from "./machine.js";
 import type { WebhookRecord } from "./state-store.js";
 
@@ -208,12 +208,5 @@ export async function startWebhookServer(host: string, port: number, deps: Webho
     });
     req.on("error", () => undefined);
   });
-  server.maxConnections = HTTP_LIMITS.maxConnections;
-  server.headersTimeout = HTTP_LIMITS.headersTimeoutMs;
-  server.requestTimeout = HTTP_LIMITS.requestTimeoutMs;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host, port, exclusive: true }, () => resolve());
-  });
-  return server;
+  return listenWithLimits(server, host, port);
 }
