@@ -73,6 +73,10 @@ test("a hosts.d file the master cannot use is refused, HAProxy keeps its config,
   await fs.writeFile(path.join(proxy.inst.dir, "hosts.d", "broken.json"), JSON.stringify({ address: "127.0.0.1", port: backend.port + 1 }));
   await waitServers(proxy, 2);
   await waitFor("the error to clear", async () => (await proxy.status()).haproxy.last_error === null);
+  // The log says when it went bad and when it was over, not only the failure.
+  expect(proxy.master.log()).toMatch(/"msg":"hosts\.d file cannot be used".*broken\.json/);
+  await waitFor("the recovery in the log", () => /"event":"hosts_file_recovered".*broken\.json/.test(proxy.master.log()));
+  expect(proxy.master.log()).toMatch(/haproxy applies again: the last failure \(\w+\) is over/);
 });
 
 test("a template edit is applied by the running master; a template HAProxy refuses leaves the live config alone", async () => {

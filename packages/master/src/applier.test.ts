@@ -56,3 +56,30 @@ test("a burst of urgent changes during an apply is coalesced into one more apply
   await vi.advanceTimersByTimeAsync(100);
   expect(calls).toEqual([0, 30]);
 });
+
+test("a failed apply is logged as an error, and the first one that works again says the failure is over, once", async () => {
+  vi.useFakeTimers({ now: 0 });
+  const lines: string[] = [];
+  let fail = true;
+  const applier = createApplier({
+    quietMs: 100,
+    ceilingMs: 800,
+    retryMs: 5000,
+    logger: createLogger({ write: (l: string) => lines.push(l) }, { level: "info" }),
+    now: () => Date.now(),
+    apply: () =>
+      fail
+        ? Promise.reject(Object.assign(new Error("HAProxy refused the new configuration"), { code: "AUTOSCALER_HAPROXY_CHECK_FAILED" }))
+        : Promise.resolve(runtimeResult(["x"])),
+  });
+  applier.schedule("edited template");
+  await vi.advanceTimersByTimeAsync(150);
+  expect(lines.filter((l) => l.includes("haproxy apply failed"))).toHaveLength(1);
+  fail = false;
+  await vi.advanceTimersByTimeAsync(5100); // the retry
+  applier.schedule("edited template again");
+  await vi.advanceTimersByTimeAsync(150);
+  const recovered = lines.filter((l) => l.includes("apply_recovered"));
+  expect(recovered).toHaveLength(1);
+  expect(recovered[0]).toMatch(/haproxy applies again: the last failure \(AUTOSCALER_HAPROXY_CHECK_FAILED\) is over/);
+});

@@ -122,6 +122,13 @@ export function createApplier(options: ApplierOptions): Applier {
           });
         // A deleted server with connections still open: try its `del server` again soon.
         if (result.runtime && result.runtime.pendingDeletes.length > 0) retryLater("servers waiting for their connections to end", PENDING_DELETE_RETRY_MS);
+        // Said once when it works again, so a log that showed the failure also shows its end.
+        if (state.lastError)
+          options.logger.info(`haproxy applies again: the last failure (${state.lastError.code}) is over`, {
+            event: "apply_recovered",
+            code: state.lastError.code,
+            failed_at: new Date(state.lastError.at).toISOString(),
+          });
         state.lastError = undefined;
         options.onApplied?.(result);
       } catch (err) {

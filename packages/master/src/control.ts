@@ -71,6 +71,8 @@ export async function startControlServer(path: string, handler: ControlHandler):
   return server;
 }
 
+const closedWithoutAnswer = (path: string) => new Error(`the master closed ${path} without answering (it may have stopped); try again`);
+
 /** Send one request to a running master and return its result; throws with a helpful message when none runs. */
 export function callControl(path: string, request: { cmd: string; [k: string]: unknown }, timeoutMs = 5000): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -88,14 +90,17 @@ export function callControl(path: string, request: { cmd: string; [k: string]: u
           ? new Error(`no master is running: nothing answers on ${path} (start it with "autoscaler master", or check [master] state_dir)`)
           : code === "EACCES"
             ? new Error(`permission denied on ${path}: the control socket is mode 0600; run as the master's user`)
-            : err,
+            : code === "ECONNRESET" || code === "EPIPE"
+              ? // A master killed (or stopping) mid-request may reset the connection rather than close it.
+                closedWithoutAnswer(path)
+              : err,
       );
     });
     s.on("close", (hadError) => {
       clearTimeout(timer);
       if (hadError) return; // "error" has rejected
       // A master killed (or stopping) mid-request closes without an answer: say so, never hang.
-      if (!buf) return reject(new Error(`the master closed ${path} without answering (it may have stopped); try again`));
+      if (!buf) return reject(closedWithoutAnswer(path));
       try {
         const answer = JSON.parse(buf) as { ok: boolean; result?: unknown; error?: string };
         if (answer.ok) resolve(answer.result);

@@ -63,11 +63,21 @@ export function startWatcher(deps: WatcherDeps): Watcher {
       return;
     }
     if (event !== "add" && event !== "change" && event !== "unlink") return;
-    const read = (why: string) =>
-      cache
+    const base = path.basename(file);
+    const read = (why: string) => {
+      const before = cache.problems.get(base);
+      return cache
         .refreshFile(file)
-        .then(() => hostsChanged(`${why} ${path.basename(file)}`))
+        .then(() => {
+          // A file going bad, and a bad one fixed or removed, are both said once.
+          const now = cache.problems.get(base);
+          if (now && now !== before) logger.warn("hosts.d file cannot be used", { file, problem: now });
+          if (before && !now)
+            logger.info(`hosts.d file ${event === "unlink" ? "removed" : "usable again"}; its problem is over`, { event: "hosts_file_recovered", file });
+          hostsChanged(`${why} ${base}`);
+        })
         .catch((err: Error) => logger.warn("cannot read hosts.d file", { file, error: err.message }));
+    };
     void read(event);
     // chokidar drops a "change" that follows another on the same file within 50 ms, with no
     // trailing event: read the file once more after that window so the last write always counts.
