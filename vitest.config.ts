@@ -1,6 +1,4 @@
-import path from "node:path";
 import { defineConfig } from "vitest/config";
-import { BaseSequencer, type TestSpecification } from "vitest/node";
 
 /**
  * Files that take the whole machine: they run alone, one at a time, after every other file has
@@ -15,45 +13,6 @@ const ALONE = ["test/faults-burst.test.ts", "test/failover-kills.test.ts"];
  */
 const WAITING = ["test/schedules-realtime.test.ts"];
 
-/**
- * The slowest files of the suite, slowest first (a CI run's durations: 160 s down to 30 s). They
- * start first, so that no long file is left running alone at the end while the other worker
- * idles; on a fresh clone vitest has no durations of its own and would start the largest files.
- */
-const SLOW_FIRST = [
-  "test/faults-master.test.ts",
-  "test/faults-network.test.ts",
-  "test/scaling.test.ts",
-  "test/failover.test.ts",
-  "test/crash-safety.test.ts",
-  "test/demo.test.ts",
-  "test/attacks.test.ts",
-  "test/node-trust.test.ts",
-  "test/refusals.test.ts",
-  "test/scaling-commands.test.ts",
-  "test/liveness.test.ts",
-  "test/failover-input.test.ts",
-  "test/packaging.test.ts",
-  "test/resources.test.ts",
-];
-
-/** vitest's order (projects by group, then their own rule), with SLOW_FIRST at the front of each project. */
-class SlowFirst extends BaseSequencer {
-  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
-    const sorted = await super.sort(files);
-    const rank = (f: TestSpecification) => {
-      const i = SLOW_FIRST.indexOf(path.relative(f.project.config.root, f.moduleId));
-      return i < 0 ? SLOW_FIRST.length : i;
-    };
-    const order = (f: TestSpecification) => sorted.indexOf(f);
-    return [...sorted].sort(
-      (a, b) =>
-        a.project.config.sequence.groupOrder - b.project.config.sequence.groupOrder ||
-        (a.project.name === b.project.name ? rank(a) - rank(b) || order(a) - order(b) : order(a) - order(b)),
-    );
-  }
-}
-
 const shared = {
   testTimeout: 60_000,
   hookTimeout: 60_000,
@@ -63,7 +22,6 @@ const shared = {
 export default defineConfig({
   test: {
     reporters: ["default"],
-    sequence: { sequencer: SlowFirst },
     projects: [
       {
         test: {

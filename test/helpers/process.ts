@@ -136,7 +136,8 @@ export async function waitForLine(child: ChildProcess, log: () => string, patter
     if (line !== undefined) return line;
     const ended = child.exitCode !== null ? `exit code ${child.exitCode}` : child.signalCode !== null ? `signal ${child.signalCode}` : undefined;
     if (ended) {
-      await sleep(50); // the last output may still be in the pipe
+      // "exit" may come before the last output: wait for the pipes to close (bounded).
+      await Promise.race([new Promise((r) => child.once("close", r)), sleep(2000)]);
       const late = found();
       if (late !== undefined) return late;
       throw new Error(`the process ended (${ended}) without a line matching ${pattern}; its output:\n${log().slice(-3000)}`);
