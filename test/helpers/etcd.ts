@@ -25,7 +25,11 @@ export interface EtcdCluster {
   endpoints: string;
   /** Stop one member by its pid (SIGKILL: a crash), or all of them. */
   kill(index?: number): Promise<void>;
-  /** Start a stopped member again on its data folder. */
+  /**
+   * Start a stopped member again on its data folder, and wait (at most 20 s) until it answers a
+   * health check on its own endpoint: until then it is not a voter, and killing another member
+   * would cost the cluster its quorum.
+   */
   restart(index?: number): Promise<void>;
   /** Run etcdctl against the cluster: stdout, or throws. */
   ctl(...args: string[]): Promise<string>;
@@ -139,7 +143,22 @@ export async function startEtcd(scope: Scope, size = 3, host = "127.0.0.1", opti
       for (const m of index === undefined ? members : [members[index]!]) await stop(m);
     },
     async restart(index) {
-      for (const m of index === undefined ? members : [members[index]!]) if (!m.child) spawnMember(scope, m, initial, "existing", fast);
+      const stopped = (index === undefined ? members : [members[index]!]).filter((m) => !m.child);
+      for (const m of stopped) spawnMember(scope, m, initial, "existing", fast);
+      for (const m of stopped) {
+        await waitFor(
+          `etcd member ${m.name} to answer again`,
+          async () =>
+            (
+              await runProcess("etcdctl", ["--endpoints", m.clientUrl, "--dial-timeout", "1s", "--command-timeout", "2s", "endpoint", "health"], {
+                env: { ETCDCTL_API: "3" },
+                timeoutMs: 5_000,
+              })
+            ).code === 0 || undefined,
+          20_000,
+          100,
+        );
+      }
     },
   };
 }

@@ -150,7 +150,7 @@ export async function waitForLine(child: ChildProcess, log: () => string, patter
 /** Tracks what a test started so `cleanup` can stop it by pid and remove its folders. */
 export class Scope {
   private readonly children: ChildProcess[] = [];
-  private readonly servers: net.Server[] = [];
+  private readonly servers: { server: net.Server; sockets: Set<net.Socket> }[] = [];
   private readonly dirs: string[] = [];
   private readonly hooks: (() => Promise<void> | void)[] = [];
 
@@ -167,9 +167,17 @@ export class Scope {
     return child;
   }
 
-  /** Close this server (HTTP or plain TCP) in `cleanup`. */
+  /**
+   * Close this server (HTTP or plain TCP) in `cleanup`, destroying every connection it still has:
+   * `close` alone waits for them, and a test server that holds its clients on purpose would hang it.
+   */
   trackServer<S extends net.Server>(server: S): S {
-    this.servers.push(server);
+    const sockets = new Set<net.Socket>();
+    server.on("connection", (socket: net.Socket) => {
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+    });
+    this.servers.push({ server, sockets });
     return server;
   }
 
@@ -227,10 +235,10 @@ export class Scope {
     );
     await Promise.all(
       this.servers.map(
-        (s) =>
+        ({ server, sockets }) =>
           new Promise<void>((r) => {
-            (s as http.Server).closeAllConnections?.();
-            s.close(() => r());
+            server.close(() => r());
+            for (const socket of sockets) socket.destroy();
           }),
       ),
     );
