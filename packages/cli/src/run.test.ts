@@ -178,7 +178,7 @@ describe("run", () => {
       expect(await fs.readdir(dir)).toEqual([]);
     });
 
-    test("add-host writes an entry and the checked config; hosts lists it as active", async () => {
+    test("add-host writes an entry and the checked config; hosts says its server line is in haproxy.cfg, and not yet for an entry written by hand", async () => {
       expect(await run(initArgs(), io)).toBe(0);
       expect(await run(["add-host", "127.0.0.1", "8080", "--name", "web-1", "--no-reload", "--config", config], io)).toBe(0);
       expect(JSON.parse(await fs.readFile(path.join(dir, "hosts.d", "web-1.json"), "utf8"))).toMatchObject({
@@ -191,8 +191,16 @@ describe("run", () => {
 
       const listed = sink();
       expect(await run(["hosts", "--json", "--config", config], { ...io, stdout: listed })).toBe(0);
-      const { hosts } = JSON.parse(listed.text()) as { hosts: { name: string; state: string; source: string }[] };
-      expect(hosts).toEqual([expect.objectContaining({ name: "web-1", state: "active", source: "manual" })]);
+      const { hosts } = JSON.parse(listed.text()) as { hosts: { name: string; in_config: boolean; source: string }[] };
+      expect(hosts).toEqual([expect.objectContaining({ name: "web-1", in_config: true, source: "manual" })]);
+
+      // An entry written straight into hosts.d: not in haproxy.cfg until a generate (or the master) renders it.
+      await fs.writeFile(path.join(dir, "hosts.d", "web-2.json"), JSON.stringify({ address: "127.0.0.2", port: 8080 }));
+      const text = sink();
+      expect(await run(["hosts", "--config", config], { ...io, stdout: text })).toBe(0);
+      expect(text.text()).toMatch(/^NAME\s+ADDRESS\s+PORT\s+SOURCE\s+IN HAPROXY\.CFG\s+ADDED$/m);
+      expect(text.text()).toMatch(/^web-1\s+127\.0\.0\.1\s+8080\s+manual\s+yes\s/m);
+      expect(text.text()).toMatch(/^web-2\s+127\.0\.0\.2\s+8080\s+manual\s+not yet\s/m);
     });
 
     test("add-host of an address already present exits 1 and changes nothing", async () => {

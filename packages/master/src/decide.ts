@@ -53,6 +53,8 @@ export interface NodeObservation {
   registering?: boolean;
   /** Its hosts.d entry says the autoscaler launched it (source launched): teardown removes it. */
   launched?: boolean;
+  /** Its hosts.d entry says an operator added it by hand (source manual): it serves with no agent. */
+  manual?: boolean;
 }
 
 /** One target-mode recommendation: the desired count at a tick. */

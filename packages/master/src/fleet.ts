@@ -3,6 +3,7 @@
  * (`autoscaler inventory`): pure functions of the master's status. Every node the master knows,
  * with its state, and every node a launch still waits for, with what the launch command printed.
  */
+import { isActive } from "./serving.js";
 import type { MasterStatus } from "./status.js";
 
 /** A node's state in the fleet listing. */
@@ -34,13 +35,7 @@ export function buildInstances(status: MasterStatus, launchedBy: Readonly<Record
   const out: Instance[] = status.nodes.map((n) => {
     const drain = openDrain.get(n.name);
     const state: InstanceState =
-      drain === "draining" || drain === "terminating"
-        ? drain
-        : n.state === "live"
-          ? "active"
-          : n.state === "configured" && n.source === "manual"
-            ? "active"
-            : "unreachable";
+      drain === "draining" || drain === "terminating" ? drain : isActive(n.state === "live", n.source === "manual") ? "active" : "unreachable";
     return {
       name: n.name,
       address: n.address,

@@ -175,7 +175,8 @@ describe("status", () => {
       ["web-1", "live", "agent", 55],
       ["web-2", "unreachable", "unknown", null],
     ]);
-    expect(s.capacity).toMatchObject({ active: 1, pending: 0, desired: 1 });
+    // Active counts what serves: the live node and the hand-added backend, not the silent one.
+    expect(s.capacity).toMatchObject({ active: 2, pending: 0, desired: 2 });
     expect(JSON.stringify(s)).not.toContain("SECRET-TOKEN-VALUE");
   });
 });

@@ -93,7 +93,7 @@ export function createMetrics(fresh: () => MasterStatus): MasterMetrics {
   });
   new Gauge({
     name: "autoscaler_capacity",
-    help: "Cluster capacity: live nodes (active), launches not registered yet (pending), nodes draining (leaving), and where the cluster is heading (desired)",
+    help: "Cluster capacity: backends that serve (active: nodes whose agent reports, and hand-added backends), launches not registered yet (pending), nodes draining (leaving), and where the cluster is heading (desired)",
     labelNames: ["kind"] as const,
     registers: [registry],
     collect() {

@@ -7,7 +7,7 @@
  * - A hello from a node this master terminated is refused for forget_after (admit).
  */
 import { afterEach, expect, test } from "vitest";
-import { parseConfig, type CommandRunner, type Logger } from "@autoscaler/shared";
+import { parseConfig, type CommandRunner, type HostEntry, type Logger } from "@autoscaler/shared";
 import type { HelloMessage } from "@autoscaler/shared/protocol";
 import { createEventLog, type EventLog } from "./events.js";
 import { createRegistry } from "./registry.js";
@@ -32,7 +32,7 @@ afterEach(() => {
 });
 
 /** A scaler on an ini with these [scaling] lines, starting from `initial` state. The interval is an hour: only the test's tick() calls decide. */
-async function harness(scaling: string, initial: DurableState = emptyState(), role: Role = "decider"): Promise<Harness> {
+async function harness(scaling: string, initial: DurableState = emptyState(), role: Role = "decider", hosts: HostEntry[] = []): Promise<Harness> {
   const clock = { t: T0 };
   const now = () => clock.t;
   const ini = `[master]\ntoken = ${"t".repeat(32)}\ninterval = 1h\n[haproxy]\nservers = 127.0.0.1:22\n[machine]\nscale_up_command = launch\nscale_down_command = terminate\n[scaling]\n${scaling}\n`;
@@ -70,7 +70,7 @@ async function harness(scaling: string, initial: DurableState = emptyState(), ro
     logger,
     runner,
     now,
-    hosts: () => [],
+    hosts: () => hosts,
     applyNow: async () => undefined,
     removeHost: async () => undefined,
     vouch: async () => undefined,
@@ -78,6 +78,15 @@ async function harness(scaling: string, initial: DurableState = emptyState(), ro
   running.push(scaler);
   return { scaler, clock, disk, events, logged, commands };
 }
+
+test("capacity's active counts what serves: a hand-added backend does, a launched node whose agent is not heard does not; both count toward desired", async () => {
+  const at = new Date(T0).toISOString();
+  const { scaler } = await harness("min_nodes = 0", emptyState(), "decider", [
+    { name: "static-1", address: "10.0.0.5", port: 8080, source: "manual", addedAt: at },
+    { name: "web-1", address: "10.0.1.5", port: 80, source: "launched", addedAt: at },
+  ]);
+  expect(scaler.status().capacity).toMatchObject({ active: 1, pending: 0, leaving: 0, desired: 2 });
+});
 
 test("a save that keeps failing refuses every tick, logs it once a minute with a count, and the first save that works says how many were refused", async () => {
   const { scaler, clock, disk, events, logged, commands } = await harness("min_nodes = 1");

@@ -44,6 +44,7 @@ import {
 import { describeAction, describeScheduleAction } from "./policies.js";
 import { policyFromConfig } from "./policy.js";
 import type { Registry } from "./registry.js";
+import { isActive } from "./serving.js";
 import { findWebhook, hashSecret, newWebhookSecret } from "./webhooks.js";
 import type { Role } from "./role.js";
 import { emptyState, type DurableState, type StateStore } from "./state-store.js";
@@ -95,7 +96,7 @@ export interface ScalerDeps {
 
 /** The capacity figures status shows. */
 export interface Capacity {
-  /** Live nodes (agents heard within node_timeout). */
+  /** Backends that serve (serving.ts): nodes whose agent reports, and hand-added backends; not leaving ones. */
   active: number;
   /** Nodes launched that have not registered yet. */
   pending: number;
@@ -551,6 +552,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
         address: entry?.address ?? record?.address,
         ...(entry === undefined ? { registering: true } : {}),
         ...(entry?.source === "launched" ? { launched: true } : {}),
+        ...(entry?.source === "manual" ? { manual: true } : {}),
       });
     }
     return out;
@@ -561,7 +563,7 @@ export async function startScaler(deps: ScalerDeps): Promise<Scaler> {
     const nodes = observations(at).filter((n) => !leaving.has(n.name));
     const pending = effectivePending(state.durable, nodes);
     return {
-      active: nodes.filter((n) => n.live).length,
+      active: nodes.filter((n) => isActive(n.live, n.manual === true)).length,
       pending,
       leaving: leaving.size,
       desired: nodes.length + pending,

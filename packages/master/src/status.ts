@@ -5,6 +5,7 @@ import type { MasterEvent } from "./events.js";
 import type { NodeRecord, NodeState, Registry } from "./registry.js";
 import type { Role } from "./role.js";
 import type { Capacity, ScalerStatus } from "./scaler.js";
+import { isActive } from "./serving.js";
 import type { ClusterStatus } from "./cluster/campaign.js";
 
 /** One node line of the status. CPU figures are percent of all the node's cores. */
@@ -146,7 +147,7 @@ export function buildStatus(i: StatusInputs): MasterStatus {
     });
   }
   nodes.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const active = nodes.filter((n) => n.state === "live").length;
+  const active = nodes.filter((n) => isActive(n.state === "live", n.source === "manual")).length;
   const err = i.applier.lastError;
   return {
     version: i.version,

@@ -125,7 +125,11 @@ export async function runRemoveHost(io: Io, args: RemoveHostArgs): Promise<numbe
   return 0;
 }
 
-/** List hosts.d with each entry's state: active when its server line is in the live config. */
+/**
+ * List hosts.d, each entry with whether its server line is in haproxy.cfg. That is all this command
+ * can know from files: whether HAProxy runs that file (a reload may have failed) and whether the
+ * backend answers are `autoscaler status`'s to say, where "active" means serving.
+ */
 export async function runHosts(io: Io, args: GlobalArgs): Promise<number> {
   const ctx = await loadContext(io, args);
   const { hosts, problems } = await ctx.store.list();
@@ -141,7 +145,7 @@ export async function runHosts(io: Io, args: GlobalArgs): Promise<number> {
     address: h.address,
     port: h.port,
     source: h.source,
-    state: liveLines.has(renderServerLine(ctx.config.haproxy.server_line, h).trim()) ? "active" : "pending",
+    in_config: liveLines.has(renderServerLine(ctx.config.haproxy.server_line, h).trim()),
     added_at: h.addedAt,
     instance_id: h.instanceId ?? null,
   }));
@@ -150,8 +154,8 @@ export async function runHosts(io: Io, args: GlobalArgs): Promise<number> {
   } else {
     io.stdout.write(
       formatTable(
-        ["NAME", "ADDRESS", "PORT", "SOURCE", "STATE", "ADDED"],
-        rows.map((r) => [r.name, r.address, String(r.port), r.source, r.state, r.added_at]),
+        ["NAME", "ADDRESS", "PORT", "SOURCE", "IN HAPROXY.CFG", "ADDED"],
+        rows.map((r) => [r.name, r.address, String(r.port), r.source, r.in_config ? "yes" : "not yet", r.added_at]),
       ),
     );
     if (rows.length === 0) io.stdout.write(`(no backends in ${ctx.store.dir}; add one with "autoscaler add-host HOST PORT")\n`);
