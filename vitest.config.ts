@@ -17,6 +17,11 @@ const shared = {
   testTimeout: 60_000,
   hookTimeout: 60_000,
   pool: "forks" as const,
+  // An agent without [agent] instance_id asks the EC2 metadata service, and waits up to 20 s for
+  // one that does not answer. Test agents that leave it empty ask a loopback port where nothing
+  // listens instead (refused: no id, at once), whatever 169.254.169.254 does on this machine;
+  // test/agents.test.ts points it at its own metadata service.
+  env: { AUTOSCALER_METADATA_URL: "http://127.0.0.1:9" },
 };
 
 export default defineConfig({

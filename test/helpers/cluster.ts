@@ -127,6 +127,8 @@ export interface NodeOptions {
   settings?: string[];
   authorize?: boolean;
   startAgent?: boolean;
+  /** More environment for the agent (AUTOSCALER_METADATA_URL, for one). */
+  env?: Record<string, string>;
 }
 
 /** A web app child process on address:port that answers every request with `name`. */
@@ -211,7 +213,7 @@ export async function startNode(scope: Scope, proxies: Proxy[], options: NodeOpt
   const init = await runCli(["init", "--config", ini, ...settings.flatMap((s) => ["--set", s])]);
   if (init.code !== 0) throw new Error(`node init failed: ${init.stderr}`);
   const web = await startWebApp(scope, options.name, address, webPort, dir);
-  const startAgent = () => startDaemon(scope, ["agent", "--config", ini, "--log-level", "debug"]);
+  const startAgent = () => startDaemon(scope, ["agent", "--config", ini, "--log-level", "debug"], { env: options.env ?? {} });
   return { name: options.name, address, webPort, dir, ini, key, web, agent: options.startAgent === false ? (undefined as never) : startAgent(), startAgent };
 }
 

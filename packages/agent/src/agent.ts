@@ -130,7 +130,7 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
     logger.warn("known_hosts file not found: every proxy's host key will be refused until it is added", { file: config.haproxy.known_hosts });
   }
   const knownHosts = parseKnownHosts(knownHostsText);
-  const identity = await resolveIdentity(config, deps.env);
+  const identity = await resolveIdentity(config, deps.env, logger);
   const facts = await readFacts();
   const intervalMs = config.agent.interval * 1000;
 
@@ -217,7 +217,7 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
     name: identity.name,
     address: identity.address,
     port: identity.port,
-    instance_id: identity.instanceId,
+    ...(identity.instanceId !== undefined ? { instance_id: identity.instanceId } : {}),
     agent_version: deps.version,
     facts,
   };
@@ -325,7 +325,7 @@ export async function startAgent(config: Config, deps: AgentDeps): Promise<Runni
     node: identity.name,
     address: identity.address,
     port: identity.port,
-    instance_id: identity.instanceId,
+    instance_id: identity.instanceId ?? null,
     proxies: s.servers.map((p) => p.host),
     interval_s: config.agent.interval,
     cpu_source: config.agent.cpu_source.kind,

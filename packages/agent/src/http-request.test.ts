@@ -103,15 +103,75 @@ describe("fetchInstanceId (IMDSv2)", () => {
   };
 
   test("a token, then the id with it", async () => {
-    expect(await fetchInstanceId(await serve(imds("i-0123456789abcdef0\n")))).toBe("i-0123456789abcdef0");
+    expect(await fetchInstanceId(await serve(imds("i-0123456789abcdef0\n")))).toEqual({ id: "i-0123456789abcdef0" });
   });
 
-  test("a refused token, an id that is not one, no service, a service that does not answer: undefined", async () => {
-    expect(await fetchInstanceId(await serve(imds("i-1", 403)))).toBeUndefined();
-    expect(await fetchInstanceId(await serve(imds("not an id")))).toBeUndefined();
-    expect(await fetchInstanceId(`http://127.0.0.1:${await closedPort()}`)).toBeUndefined();
-    const t0 = Date.now();
-    expect(await fetchInstanceId(await serve(() => undefined), 300)).toBeUndefined();
-    expect(Date.now() - t0).toBeLessThan(1500);
+  test("a service that is off or not there (a refused token, another 4xx, an answer that is no id, a refused connection): no id at once, never asked twice", async () => {
+    const cases: [string, Handler | "closed", RegExp][] = [
+      ["a token refused (IMDSv2 off)", imds("i-1", 403), /^token: HTTP 403$/],
+      ["an id that is not one", imds("not an id"), /^instance-id: the answer is not an instance id$/],
+      [
+        "an id path that is not found",
+        (req, res) => (req.method === "PUT" ? res.end("the-token") : (res.writeHead(404), res.end())),
+        /^instance-id: HTTP 404$/,
+      ],
+      ["nothing listening", "closed", /^token: ECONNREFUSED$/],
+    ];
+    for (const [what, handler, why] of cases) {
+      let asked = 0;
+      const base =
+        handler === "closed"
+          ? `http://127.0.0.1:${await closedPort()}`
+          : await serve((req, res) => {
+              if (req.method === "PUT") asked++;
+              handler(req, res);
+            });
+      const retries: string[] = [];
+      const found = await fetchInstanceId(base, { waitMs: 10_000, onRetry: (w) => retries.push(w) });
+      expect(found, what).toEqual({ none: expect.stringMatching(why) });
+      expect(retries, what).toEqual([]);
+      if (handler !== "closed") expect(asked, what).toBe(1);
+    }
+  });
+
+  test("a service that is slow, throttles or fails at first (as at boot) is asked again with backoff, and its id is used once it answers", async () => {
+    let tokens = 0;
+    // The first token request hangs past the timeout, the second is throttled, the third a 503; then IMDSv2 as usual.
+    const base = await serve((req, res) => {
+      if (req.method === "PUT") {
+        tokens++;
+        if (tokens === 1) return; // no answer
+        if (tokens === 2) return (res.writeHead(429), res.end());
+        if (tokens === 3) return (res.writeHead(503), res.end());
+      }
+      imds("i-0fedcba9876543210")(req, res);
+    });
+    const retries: string[] = [];
+    const pauses: number[] = [];
+    const found = await fetchInstanceId(base, {
+      timeoutMs: 200,
+      waitMs: 10_000,
+      onRetry: (why) => retries.push(why),
+      sleep: async (ms) => void pauses.push(ms),
+    });
+    expect(found).toEqual({ id: "i-0fedcba9876543210" });
+    expect(retries).toEqual(["token: no answer in time", "token: HTTP 429", "token: HTTP 503"]);
+    expect(pauses).toEqual([250, 500, 1000]);
+  });
+
+  test("a service that never answers is given up after the wait, saying how many tries; the pauses double up to 4 s", async () => {
+    let clock = 0;
+    const pauses: number[] = [];
+    const base = await serve((req, res) => (res.writeHead(500), res.end()));
+    const found = await fetchInstanceId(base, {
+      waitMs: 20_000,
+      now: () => clock,
+      sleep: async (ms) => {
+        pauses.push(ms);
+        clock += ms;
+      },
+    });
+    expect(pauses).toEqual([250, 500, 1000, 2000, 4000, 4000, 4000, 4000]);
+    expect(found).toEqual({ none: "token: HTTP 500 (9 tries in 20 s)" });
   });
 });

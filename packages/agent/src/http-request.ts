@@ -11,6 +11,11 @@ export interface HttpAnswer {
   body: string;
 }
 
+/** Why a request got no answer: "timeout", or the socket's error code (ECONNREFUSED, EHOSTUNREACH…). */
+export interface HttpFailure {
+  failure: string;
+}
+
 /** The most body text kept; the rest is read and dropped. */
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -20,31 +25,41 @@ const MAX_BODY_BYTES = 64 * 1024;
  * whole body must have come by then; without, the answer is the status line, and the body is
  * read and dropped (the request is cut at `timeoutMs` if it has not ended).
  */
-export async function httpRequest(
-  url: string,
-  options: { method?: string; headers?: Record<string, string>; timeoutMs: number; body?: boolean },
-): Promise<HttpAnswer | undefined> {
+export async function httpRequest(url: string, options: RequestOptions): Promise<HttpAnswer | undefined> {
+  const answer = await httpAttempt(url, options);
+  return "failure" in answer ? undefined : answer;
+}
+
+interface RequestOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  timeoutMs: number;
+  body?: boolean;
+}
+
+/** `httpRequest`, saying why when there is no answer (the metadata service's retry depends on it). */
+export async function httpAttempt(url: string, options: RequestOptions): Promise<HttpAnswer | HttpFailure> {
   let target: URL;
   try {
     target = new URL(url);
   } catch {
-    return undefined;
+    return { failure: "EINVALIDURL" };
   }
-  if (target.protocol !== "http:" && target.protocol !== "https:") return undefined;
+  if (target.protocol !== "http:" && target.protocol !== "https:") return { failure: "EPROTOCOL" };
   // https (and with it tls) only for an https URL: the metadata service and most health checks are http.
   const request = target.protocol === "https:" ? (await import("node:https")).request : http.request;
   return new Promise((resolve) => {
     let done = false;
-    const finish = (answer: HttpAnswer | undefined) => {
+    const finish = (answer: HttpAnswer | HttpFailure) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      if (answer === undefined) req.destroy();
+      if ("failure" in answer) req.destroy();
       resolve(answer);
     };
     const timer = setTimeout(() => {
       req.destroy();
-      finish(undefined);
+      finish({ failure: "timeout" });
     }, options.timeoutMs);
     const req = request(target, { method: options.method ?? "GET", headers: options.headers }, (res) => {
       const status = res.statusCode ?? 0;
@@ -64,10 +79,10 @@ export async function httpRequest(
         size += chunk.length;
       });
       res.on("end", () => finish({ status, body: Buffer.concat(chunks).subarray(0, MAX_BODY_BYTES).toString("utf8") }));
-      res.on("error", () => finish(undefined));
-      res.on("aborted", () => finish(undefined));
+      res.on("error", () => finish({ failure: "ECONNRESET" }));
+      res.on("aborted", () => finish({ failure: "ECONNRESET" }));
     });
-    req.on("error", () => finish(undefined));
+    req.on("error", (err: NodeJS.ErrnoException) => finish({ failure: err.code ?? err.message }));
     req.end();
   });
 }

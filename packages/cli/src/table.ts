@@ -14,3 +14,13 @@ export function formatTable(header: string[], rows: string[][]): string {
       .trimEnd();
   return [line(header), ...safe.map(line)].join("\n") + "\n";
 }
+
+/**
+ * A node's instance id as `status` and `instances` show it: "(own word)" when only the node
+ * reported it (a scale-down never terminates on it), "none" when there is none at all (nor does
+ * it then), and "-" for a hand-added backend, which is never terminated (remove-host is its way out).
+ */
+export function instanceCell(n: { instance_id: string | null; instance_id_trusted: boolean; source: string }): string {
+  if (n.instance_id === null) return n.source === "manual" ? "-" : "none";
+  return `${n.instance_id}${n.instance_id_trusted ? "" : " (own word)"}`;
+}

@@ -668,6 +668,14 @@ function advanceDrains(t: Transition) {
   }
 }
 
+/**
+ * A drain whose terminate command is not run: only an instance id from a launch's output or an
+ * operator is ever terminated, never one that only the node reported, and never an empty one.
+ */
+function terminateSkipped(d: Pick<DrainRecord, "instanceId">): boolean {
+  return d.instanceId === "";
+}
+
 function removedFromConfig(t: Transition, e: Extract<ScalerEvent, { type: "removed_from_config" }>): StepResult {
   const d = t.durable.drains.find((x) => x.id === e.id);
   if (!d || d.status !== "draining") {
@@ -680,12 +688,19 @@ function removedFromConfig(t: Transition, e: Extract<ScalerEvent, { type: "remov
     t.emit({ kind: "log", level: "warn", message: "node still in haproxy.cfg; terminate waits for the next tick", fields: { node: d.node } });
     return t.result();
   }
-  if (d.instanceId === "" && d.reportedInstanceId !== undefined) {
+  if (terminateSkipped(d)) {
     // Never terminate on a node's word: the id it sent could be any instance the role may stop.
-    t.drain(d.id, { status: "done", finishedAt: t.now, note: "terminate skipped: the instance id was only the node's own" });
+    const own = d.reportedInstanceId !== undefined;
+    t.drain(d.id, {
+      status: "done",
+      finishedAt: t.now,
+      note: own ? "terminate skipped: the instance id was only the node's own" : "terminate skipped: the node has no instance id",
+    });
     t.log(
       "terminate_skipped",
-      `${d.node} is out of service and removed, but not terminated: its instance id (${d.reportedInstanceId}) is only the node's own word, not from a launch's output or an operator. Stop the instance yourself; for next time, vouch for a node's id with: autoscaler trust ${d.node}`,
+      own
+        ? `${d.node} is out of service and removed, but not terminated: its instance id (${d.reportedInstanceId}) is only the node's own word, not from a launch's output or an operator. Stop the instance yourself; for next time, vouch for a node's id with: autoscaler trust ${d.node}`
+        : `${d.node} is out of service and removed, but not terminated: it has no instance id (no launch's output named it, and its agent had none: set [agent] instance_id, or let the agent reach the metadata service). Stop the instance yourself`,
       { drain: d.id, node: d.node },
       "warn",
     );
@@ -744,7 +759,7 @@ export function admitHello(state: ScalerState, hello: NodeHello, policy: Scaling
   );
   if (awaited) return undefined;
   const what = d.instanceId ? `instance ${d.instanceId}` : `${d.node} at ${d.address}`;
-  const skipped = d.instanceId === "" && d.reportedInstanceId !== undefined;
+  const skipped = terminateSkipped(d);
   const when =
     d.status === "terminating"
       ? "is being terminated"
@@ -1087,7 +1102,7 @@ function terminateNode(t: Transition, e: Extract<ScalerEvent, { type: "terminate
     value: {
       node: node.name,
       instance_id: r.instanceId || null,
-      terminate: r.instanceId !== "" || r.reportedInstanceId === undefined,
+      terminate: !terminateSkipped(r),
       drain_until: r.drainUntil,
       reason,
     },

@@ -31,17 +31,21 @@ const drain = (over: Partial<FleetAnswer["drains"][number]>): FleetAnswer["drain
   ...over,
 });
 
-test("instances render as a table: an id only the node reported says so, an awaited launch has no name", () => {
+test("instances render as a table: an id only the node reported says so, a node with none says none (a hand-added one: -), an awaited launch has no name", () => {
   const text = formatInstances([
     instance({}),
     instance({ name: "web-2", instance_id: "i-2", instance_id_trusted: false, source: "agent", launch: null, last_sample: null }),
     instance({ name: null, address: "10.0.1.23", port: null, instance_id: "i-3", source: "launch", state: "pending", age_seconds: 20, last_sample: null }),
+    instance({ name: "web-4", instance_id: null, instance_id_trusted: false, source: "agent", launch: null, last_sample: null }),
+    instance({ name: "static-1", instance_id: null, instance_id_trusted: false, source: "manual", launch: null, last_sample: null }),
   ]);
   expect(text.split("\n")).toEqual([
     "NAME       ADDRESS    PORT  INSTANCE        SOURCE    STATE    LAUNCH    AGE  LAST SAMPLE",
     "web-1      10.0.1.11  80    i-1             launched  active   launch-a  10m  0.5s ago, cpu 41.5%",
     "web-2      10.0.1.11  80    i-2 (own word)  agent     active   -         10m  -",
     "(awaited)  10.0.1.23  -     i-3             launch    pending  launch-a  20s  -",
+    "web-4      10.0.1.11  80    none            agent     active   -         10m  -",
+    "static-1   10.0.1.11  80    -               manual    active   -         10m  -",
     "",
   ]);
   expect(formatInstances([])).toBe("no nodes and no pending launches\n");
@@ -69,6 +73,8 @@ describe("what a teardown leaves, and why", () => {
       teardown: since,
       drains: [drain({ note: "terminate skipped: the instance id was only the node's own" })],
     });
-    expect(left).toEqual([{ name: "web-1", why: expect.stringMatching(/not terminated: its instance id was only its own word/) }]);
+    expect(left).toEqual([
+      { name: "web-1", why: "taken out of service and removed, but not terminated: the instance id was only the node's own; stop it in the cloud" },
+    ]);
   });
 });

@@ -7,7 +7,7 @@ import { AutoscalerError, EXIT_FAILURE, EXIT_USAGE } from "@autoscaler/shared";
 import type { Instance, MasterStatus } from "@autoscaler/master";
 import { loadContext, type CommandContext, type GlobalArgs } from "../context.js";
 import type { Io } from "../io.js";
-import { formatTable } from "../table.js";
+import { formatTable, instanceCell } from "../table.js";
 
 const usage = (message: string) => new AutoscalerError("AUTOSCALER_USAGE", message, { exitCode: EXIT_USAGE });
 
@@ -36,7 +36,7 @@ export function formatInstances(list: readonly Instance[]): string {
       i.name ?? "(awaited)",
       i.address ?? "-",
       i.port === null ? "-" : String(i.port),
-      i.instance_id === null ? "-" : `${i.instance_id}${i.instance_id_trusted ? "" : " (own word)"}`,
+      i.name === null ? (i.instance_id ?? "-") : instanceCell(i),
       i.source,
       i.state,
       i.launch ?? "-",
@@ -104,7 +104,7 @@ export async function runTerminate(io: Io, args: GlobalArgs & { target?: unknown
     `${args.drain === false ? "taking" : "draining"} ${result.node} out of service${args.drain === false ? " now" : ` for ${wait} s`}, then ${
       result.terminate
         ? `terminating it through scale_down_command (INSTANCE_ID=${result.instance_id ?? ""})`
-        : "removing it without a terminate: its instance id is only its own word (autoscaler trust, or name the id)"
+        : `removing it without a terminate: ${result.instance_id === null ? "it has no instance id" : "its instance id is only its own word"} (autoscaler trust, or name the id)`
     }\nfollow it with: autoscaler instances\n`,
   );
   return 0;
@@ -138,7 +138,10 @@ export function teardownLeft(answer: FleetAnswer): { name: string; why: string }
   // Removed but not terminated: the instance may still run.
   for (const d of answer.drains)
     if (Date.parse(d.decided_at) >= since && d.status === "done" && /terminate skipped/.test(d.note ?? ""))
-      left.push({ name: d.node, why: "taken out of service and removed, but not terminated: its instance id was only its own word; stop it in the cloud" });
+      left.push({
+        name: d.node,
+        why: `taken out of service and removed, but not terminated: ${(d.note ?? "").replace(/^terminate skipped: /, "")}; stop it in the cloud`,
+      });
   return left;
 }
 

@@ -2,7 +2,7 @@
 import type { MasterStatus } from "@autoscaler/master";
 import { loadContext, type GlobalArgs } from "../context.js";
 import type { Io } from "../io.js";
-import { formatTable } from "../table.js";
+import { formatTable, instanceCell } from "../table.js";
 
 const fmt = (v: number | null, unit = "") => (v === null ? "-" : `${v}${unit}`);
 
@@ -42,6 +42,11 @@ export function formatStatus(s: MasterStatus): string {
   if ((s.webhooks ?? []).length > 0) out.push(`webhooks: ${s.webhooks.map((h) => `${h.name} → ${h.policy}`).join(", ")}`);
   // Absent from a master older than node credentials.
   if (s.credentials?.note) out.push(`note: ${s.credentials.note}`);
+  const noId = s.nodes.filter((n) => n.instance_id === null && n.source !== "manual").map((n) => n.name);
+  if (noId.length > 0)
+    out.push(
+      `note: no instance id for ${noId.join(", ")}: a scale-down drains such a node but does not terminate it; set [agent] instance_id on the node (the user-data's $INSTANCE_ID), or let its agent reach the metadata service`,
+    );
   out.push("");
   out.push(
     formatTable(
@@ -52,7 +57,7 @@ export function formatStatus(s: MasterStatus): string {
         String(n.port),
         n.source,
         n.credential ?? "-",
-        n.instance_id === null ? "-" : `${n.instance_id}${n.instance_id_trusted ? "" : " (own word)"}`,
+        instanceCell(n),
         n.state + (n.healthy === false ? " (unhealthy)" : ""),
         fmt(n.cpu_now, "%"),
         fmt(n.cpu_window, "%"),
