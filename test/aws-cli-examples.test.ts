@@ -162,11 +162,33 @@ describe("the AWS CLI's documented run-instances output", () => {
     }
   });
 
+  test("the CLI's text, table or yaml printed by a wrapper script gets the warning too, saying the fix goes in the script", () => {
+    for (const o of outputs) {
+      const { json: _json, ...forms } = o.forms;
+      for (const [format, stdout] of Object.entries(forms)) {
+        // A script that logs a line before the CLI's output, as launch scripts do.
+        const printed = `launching in eu-west-1a\n${stdout}`;
+        const warning = runInstancesOutputWarning("/etc/autoscaler/launch.sh", printed, parseRunInstancesOutput(printed));
+        expect(warning, format).toMatch(/^scale_up_command printed aws ec2 run-instances output, but what it printed is not the JSON/);
+        expect(warning, format).toMatch(/Add --output json to the command in the script$/);
+      }
+    }
+  });
+
   test.each([
-    ["a wrapper script (it may print what it likes)", "/etc/autoscaler/launch.sh"],
+    ["a global option before ec2", "aws --output text ec2 run-instances --launch-template LaunchTemplateId=lt-1 --count 1:$COUNT"],
+    ["a profile and a region", "aws --profile web --region eu-west-1 ec2 run-instances --count 1"],
+    ["an option between ec2 and its command", "aws ec2 --no-cli-pager run-instances --count 1"],
+  ])("a command that runs run-instances with %s is recognised", (_what, command) => {
+    for (const o of outputs) expect(runInstancesOutputWarning(command, o.forms.table!, [])).toMatch(/^scale_up_command runs aws ec2 run-instances, but/);
+  });
+
+  test.each([
+    ["a wrapper script", "/etc/autoscaler/launch.sh"],
     ["another AWS CLI command", "aws ec2 describe-instances --output text"],
     ["another cloud's CLI", "gcloud compute instances create web-1"],
-  ])("the same text output from %s gets no warning", (_what, command) => {
-    for (const o of outputs) expect(runInstancesOutputWarning(command, o.forms.text!, parseRunInstancesOutput(o.forms.text!))).toBeUndefined();
+  ])("other text from %s gets no warning (it is not the CLI's run-instances response)", (_what, command) => {
+    const stdout = "Created [https://compute.example/projects/p/zones/z/instances/web-1].\nNAME   ZONE  STATUS\nweb-1  z     RUNNING\n";
+    expect(runInstancesOutputWarning(command, stdout, parseRunInstancesOutput(stdout))).toBeUndefined();
   });
 });

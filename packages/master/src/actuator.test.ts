@@ -160,7 +160,8 @@ describe("runInstancesOutputWarning", () => {
       false,
     ],
     ["nothing printed", command, "", false],
-    ["another command's text (a wrapper script is its own business)", "/etc/autoscaler/launch.sh", text, false],
+    ["the CLI's text printed by a wrapper script", "/etc/autoscaler/launch.sh", text, true],
+    ["a wrapper script's own text", "/etc/autoscaler/launch.sh", "launched 1 node in eu-west-1a\n", false],
   ])("%s: warned %s", (_what, cmd, stdout, warned) => {
     const message = runInstancesOutputWarning(cmd, stdout, parseRunInstancesOutput(stdout));
     expect(message !== undefined).toBe(warned);

@@ -65,17 +65,29 @@ export function parseRunInstancesOutput(stdout: string): LaunchedInstance[] {
   return out;
 }
 
+/** `aws ec2 run-instances`, global options before `ec2` included (`aws --profile p --output text ec2 run-instances`). */
+const RUN_INSTANCES_COMMAND = /\baws\s(?:.*\s)?ec2\s(?:.*\s)?run-instances\b/;
+
 /**
- * Said once when a command that is itself `aws ec2 run-instances` printed something that is not
- * its JSON (the profile's `output`, or AWS_DEFAULT_OUTPUT, set to text, table or yaml): the
- * launch then waits for "any new node" instead of its instance ids, and nothing else would say why.
+ * The AWS CLI's RunInstances response as `--output text`, `table` or `yaml` prints it (an
+ * INSTANCES row; the table's title; yaml's top-level list), from whatever command printed it.
+ */
+const RUN_INSTANCES_OTHER_FORMAT = [/^INSTANCES\t/m, /^\|\s+RunInstances\s+\|\s*$/m, /^Instances:\s*$/m];
+
+/**
+ * Said once when a launch printed no instance ids although it ran `aws ec2 run-instances`, or
+ * printed that command's response in another format (a wrapper script): the profile's `output`,
+ * or AWS_DEFAULT_OUTPUT, is text, table or yaml. The launch then waits for "any new node"
+ * instead of its instance ids, and nothing else would say why.
  */
 export function runInstancesOutputWarning(command: string, stdout: string, instances: readonly LaunchedInstance[]): string | undefined {
-  if (instances.length > 0 || stdout.trim() === "" || !/\baws\s+ec2\s+run-instances\b/.test(command)) return undefined;
+  if (instances.length > 0 || stdout.trim() === "") return undefined;
+  const runs = RUN_INSTANCES_COMMAND.test(command);
+  if (!runs && !RUN_INSTANCES_OTHER_FORMAT.some((p) => p.test(stdout))) return undefined;
   return (
-    "scale_up_command runs aws ec2 run-instances, but what it printed is not the JSON the master reads instance ids from " +
+    `scale_up_command ${runs ? "runs aws ec2 run-instances" : "printed aws ec2 run-instances output"}, but what it printed is not the JSON the master reads instance ids from ` +
     "(is the profile's output, or AWS_DEFAULT_OUTPUT, text, table or yaml?): its nodes are matched as any new node instead. " +
-    "Add --output json to the command"
+    `Add --output json to the command${runs ? "" : " in the script"}`
   );
 }
 
