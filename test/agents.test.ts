@@ -83,5 +83,7 @@ test("an agent with no instance_id asks the metadata service (IMDSv2), again whi
   ]);
   const text = await runCli(["status", "--config", proxy.inst.ini]);
   expect(text.stdout).toMatch(/^web-none\s.*\snone\s+live/m);
-  expect(text.stdout).toMatch(/^note: no instance id for web-none: a scale-down drains such a node but does not terminate it; set \[agent\] instance_id/m);
+  expect(text.stdout).toMatch(
+    /^note: no instance id for web-none: a scale-down runs scale_down_command for such a node with INSTANCE_ID empty \(terminate-instances then fails\); set \[agent\] instance_id/m,
+  );
 });

@@ -106,7 +106,7 @@ async function instanceIdFromMetadata(env: NodeJS.ProcessEnv, logger: Logger): P
   });
   if ("id" in found) return found.id;
   logger.warn(
-    "no instance id: [agent] instance_id is empty and the metadata service gave none; this node's hello carries none, so a scale-down drains it but does not terminate it. Set [agent] instance_id (the user-data's $INSTANCE_ID)",
+    "no instance id: [agent] instance_id is empty and the metadata service gave none; this node's hello carries none, so a scale-down runs scale_down_command with INSTANCE_ID empty. Set [agent] instance_id (the user-data's $INSTANCE_ID)",
     { url, why: found.none },
   );
   return undefined;

@@ -669,11 +669,13 @@ function advanceDrains(t: Transition) {
 }
 
 /**
- * A drain whose terminate command is not run: only an instance id from a launch's output or an
- * operator is ever terminated, never one that only the node reported, and never an empty one.
+ * A drain whose terminate command is not run: an instance id that only the node reported (it
+ * could name any instance the role may stop). A node with no id at all is terminated with
+ * INSTANCE_ID empty, for a scale_down_command that goes by NODE_NAME or ADDRESS; one that needs
+ * the id fails, and says so.
  */
-function terminateSkipped(d: Pick<DrainRecord, "instanceId">): boolean {
-  return d.instanceId === "";
+function terminateSkipped(d: Pick<DrainRecord, "instanceId" | "reportedInstanceId">): boolean {
+  return d.instanceId === "" && d.reportedInstanceId !== undefined;
 }
 
 function removedFromConfig(t: Transition, e: Extract<ScalerEvent, { type: "removed_from_config" }>): StepResult {
@@ -690,17 +692,10 @@ function removedFromConfig(t: Transition, e: Extract<ScalerEvent, { type: "remov
   }
   if (terminateSkipped(d)) {
     // Never terminate on a node's word: the id it sent could be any instance the role may stop.
-    const own = d.reportedInstanceId !== undefined;
-    t.drain(d.id, {
-      status: "done",
-      finishedAt: t.now,
-      note: own ? "terminate skipped: the instance id was only the node's own" : "terminate skipped: the node has no instance id",
-    });
+    t.drain(d.id, { status: "done", finishedAt: t.now, note: "terminate skipped: the instance id was only the node's own" });
     t.log(
       "terminate_skipped",
-      own
-        ? `${d.node} is out of service and removed, but not terminated: its instance id (${d.reportedInstanceId}) is only the node's own word, not from a launch's output or an operator. Stop the instance yourself; for next time, vouch for a node's id with: autoscaler trust ${d.node}`
-        : `${d.node} is out of service and removed, but not terminated: it has no instance id (no launch's output named it, and its agent had none: set [agent] instance_id, or let the agent reach the metadata service). Stop the instance yourself`,
+      `${d.node} is out of service and removed, but not terminated: its instance id (${d.reportedInstanceId}) is only the node's own word, not from a launch's output or an operator. Stop the instance yourself; for next time, vouch for a node's id with: autoscaler trust ${d.node}`,
       { drain: d.id, node: d.node },
       "warn",
     );

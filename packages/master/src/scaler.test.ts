@@ -162,10 +162,10 @@ test.each<[string, { drains?: DrainRecord[]; launches?: LaunchRecord[]; role?: R
   ["a new instance with the old one's name and address", {}, hello("web-a", "10.0.0.1", "i-b"), undefined],
   ["a hello without an instance id, with the old name and address", {}, hello("web-a", "10.0.0.1"), /^instance i-a was terminated/],
   [
-    "a node without an instance id, taken out of service (its terminate is skipped)",
+    "a node without an instance id, terminated",
     { drains: [drain({ instanceId: "" })] },
     hello("web-a", "10.0.0.1", "i-b"),
-    /^web-a at 10\.0\.0\.1 was taken out of service by this master/,
+    /^web-a at 10\.0\.0\.1 was terminated 60 s ago/,
   ],
   ["a node without an instance id at another address", { drains: [drain({ instanceId: "" })] }, hello("web-a", "10.0.0.2"), undefined],
   ["the terminated instance, after forget_after", { drains: [drain({ finishedAt: T0 - 601_000 })] }, hello("web-a", "10.0.0.1", "i-a"), undefined],

@@ -104,7 +104,7 @@ export async function runTerminate(io: Io, args: GlobalArgs & { target?: unknown
     `${args.drain === false ? "taking" : "draining"} ${result.node} out of service${args.drain === false ? " now" : ` for ${wait} s`}, then ${
       result.terminate
         ? `terminating it through scale_down_command (INSTANCE_ID=${result.instance_id ?? ""})`
-        : `removing it without a terminate: ${result.instance_id === null ? "it has no instance id" : "its instance id is only its own word"} (autoscaler trust, or name the id)`
+        : "removing it without a terminate: its instance id is only its own word (autoscaler trust, or name the id)"
     }\nfollow it with: autoscaler instances\n`,
   );
   return 0;

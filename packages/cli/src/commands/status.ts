@@ -45,7 +45,7 @@ export function formatStatus(s: MasterStatus): string {
   const noId = s.nodes.filter((n) => n.instance_id === null && n.source !== "manual").map((n) => n.name);
   if (noId.length > 0)
     out.push(
-      `note: no instance id for ${noId.join(", ")}: a scale-down drains such a node but does not terminate it; set [agent] instance_id on the node (the user-data's $INSTANCE_ID), or let its agent reach the metadata service`,
+      `note: no instance id for ${noId.join(", ")}: a scale-down runs scale_down_command for such a node with INSTANCE_ID empty (terminate-instances then fails); set [agent] instance_id on the node (the user-data's $INSTANCE_ID), or let its agent reach the metadata service`,
     );
   out.push("");
   out.push(
