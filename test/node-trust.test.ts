@@ -162,7 +162,16 @@ describe("a launch's join credential", () => {
     );
     expect(s.launches[0]).toMatchObject({ status: "done", nodes: ["new-1"] });
     expect(s.nodes.find((n) => n.name === "new-1")).toMatchObject({ credential: "launch", instance_id: "i-0000000000000a11", instance_id_trusted: true });
-    const entry = JSON.parse((await hostsDir(proxy.inst.dir))["new-1.json"]!);
+    // The entry's file is written beside the apply (HAProxy's runtime API), so it may land a moment after status shows it.
+    const entry = await waitFor(
+      "new-1's hosts.d entry",
+      async () => {
+        const text = (await hostsDir(proxy.inst.dir))["new-1.json"];
+        return text === undefined ? undefined : (JSON.parse(text) as Record<string, unknown>);
+      },
+      5_000,
+      50,
+    );
     expect(entry).toMatchObject({ source: "launched", instance_id: "i-0000000000000a11", instance_id_from: "launch" });
     const kept = path.join(node.dir, "state", "node-credential");
     const keptText = await waitFor("the agent to keep its credential", async () => (await fs.readFile(kept, "utf8").catch(() => "")) || undefined, 5_000, 50);
