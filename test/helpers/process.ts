@@ -21,17 +21,36 @@ export async function makeTempDir(prefix = "autoscaler-test-"): Promise<string> 
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports handed out below the kernel's ephemeral range (32768-60999 on Linux). Port 0 and every
+ * outgoing connection's source port come from that range, so a port the kernel picked, freed and
+ * handed to a daemon a moment later could meanwhile be a connection's source port, or another
+ * worker's pick (a master once failed with EADDRINUSE that way). Here a port is random in
+ * 20000-32767, never given twice by one process, and checked free by binding it.
+ */
+const PORT_LOW = 20_000;
+const PORT_HIGH = 32_767;
+const handedOut = new Set<number>();
+
+/** Whether nothing listens on 127.0.0.1:port now. */
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
   });
+}
+
+/** A TCP port on 127.0.0.1 that is free now, and that no other caller in this process got. */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 200; tries++) {
+    const port = PORT_LOW + Math.floor(Math.random() * (PORT_HIGH - PORT_LOW + 1));
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    if (await canBind(port)) return port;
+  }
+  throw new Error(`no free port in ${PORT_LOW}-${PORT_HIGH} after 200 tries`);
 }
 
 /** The result of one CLI run. */
