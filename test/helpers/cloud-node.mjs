@@ -327,8 +327,9 @@ function maybeKillMaster(cloudDir, kill, point, command) {
     appendJsonLine(path.join(cloudDir, "kills.log"), { ...record, afterExitMs: kill.afterExitMs });
     return;
   }
-  signal(kill.masterPid, "SIGKILL");
+  // Logged first: a test reads kills.log as soon as the master is dead, before this script's next step.
   appendJsonLine(path.join(cloudDir, "kills.log"), record);
+  signal(kill.masterPid, "SIGKILL");
 }
 
 // ---------------------------------------------------------------------------------------------
